@@ -1,0 +1,120 @@
+"""Settings: plain values read once from REWARDQ_* environment variables at an entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rewardq.errors import SettingsError
+
+ENV_PREFIX = "REWARDQ_"
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """Where the embedded default keeps its SQLite audit file."""
+    if environ.get("REWARDQ_HOME"):
+        return Path(environ["REWARDQ_HOME"]).expanduser()
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "rewardq"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything rewardq can be configured with; each field is REWARDQ_<FIELD> in the environment.
+
+    broker_url: Celery broker (``redis://…``). None means the embedded in-process worker.
+    result_backend: Celery result backend; defaults to the broker URL.
+    database_url: SQLAlchemy URL of the audit store; defaults to a SQLite file under REWARDQ_HOME.
+    rewards: path of the rewards config (TOML); built-in rule rewards need none.
+    chunk_size: samples per task; a batch becomes one task per (chunk, reward).
+    max_record_bytes: largest accepted sample, as JSON.
+    timeout: seconds a client waits for a batch before the missing scores become ``timeout``.
+    task_time_limit: hard limit on one task in a worker, in seconds.
+    visibility_timeout: seconds before Redis redelivers an unacknowledged task; above task_time_limit.
+    result_expires: seconds results stay in the backend.
+    prefetch_multiplier: tasks a worker process reserves ahead (1 for long GPU tasks).
+    store_text: also store prompt and completion text in the audit store (hashes are always stored).
+    """
+
+    broker_url: str | None = None
+    result_backend: str | None = None
+    database_url: str = ""
+    rewards: Path | None = None
+    chunk_size: int = 512
+    max_record_bytes: int = 1 << 20
+    timeout: float = 600.0
+    task_time_limit: int = 3600
+    visibility_timeout: int = 7200
+    result_expires: int = 86400
+    prefetch_multiplier: int = 1
+    store_text: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{default_data_dir(os.environ) / 'audit.db'}")
+        if self.chunk_size < 1:
+            raise SettingsError(f"REWARDQ_CHUNK_SIZE must be at least 1, got {self.chunk_size}")
+        if self.max_record_bytes < 1:
+            raise SettingsError(f"REWARDQ_MAX_RECORD_BYTES must be at least 1, got {self.max_record_bytes}")
+        if self.timeout <= 0:
+            raise SettingsError(f"REWARDQ_TIMEOUT must be positive, got {self.timeout}")
+        if self.prefetch_multiplier < 1:
+            raise SettingsError(f"REWARDQ_PREFETCH_MULTIPLIER must be at least 1, got {self.prefetch_multiplier}")
+        if self.visibility_timeout <= self.task_time_limit:
+            raise SettingsError(
+                f"REWARDQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed REWARDQ_TASK_TIME_LIMIT "
+                f"({self.task_time_limit}s), or Redis redelivers tasks that are still running"
+            )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: an in-process worker serves requests."""
+        return not self.broker_url
+
+    @property
+    def backend_url(self) -> str | None:
+        return self.result_backend or self.broker_url
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (CLI flags override the environment)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read REWARDQ_* variables; ``overrides`` (not None) win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = ENV_PREFIX + f.name.upper()
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(var, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "database_url" not in values:
+            values["database_url"] = f"sqlite:///{default_data_dir(env) / 'audit.db'}"
+        return cls(**values)
+
+
+def _parse(var: str, raw: str, type_: Any) -> Any:
+    kind = str(type_)
+    try:
+        if kind == "bool":
+            low = raw.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if "Path" in kind:
+            return Path(raw).expanduser()
+    except ValueError as e:
+        raise SettingsError(f"{var}={raw!r} is not valid: {e}") from e
+    return raw
