@@ -1,11 +1,11 @@
 """The rewardq error tree.
 
-    RewardqError
-    ├── SettingsError        a REWARDQ_* setting is malformed
-    ├── InvalidInputError    samples, records or a request fail validation (before anything is enqueued)
-    ├── UnknownRewardError   a reward name is neither built in nor configured
-    ├── ConfigError          a rewards config file or plugin is invalid
-    └── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
+RewardqError
+├── SettingsError        a REWARDQ_* setting is malformed
+├── InvalidInputError    samples, records or a request fail validation (before anything is enqueued)
+├── UnknownRewardError   a reward name is neither built in nor configured
+├── ConfigError          a rewards config file or plugin is invalid
+└── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class InvalidInputError(RewardqError, ValueError):
         shown = "\n  ".join(str(p) for p in problems[:limit])
         more = f"\n  … and {len(problems) - limit} more" if len(problems) > limit else ""
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{head}{len(problems)} invalid input {noun}; nothing was enqueued:\n  {shown}{more}")
+        super().__init__(
+            f"{head}{len(problems)} invalid input {noun}; nothing was enqueued:\n  {shown}{more}"
+        )
 
 
 class UnknownRewardError(RewardqError, KeyError):

@@ -64,8 +64,8 @@ class Sample(BaseModel):
         return "".join(message_text(m) for m in self.completion if m.get("role", "assistant") == "assistant")
 
 
-class ScoreTask(BaseModel):
-    """One chunk of a batch for one reward: the payload of a ``rewardq.score`` task."""
+class TaskEnvelope(BaseModel):
+    """A task's payload with its samples not yet validated: what a worker checks first."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +75,12 @@ class ScoreTask(BaseModel):
     step: Annotated[int, Field(ge=0)] | None = None
     reward: RewardName
     offset: Annotated[int, Field(ge=0)] = 0
+    samples: Annotated[list[Any], Field(min_length=1)]
+
+
+class ScoreTask(TaskEnvelope):
+    """One chunk of a batch for one reward: the payload of a ``rewardq.score`` task."""
+
     samples: Annotated[list[Sample], Field(min_length=1)]
 
 

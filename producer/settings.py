@@ -62,11 +62,13 @@ class Settings:
         if self.timeout <= 0:
             raise SettingsError(f"REWARDQ_TIMEOUT must be positive, got {self.timeout}")
         if self.prefetch_multiplier < 1:
-            raise SettingsError(f"REWARDQ_PREFETCH_MULTIPLIER must be at least 1, got {self.prefetch_multiplier}")
+            raise SettingsError(
+                f"REWARDQ_PREFETCH_MULTIPLIER must be at least 1, got {self.prefetch_multiplier}"
+            )
         if self.visibility_timeout <= self.task_time_limit:
             raise SettingsError(
-                f"REWARDQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed REWARDQ_TASK_TIME_LIMIT "
-                f"({self.task_time_limit}s), or Redis redelivers tasks that are still running"
+                f"REWARDQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed "
+                f"REWARDQ_TASK_TIME_LIMIT ({self.task_time_limit}s), or Redis redelivers running tasks"
             )
 
     @property

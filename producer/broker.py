@@ -1,0 +1,47 @@
+"""The Celery connection settings shared by producers and workers: broker, result backend, JSON only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from rewardq.settings import Settings
+
+# The in-memory transport and cache backend poll; a 1 ms interval keeps embedded round trips sub-ms.
+EMBEDDED_BROKER = "memory://"
+EMBEDDED_BACKEND = "cache+memory://"
+EMBEDDED_POLL_S = 0.001
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Configuration both ends agree on. Workers add their own on top (see rewardq.workers.app)."""
+    transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    if settings.embedded:
+        transport_options["polling_interval"] = EMBEDDED_POLL_S
+    return {
+        "broker_url": settings.broker_url or EMBEDDED_BROKER,
+        "result_backend": settings.backend_url or EMBEDDED_BACKEND,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "result_expires": settings.result_expires,
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        "task_create_missing_queues": True,
+        "enable_utc": True,
+    }
+
+
+def make_app(settings: Settings, name: str = "rewardq") -> Celery:
+    """A Celery app that can send tasks by name and read their results; it registers no tasks."""
+    app = Celery(name, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def poll_interval(settings: Settings) -> float:
+    """How often a waiting client polls a polling result backend (the embedded cache backend)."""
+    return EMBEDDED_POLL_S if settings.embedded else 0.05

@@ -1,0 +1,90 @@
+"""Which reward names a producer may ask for: the built-in rule rewards and those the rewards file names.
+
+The producer never imports the workers' code; it reads only the names of ``[rewards.<name>]`` tables.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from rewardq.errors import ConfigError, InvalidInputError, Problem, UnknownRewardError
+
+# Rule rewards every worker serves under their kind's name with no rewards file.
+BUILTIN_REWARDS: tuple[str, ...] = (
+    "accuracy",
+    "cosine",
+    "format",
+    "repetition",
+    "soft_overlong",
+    "string_check",
+    "text_similarity",
+)
+
+
+def configured_rewards(path: Path | None) -> list[str]:
+    """Names of the rewards a rewards file configures (``[rewards.<name>]`` tables)."""
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"rewards config {path} does not exist") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"rewards config {path} is not valid TOML: {e}") from e
+    rewards = doc.get("rewards", {})
+    if not isinstance(rewards, dict):
+        raise ConfigError(f"rewards config {path}: 'rewards' must be a table of [rewards.<name>] tables")
+    return list(rewards)
+
+
+def known_rewards(config: Path | None) -> set[str]:
+    return set(BUILTIN_REWARDS) | set(configured_rewards(config))
+
+
+def parse_reward_specs(specs: Iterable[str]) -> dict[str, float]:
+    """``["accuracy", "format=0.5"]`` → ``{"accuracy": 1.0, "format": 0.5}`` (the CLI's --reward)."""
+    weights: dict[str, float] = {}
+    problems: list[Problem] = []
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        name = name.strip()
+        if not name:
+            problems.append(Problem("reward", f"{spec!r} has no reward name"))
+            continue
+        try:
+            weights[name] = float(raw) if sep else 1.0
+        except ValueError:
+            problems.append(Problem(f"reward.{name}", f"weight {raw!r} is not a number"))
+    if problems:
+        raise InvalidInputError(problems)
+    return weights
+
+
+def check_weights(rewards: Mapping[str, object] | Iterable[str] | str, known: set[str]) -> dict[str, float]:
+    """Validate reward names and weights (weight 0 means: score and log it, don't count it)."""
+    if isinstance(rewards, str):
+        rewards = {rewards: 1.0}
+    elif not isinstance(rewards, Mapping):
+        rewards = dict.fromkeys(rewards, 1.0)
+    if not rewards:
+        raise InvalidInputError([Problem("rewards", "at least one reward is needed")])
+    problems: list[Problem] = []
+    weights: dict[str, float] = {}
+    for name, weight in rewards.items():
+        if name not in known:
+            raise UnknownRewardError(str(name), sorted(known))
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            problems.append(
+                Problem(f"rewards.{name}", f"weight must be a number, got {type(weight).__name__}")
+            )
+        elif not math.isfinite(weight):
+            problems.append(Problem(f"rewards.{name}", f"weight must be finite, got {weight}"))
+        else:
+            weights[str(name)] = float(weight)
+    if problems:
+        raise InvalidInputError(problems)
+    return weights

@@ -1,0 +1,250 @@
+"""RewardClient: what a trainer calls to score completions through rewardq.
+
+``submit`` validates everything before anything is enqueued, splits the batch into chunks and sends
+one task per (chunk, reward) by name to the reward's queue; ``ScoreHandle.get`` gathers the chunks
+(no chords) into a :class:`ScoreResult` in input order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from celery import Celery, states
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult, ResultSet
+from pydantic import TypeAdapter, ValidationError
+
+from rewardq.broker import make_app, poll_interval
+from rewardq.catalog import check_weights, known_rewards
+from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
+from rewardq.results import ScoreResult
+from rewardq.samples import to_samples
+from rewardq.schema import TASK_NAME, ChunkResult, RunId, Sample, Status, queue_for
+from rewardq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_SAMPLES = TypeAdapter(list[Sample])
+_RUN_ID = TypeAdapter(RunId)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    reward: str
+    offset: int
+    size: int
+    result: AsyncResult
+
+
+class ScoreHandle:
+    """A submitted batch; ``get`` waits for its scores."""
+
+    def __init__(
+        self, batch_id: str, size: int, weights: dict[str, float], chunks: list[_Chunk], interval: float
+    ) -> None:
+        self.batch_id = batch_id
+        self.size = size
+        self.weights = weights
+        self.chunks = chunks
+        self._interval = interval
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [c.result.id for c in self.chunks]
+
+    def get(self, timeout: float | None = None, progress: Callable[[int], None] | None = None) -> ScoreResult:
+        """Wait up to ``timeout`` seconds; chunks not back by then get status ``timeout`` (value None).
+
+        ``progress(n)`` is called with the number of (sample, reward) scores of each chunk as it lands.
+        """
+        values = {r: [None] * self.size for r in self.weights}
+        statuses: dict[str, list[Status]] = {r: ["timeout"] * self.size for r in self.weights}
+        errors: dict[str, dict[int, str]] = {r: {} for r in self.weights}
+        pending = {c.result.id: c for c in self.chunks}
+        app = self.chunks[0].result.app
+        results = ResultSet([c.result for c in self.chunks], app=app)
+        try:
+            for task_id, meta in results.iter_native(timeout=timeout, interval=self._interval):
+                chunk = pending.pop(task_id, None)
+                if chunk is None:
+                    continue
+                _fill(chunk, meta, values, statuses, errors)
+                if progress is not None:
+                    progress(chunk.size)
+        except (CeleryTimeoutError, TimeoutError):
+            log.warning(
+                "batch %s: %d of %d tasks not back within %ss",
+                self.batch_id,
+                len(pending),
+                len(self.chunks),
+                timeout,
+            )
+        for chunk in pending.values():
+            for i in range(chunk.offset, chunk.offset + chunk.size):
+                errors[chunk.reward][i] = f"no result within {timeout}s (task {chunk.result.id})"
+        return ScoreResult(self.batch_id, self.weights, values, statuses, errors)  # type: ignore[arg-type]
+
+
+def _fill(
+    chunk: _Chunk,
+    meta: Mapping[str, Any],
+    values: dict[str, list[float | None]],
+    statuses: dict[str, list[Status]],
+    errors: dict[str, dict[int, str]],
+) -> None:
+    span = range(chunk.offset, chunk.offset + chunk.size)
+    problem: str | None = None
+    if meta.get("status") == states.SUCCESS:
+        try:
+            answer = ChunkResult.model_validate(meta.get("result"))
+        except ValidationError as e:
+            problem = f"malformed worker result: {e}"
+        else:
+            if answer.offset != chunk.offset or len(answer.values) != chunk.size:
+                problem = f"worker answered for {len(answer.values)} samples at {answer.offset}"
+            else:
+                values[chunk.reward][span.start : span.stop] = answer.values
+                statuses[chunk.reward][span.start : span.stop] = answer.statuses
+                for i, text in answer.errors.items():
+                    errors[chunk.reward][chunk.offset + i] = text
+                return
+    else:
+        exc = meta.get("result")
+        problem = f"task {meta.get('status', 'failed').lower()}: {type(exc).__name__}: {exc}"
+    for i in span:
+        statuses[chunk.reward][i] = "error"
+        values[chunk.reward][i] = None
+        errors[chunk.reward][i] = problem
+
+
+class RewardClient:
+    """Submit completion batches for scoring. ``RewardClient()`` reads the REWARDQ_* settings.
+
+    With no broker configured it starts an embedded in-process worker on first use (needs
+    ``rewardq[worker]``); close the client (or use it as a context manager) to stop it.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self._app = app
+        self._embedded: Any = None
+        self._known: set[str] | None = None
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            if self.settings.embedded:
+                self._embedded = _start_embedded(self.settings)
+                self._app = self._embedded.app
+            else:
+                self._app = make_app(self.settings, name="rewardq.producer")
+        return self._app
+
+    @property
+    def known_rewards(self) -> set[str]:
+        if self._known is None:
+            self._known = known_rewards(self.settings.rewards)
+        return self._known
+
+    def submit(
+        self,
+        samples: Sequence[Mapping[str, Any] | Sample],
+        rewards: Mapping[str, float] | Sequence[str] | str,
+        *,
+        run_id: str,
+        step: int | None = None,
+        batch_id: str | None = None,
+        lines: Sequence[int] | None = None,
+        source: str | None = None,
+    ) -> ScoreHandle:
+        """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first."""
+        weights = check_weights(rewards, self.known_rewards)
+        _check_request(run_id, step, len(samples))
+        normalized = self._normalize(samples, lines, source)
+        batch_id = batch_id or uuid.uuid4().hex
+        wire = _SAMPLES.dump_python(normalized, mode="json")
+        size = self.settings.chunk_size
+        chunks: list[_Chunk] = []
+        for offset in range(0, len(wire), size):
+            part = wire[offset : offset + size]
+            for reward in weights:
+                payload = {
+                    "batch_id": batch_id,
+                    "run_id": run_id,
+                    "step": step,
+                    "reward": reward,
+                    "offset": offset,
+                    "samples": part,
+                }
+                result = self.app.send_task(TASK_NAME, args=[payload], queue=queue_for(reward))
+                chunks.append(_Chunk(reward, offset, len(part), result))
+        log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))
+        return ScoreHandle(batch_id, len(wire), weights, chunks, poll_interval(self.settings))
+
+    def score(
+        self,
+        samples: Sequence[Mapping[str, Any] | Sample],
+        rewards: Mapping[str, float] | Sequence[str] | str,
+        *,
+        run_id: str,
+        step: int | None = None,
+        timeout: float | None = None,
+    ) -> ScoreResult:
+        """``submit`` and wait (up to ``timeout``, default the REWARDQ_TIMEOUT setting)."""
+        handle = self.submit(samples, rewards, run_id=run_id, step=step)
+        return handle.get(timeout=self.settings.timeout if timeout is None else timeout)
+
+    def _normalize(
+        self, samples: Sequence[Mapping[str, Any] | Sample], lines: Sequence[int] | None, source: str | None
+    ) -> list[Sample]:
+        if all(isinstance(s, Sample) for s in samples):
+            return list(samples)  # type: ignore[arg-type]
+        rows = [s.model_dump() if isinstance(s, Sample) else s for s in samples]
+        return to_samples(rows, max_record_bytes=self.settings.max_record_bytes, lines=lines, source=source)
+
+    def close(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+            self._app = None
+        elif self._app is not None:
+            self._app.close()
+            self._app = None
+
+    def __enter__(self) -> RewardClient:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+
+def _check_request(run_id: str, step: int | None, count: int) -> None:
+    problems = []
+    try:
+        _RUN_ID.validate_python(run_id)
+    except ValidationError:
+        problems.append(Problem("run_id", f"must be a string of 1 to 200 characters, got {run_id!r}"))
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        problems.append(Problem("step", f"must be a non-negative integer, got {step!r}"))
+    if count == 0:
+        problems.append(Problem("samples", "the batch is empty"))
+    if problems:
+        raise InvalidInputError(problems)
+
+
+def _start_embedded(settings: Settings) -> Any:
+    """The embedded worker lives in rewardq.workers; imported only when no broker is configured."""
+    try:
+        embedded = importlib.import_module("rewardq.workers.embedded")
+    except ImportError as e:
+        raise EmbeddedUnavailable(
+            "no broker configured (REWARDQ_BROKER_URL) and the embedded worker needs the worker extras: "
+            f"pip install 'rewardq[worker]' ({e})"
+        ) from e
+    return embedded.EmbeddedWorker.start(settings)

@@ -1,0 +1,49 @@
+"""Offline scoring of saved rollouts: read a file, score it through the queue, write records + rewards."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rewardq.client import RewardClient
+from rewardq.results import ScoreResult
+from rewardq.rollouts import read_records, write_records
+
+
+def score_file(
+    client: RewardClient,
+    source: Path,
+    out: Path | None,
+    weights: Mapping[str, float],
+    *,
+    run_id: str,
+    step: int | None = None,
+    timeout: float | None = None,
+    progress: bool = True,
+) -> ScoreResult:
+    """Score every record of ``source``; each output line is the input record plus ``rewards``,
+    ``reward`` (the weighted total), ``reward_status`` and, where any, ``reward_errors``.
+
+    Every record is validated (with its line number) before anything is enqueued.
+    """
+    records = read_records(source, max_record_bytes=client.settings.max_record_bytes)
+    handle = client.submit(
+        [r.data for r in records],
+        dict(weights),
+        run_id=run_id,
+        step=step,
+        lines=[r.line for r in records],
+        source=str(source),
+    )
+    total = handle.size * len(handle.weights)
+    with tqdm(
+        total=total, unit="score", desc=f"scoring {source.name}", disable=not progress, dynamic_ncols=True
+    ) as bar:
+        result = handle.get(
+            timeout=client.settings.timeout if timeout is None else timeout, progress=bar.update
+        )
+    if out is not None:
+        write_records(out, ({**r.data, **result.record(i)} for i, r in enumerate(records)))
+    return result

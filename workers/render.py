@@ -1,0 +1,74 @@
+"""Printing rows for people (a rich table) and for programs (CSV, JSON lines)."""
+
+from __future__ import annotations
+
+import csv
+import enum
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def render(
+    rows: Sequence[Mapping[str, Any]],
+    fmt: Format,
+    *,
+    title: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """Write ``rows`` to stdout in ``fmt``; the columns are the first row's keys."""
+    if fmt is Format.jsonl:
+        for row in rows:
+            sys.stdout.buffer.write(orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.flush()
+        return
+    columns = list(rows[0]) if rows else []
+    if fmt is Format.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else _csv_cell(row.get(c)) for c in columns])
+        return
+    console = console or Console()
+    if not rows:
+        console.print(f"[dim]{title or 'nothing'}: no rows[/dim]")
+        return
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, list | tuple | Mapping):
+        return orjson.dumps(value, default=str).decode()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

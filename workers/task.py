@@ -1,0 +1,197 @@
+"""The score task: validate → score → persist → return, for one (chunk, reward).
+
+A malformed sample is recorded as that sample's ``error``; a reward that fails to build or raises
+fails its chunk's samples with the error text; neither crashes the worker. A malformed envelope
+(no batch, reward or offset to key the audit on) fails the task with :class:`InvalidTask`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from celery import Celery, Task
+from pydantic import TypeAdapter, ValidationError
+
+from rewardq.errors import InvalidInputError, RewardqError
+from rewardq.samples import record_size
+from rewardq.schema import TASK_NAME, Sample, TaskEnvelope
+from rewardq.workers.rewards.base import Score
+from rewardq.workers.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+_SAMPLES = TypeAdapter(list[Sample])
+_SAMPLE = TypeAdapter(Sample)
+AUDIT_RETRIES = 5
+
+
+class InvalidTask(RewardqError):
+    """Raised when a task's envelope is malformed, so it can be neither scored nor audited."""
+
+
+def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
+    """Register ``rewardq.score`` on ``app``; audit-store outages are retried with backoff."""
+    from sqlalchemy.exc import DBAPIError
+
+    @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES)  # type: ignore[untyped-decorator]
+    def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return score_payload(runtime, payload, attempts=self.request.retries + 1)
+        except DBAPIError as e:
+            log.warning("audit write failed (attempt %d): %s", self.request.retries + 1, e)
+            raise self.retry(exc=e, countdown=min(2**self.request.retries, 30)) from e
+
+    return score  # type: ignore[no-any-return]
+
+
+def score_payload(runtime: WorkerRuntime, payload: Mapping[str, Any], *, attempts: int = 1) -> dict[str, Any]:
+    """Score one task payload, write its audit rows in one transaction, return the ChunkResult dict."""
+    try:
+        task = TaskEnvelope.model_validate(payload)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
+            for err in e.errors(include_url=False)
+        )
+        log.error("rejected task: %s", problems)
+        raise InvalidTask(f"rejected task: {problems}") from e
+    samples, scores = _validate_samples(task.samples, runtime.settings.max_record_bytes)
+    scorer, latency_ms = _score(runtime, task.reward, samples, scores)
+    final: list[Score] = [s if s is not None else Score.failed("no score returned") for s in scores]
+    rows = _audit_rows(runtime, task, samples, final, scorer, latency_ms, attempts)
+    from rewardq.storage import write_scores
+
+    with runtime.engine.begin() as conn:
+        write_scores(conn, rows)
+    return {
+        "reward": task.reward,
+        "offset": task.offset,
+        "values": [s.value for s in final],
+        "statuses": [s.status for s in final],
+        "errors": {str(i): s.error for i, s in enumerate(final) if s.error is not None},
+    }
+
+
+def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample | None], list[Score | None]]:
+    """Validate each sample again at the worker; invalid ones get an error score, the rest stay None."""
+    scores: list[Score | None] = [None] * len(raw)
+    sizes_ok = all(record_size(s) <= max_bytes for s in raw)
+    if sizes_ok:
+        try:
+            return list(_SAMPLES.validate_python(raw)), scores
+        except ValidationError:
+            pass
+    samples: list[Sample | None] = []
+    for i, item in enumerate(raw):
+        size = record_size(item) if isinstance(item, dict) else 0
+        if size > max_bytes:
+            scores[i] = Score.failed(f"invalid sample: {size} bytes as JSON, over the limit of {max_bytes}")
+            samples.append(None)
+            continue
+        try:
+            samples.append(_SAMPLE.validate_python(item))
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"]) or "sample"
+            scores[i] = Score.failed(f"invalid sample: field '{field}': {err['msg']}")
+            samples.append(None)
+    return samples, scores
+
+
+def _score(
+    runtime: WorkerRuntime, name: str, samples: list[Sample | None], scores: list[Score | None]
+) -> tuple[str, float]:
+    """Fill ``scores`` for the valid samples; returns the scorer's fingerprint and the latency in ms."""
+    valid = [i for i, s in enumerate(samples) if s is not None]
+    try:
+        reward = runtime.reward(name)
+    except (RewardqError, InvalidInputError) as e:
+        error, scorer = str(e), "unavailable"
+    except Exception as e:  # a reward that fails to build (missing model …) fails its samples, not the worker
+        log.exception("building reward %s failed", name)
+        error, scorer = f"reward {name!r} failed to load: {type(e).__name__}: {e}", "unavailable"
+    else:
+        scorer = reward.fingerprint
+        started = time.perf_counter()
+        try:
+            out = reward.score([samples[i] for i in valid])  # type: ignore[misc]
+            if len(out) != len(valid):
+                raise RuntimeError(f"returned {len(out)} scores for {len(valid)} samples")
+        except Exception as e:
+            log.exception("reward %s failed on a chunk", name)
+            out = [Score.failed(f"reward {name!r} failed: {type(e).__name__}: {e}")] * len(valid)
+        for i, score in zip(valid, out, strict=True):
+            scores[i] = score
+        return scorer, (time.perf_counter() - started) * 1000.0
+    for i in valid:
+        scores[i] = Score.failed(error)
+    return scorer, 0.0
+
+
+def sample_hash(item: Any) -> str:
+    """Content hash of a sample: sha256 of its canonical JSON (prompt, completion, columns)."""
+    if isinstance(item, dict):
+        item = {
+            "prompt": item.get("prompt"),
+            "completion": item.get("completion"),
+            "columns": item.get("columns") or {},
+        }
+    return hashlib.sha256(
+        orjson.dumps(item, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    ).hexdigest()
+
+
+def _sample_id(item: Any) -> str | None:
+    columns = item.get("columns") if isinstance(item, dict) else None
+    if not isinstance(columns, dict):
+        return None
+    value = columns.get("id", columns.get("sample_id"))
+    return None if value is None else str(value)
+
+
+def _audit_rows(
+    runtime: WorkerRuntime,
+    task: TaskEnvelope,
+    samples: list[Sample | None],
+    scores: list[Score],
+    scorer: str,
+    latency_ms: float,
+    attempts: int,
+) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    store_text = runtime.settings.store_text
+    rows = []
+    for i, (item, sample, score) in enumerate(zip(task.samples, samples, scores, strict=True)):
+        row = {
+            "run_id": task.run_id,
+            "step": task.step,
+            "batch_id": task.batch_id,
+            "sample_index": task.offset + i,
+            "sample_hash": sample_hash(item),
+            "sample_id": _sample_id(item),
+            "reward": task.reward,
+            "scorer": scorer,
+            "value": score.value,
+            "status": score.status,
+            "error": score.error,
+            "raw": score.raw,
+            "latency_ms": latency_ms,
+            "attempts": attempts,
+            "worker_host": runtime.host,
+            "worker_gpu": runtime.gpu,
+            "created_at": now,
+            "prompt_text": None,
+            "completion_text": None,
+        }
+        if store_text and sample is not None:
+            prompt = sample.prompt
+            row["prompt_text"] = prompt if isinstance(prompt, str | None) else orjson.dumps(prompt).decode()
+            row["completion_text"] = sample.completion_text
+        rows.append(row)
+    return rows
