@@ -1,0 +1,38 @@
+"""rewardq: reward scoring for RL trainers, through a Redis queue, with a SQL audit trail.
+
+This package is what a trainer imports (``pip install rewardq``): the wire schema, the client and
+the reward catalog. It never imports the workers, the audit store, torch or SQLAlchemy.
+"""
+
+from rewardq.client import RewardClient, ScoreHandle
+from rewardq.errors import (
+    ConfigError,
+    EmbeddedUnavailable,
+    InvalidInputError,
+    Problem,
+    RewardqError,
+    SettingsError,
+    UnknownRewardError,
+)
+from rewardq.results import ScoreResult, weighted_total
+from rewardq.schema import ChunkResult, Sample, ScoreTask, Status
+from rewardq.settings import Settings
+
+__all__ = [
+    "ChunkResult",
+    "ConfigError",
+    "EmbeddedUnavailable",
+    "InvalidInputError",
+    "Problem",
+    "RewardClient",
+    "RewardqError",
+    "Sample",
+    "ScoreHandle",
+    "ScoreResult",
+    "ScoreTask",
+    "Settings",
+    "SettingsError",
+    "Status",
+    "UnknownRewardError",
+    "weighted_total",
+]
