@@ -1,0 +1,212 @@
+"""Saved rollouts on disk: reading and writing files of records (JSON Lines, gzipped JSON Lines, Parquet).
+
+A record is one JSON object: a trainer's row (TRL ``prompt``/``completion``, ms-swift ``messages``) with
+its dataset columns. :func:`read_records` checks the whole file and reports every problem at once, each
+with its line (or Parquet row) number, as one :class:`~rewardq.errors.InvalidInputError`.
+Parquet needs the optional ``pyarrow`` (``pip install rewardq[parquet]``), imported only when used.
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from rewardq.errors import InvalidInputError, Problem
+
+Format = Literal["jsonl", "jsonl.gz", "parquet"]
+
+# Longest suffix first: ".jsonl.gz" must win over a bare ".gz".
+SUFFIXES: dict[str, Format] = {
+    ".jsonl.gz": "jsonl.gz",
+    ".json.gz": "jsonl.gz",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
+
+_BOM = b"\xef\xbb\xbf"
+_JSON_TYPES = {
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    type(None): "null",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of a rollouts file: its 1-based line (JSON Lines) or row (Parquet) and its object."""
+
+    line: int
+    data: dict[str, Any]
+
+
+def file_format(path: Path) -> Format:
+    """The format a file's suffix names; an unknown suffix is an :class:`InvalidInputError`."""
+    name = path.name.lower()
+    for suffix, fmt in SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise InvalidInputError(
+        [Problem(field="", message=f"unsupported file type {path.name!r}; supported: {', '.join(SUFFIXES)}")],
+        source=str(path),
+    )
+
+
+def read_records(path: Path, *, max_record_bytes: int) -> list[Record]:
+    """Every record of a rollouts file, in order; raise one InvalidInputError listing all problems.
+
+    Blank lines are skipped (line numbers still count them). A record larger than ``max_record_bytes``
+    as JSON is a problem. A missing file raises :class:`FileNotFoundError`.
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    problems: list[Problem] = []
+    with _gc_paused():
+        if fmt == "parquet":
+            records = _read_parquet(path, max_record_bytes, problems)
+        else:
+            with gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb") as f:
+                records = _read_jsonl(f, max_record_bytes, problems)
+    if problems:
+        raise InvalidInputError(problems, source=str(path))
+    return records
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Parsing allocates millions of dicts and lists, all of them live, and each few hundred set off a
+    # cyclic-GC pass that finds nothing to free: pausing it cuts reading 100k chat rollouts (20 MB)
+    # from 545 ms to 325 ms on CPython 3.11.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _read_jsonl(f: Iterable[bytes], max_record_bytes: int, problems: list[Problem]) -> list[Record]:
+    records: list[Record] = []
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.removeprefix(_BOM) if lineno == 1 else raw
+            size = len(line.rstrip(b"\r\n"))
+            if not line.strip():
+                continue
+            if size > max_record_bytes:
+                problems.append(Problem(field="", message=_too_large(size, max_record_bytes), line=lineno))
+                continue
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                hint = (
+                    " (a JSON array? rewardq reads JSON Lines, one object per line)"
+                    if line[:1] == b"["
+                    else ""
+                )
+                problems.append(
+                    Problem(field="", message=f"invalid JSON at column {e.colno}: {e.msg}{hint}", line=lineno)
+                )
+                continue
+            if not isinstance(data, dict):
+                kind = _JSON_TYPES[type(data)]
+                problems.append(Problem(field="", message=f"expected a JSON object, got {kind}", line=lineno))
+                continue
+            records.append(Record(lineno, data))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        problems.append(Problem(field="", message=f"corrupt gzip data after line {lineno}: {e}"))
+    return records
+
+
+def _read_parquet(path: Path, max_record_bytes: int, problems: list[Problem]) -> list[Record]:
+    pa, pq = _pyarrow()
+    with path.open("rb") as f:
+        try:
+            rows = pq.read_table(f).to_pylist()
+        except pa.ArrowException as e:
+            raise InvalidInputError(
+                [Problem(field="", message=f"not a readable Parquet file: {e}")], source=str(path)
+            ) from e
+    records: list[Record] = []
+    for rowno, row in enumerate(rows, 1):
+        try:
+            size = len(orjson.dumps(row))
+        except orjson.JSONEncodeError:
+            problems.extend(_unserializable(row, rowno))
+            continue
+        if size > max_record_bytes:
+            problems.append(Problem(field="", message=_too_large(size, max_record_bytes), line=rowno))
+            continue
+        records.append(Record(rowno, row))
+    return records
+
+
+def _unserializable(row: dict[str, Any], rowno: int) -> Iterator[Problem]:
+    for column, value in row.items():
+        try:
+            orjson.dumps(value)
+        except orjson.JSONEncodeError as e:
+            yield Problem(field=column, message=f"value is not JSON-serializable: {e}", line=rowno)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"record is {size:,} bytes, over the limit of {limit:,} (REWARDQ_MAX_RECORD_BYTES)"
+
+
+def write_records(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write records as JSON Lines (gzipped for ``.gz``) or Parquet, by suffix; return how many.
+
+    Parquet columns are the union of all records' keys in first-seen order; a record lacking a column
+    reads back with ``None`` there. A column whose values Arrow cannot store as one type is an
+    :class:`InvalidInputError`, and nothing is written.
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt == "parquet":
+        return _write_parquet(path, list(records))
+    count = 0
+    with gzip.open(path, "wb") if fmt == "jsonl.gz" else path.open("wb") as f:
+        for record in records:
+            f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            count += 1
+    return count
+
+
+def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> int:
+    pa, pq = _pyarrow()
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    arrays: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for column in columns:
+        try:
+            arrays[column] = pa.array([row.get(column) for row in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            problems.append(Problem(field=column, message=f"values cannot share one Parquet type: {e}"))
+    if problems:
+        raise InvalidInputError(problems, source=str(path))
+    pq.write_table(pa.table(arrays), path)
+    return len(rows)
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ImportError("Parquet files need pyarrow: pip install rewardq[parquet]") from e
+    return pa, pq

@@ -1,0 +1,187 @@
+"""Tests for docker-compose.yml: its structure, and that every ``rewardq`` command it runs is a real one.
+
+Docker is not needed: the file is parsed as YAML (merge keys resolved, as Compose does), and each
+``rewardq …`` command is checked against the installed CLI's ``--help`` for that command path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from functools import cache
+from itertools import takewhile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rewardq.catalog import BUILTIN_REWARDS
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKER_URL = "redis://redis:6379/0"
+DATABASE_URL = "postgresql+psycopg://rewardq:rewardq@postgres:5432/rewardq"
+GPU_WORKERS = ("worker-gpu0", "worker-gpu1")
+SHARED_DEPS = {
+    "redis": "service_healthy",
+    "postgres": "service_healthy",
+    "migrate": "service_completed_successfully",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    with open(ROOT / "docker-compose.yml") as f:
+        doc = yaml.safe_load(f)
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(compose["services"])
+
+
+def argv(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+
+
+def rewardq_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services.items() if argv(s)[:1] == ["rewardq"]}
+
+
+def option(args: list[str], flag: str) -> str:
+    """The value of ``--flag VALUE`` or ``--flag=VALUE`` in a command line."""
+    for i, arg in enumerate(args):
+        if arg == flag:
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{flag} not in {args}")
+
+
+def depends(service: dict[str, Any]) -> dict[str, str]:
+    return {name: spec["condition"] for name, spec in service.get("depends_on", {}).items()}
+
+
+def gpu_devices(service: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(service["deploy"]["resources"]["reservations"]["devices"])
+
+
+def test_services_are_all_there(services: dict[str, dict[str, Any]]) -> None:
+    expected = {"redis", "postgres", "migrate", "worker-cpu", *GPU_WORKERS, "vllm-judge", "flower"}
+    assert expected <= set(services)
+
+
+def test_redis_is_durable_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    args = argv(redis)
+
+    assert redis["image"].startswith("redis:7")
+    assert option(args, "--appendonly") == "yes"
+    assert option(args, "--maxmemory-policy") == "noeviction"
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+
+
+def test_stateful_and_served_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+    assert "/health" in " ".join(services["vllm-judge"]["healthcheck"]["test"])
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in services["postgres"]["volumes"])
+
+
+def test_rewardq_services_share_settings_and_wait_for_their_dependencies(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    ours = rewardq_services(services)
+
+    assert set(ours) >= {"migrate", "worker-cpu", *GPU_WORKERS}
+    for name, service in ours.items():
+        assert service["image"] == compose["x-rewardq"]["image"], name
+        assert service["environment"]["REWARDQ_BROKER_URL"] == BROKER_URL, name
+        assert service["environment"]["REWARDQ_DATABASE_URL"] == DATABASE_URL, name
+        if name != "migrate":
+            assert depends(service).items() >= SHARED_DEPS.items(), name
+    assert depends(services["migrate"]) == {"postgres": "service_healthy"}
+    assert services["migrate"]["restart"] == "no"
+    assert argv(services["migrate"]) == ["rewardq", "db", "upgrade"]
+
+
+def test_cpu_worker_serves_the_builtin_rule_rewards(services: dict[str, dict[str, Any]]) -> None:
+    args = argv(services["worker-cpu"])
+
+    assert args[:2] == ["rewardq", "worker"]
+    assert set(option(args, "--rewards").split(",")) == set(BUILTIN_REWARDS)
+    assert "--gpu" not in args
+    assert "deploy" not in services["worker-cpu"]
+
+
+def test_each_gpu_worker_reserves_its_own_gpu_and_pins_it(services: dict[str, dict[str, Any]]) -> None:
+    """The container sees only its reserved GPU, renumbered as device 0, so ``--gpu 0`` pins it.
+
+    (NVIDIA's runtime numbers a container's GPUs from 0 whatever their host index; pinning the host
+    index, CUDA_VISIBLE_DEVICES=1 in a one-GPU container, would hide the only GPU.)
+    """
+    reserved = []
+    for name in GPU_WORKERS:
+        service = services[name]
+        args = argv(service)
+        (device,) = gpu_devices(service)
+        assert device["driver"] == "nvidia", name
+        assert "gpu" in device["capabilities"], name
+        (device_id,) = device["device_ids"]
+        assert name == f"worker-gpu{device_id}"
+        reserved.append(device_id)
+        assert option(args, "--rewards") == "rm", name
+        assert option(args, "--gpu") == "0", name
+        assert service["environment"]["REWARDQ_REWARDS"] == "/config/rewards.toml", name
+        assert any(v["target"] == "/config/rewards.toml" for v in service["volumes"] if isinstance(v, dict))
+    assert len(set(reserved)) == len(GPU_WORKERS)
+
+
+def test_vllm_judge_serves_on_a_gpu(services: dict[str, dict[str, Any]]) -> None:
+    judge = services["vllm-judge"]
+
+    assert "vllm/vllm-openai" in judge["image"]
+    assert "--model" in argv(judge)
+    (device,) = gpu_devices(judge)
+    assert device["driver"] == "nvidia"
+    assert "gpu" in device["capabilities"]
+
+
+def test_flower_watches_the_broker(services: dict[str, dict[str, Any]]) -> None:
+    flower = services["flower"]
+    args = argv(flower)
+
+    assert "flower" in args
+    assert f"--broker={BROKER_URL}" in args or option(args, "--broker") == BROKER_URL
+    assert any(str(p).endswith(":5555") for p in flower["ports"])
+    assert depends(flower) == {"redis": "service_healthy"}
+
+
+@cache
+def cli_help(*path: str) -> str:
+    """``rewardq PATH… --help``, from the executable installed next to this Python."""
+    exe = Path(sys.executable).with_name("rewardq")
+    if not exe.exists():
+        pytest.fail(f"the rewardq executable is not installed at {exe} (pip install -e .)")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    done = subprocess.run(
+        [str(exe), *path, "--help"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert done.returncode == 0, f"`rewardq {' '.join(path)} --help` failed:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def test_every_rewardq_command_and_flag_exists(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in rewardq_services(services).items():
+        args = argv(service)[1:]
+        path = tuple(takewhile(lambda a: not a.startswith("-"), args))  # e.g. ("db", "upgrade")
+        known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cli_help(*path)))
+        used = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+        assert used <= known, f"{name}: `rewardq {' '.join(path)}` has no {sorted(used - known)}"
