@@ -53,8 +53,8 @@ class ReferenceOptions(RewardOptions):
 class StringCheckOptions(ReferenceOptions):
     """Options of ``string_check``."""
 
-    operation: Operation
-    """``eq``, ``ne``, ``like`` (contains, case-sensitive) or ``ilike`` (contains, case-insensitive)."""
+    operation: Operation = "eq"
+    """``eq`` (default), ``ne``, ``like`` (contains, case-sensitive) or ``ilike`` (contains, case-insensitive)."""
     strip: bool = False
     """Strip leading and trailing whitespace from the completion and the reference before comparing."""
 

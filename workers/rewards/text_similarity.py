@@ -36,8 +36,8 @@ Similarity = Callable[[str, str], float]
 class TextSimilarityOptions(ReferenceOptions):
     """Options of ``text_similarity``."""
 
-    evaluation_metric: Metric
-    """The similarity metric; see ``METRICS``."""
+    evaluation_metric: Metric = "fuzzy_match"
+    """The similarity metric (default ``fuzzy_match``); see ``METRICS``."""
     pass_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     """When set, the value is 1.0 if the similarity is at least this, else 0.0."""
 

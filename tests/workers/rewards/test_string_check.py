@@ -113,7 +113,6 @@ def test_chat_completion_uses_assistant_text() -> None:
 @pytest.mark.parametrize(
     ("options", "field"),
     [
-        ({}, "operation"),
         ({"operation": "contains"}, "operation"),
         ({"operation": "neq"}, "operation"),
         ({"operation": "eq", "reference_column": ""}, "reference_column"),
@@ -138,3 +137,8 @@ def test_options_are_frozen_and_fingerprinted() -> None:
         check.options.operation = "ne"  # type: ignore[misc]
     assert check.fingerprint.startswith("string_check@1:")
     assert check.fingerprint != reward(operation="ne").fingerprint
+
+
+def test_builtin_defaults_are_an_exact_match() -> None:
+    reward = StringCheckReward("string_check", StringCheckReward.Options())
+    assert reward.options.operation == "eq"

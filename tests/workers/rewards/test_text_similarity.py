@@ -170,7 +170,6 @@ def test_unsupported_metric_is_rejected_listing_the_supported_ones(metric: str, 
 @pytest.mark.parametrize(
     ("options", "field"),
     [
-        ({}, "evaluation_metric"),
         ({"evaluation_metric": ["bleu"]}, "evaluation_metric"),
         ({"evaluation_metric": "bleu", "pass_threshold": 1.5}, "pass_threshold"),
         ({"evaluation_metric": "bleu", "pass_threshold": -0.1}, "pass_threshold"),
@@ -187,3 +186,7 @@ def test_invalid_options_name_the_field(options: dict[str, Any], field: str) -> 
 def test_reference_and_reference_column_are_exclusive() -> None:
     with pytest.raises(ValidationError, match=r"`reference`.*`reference_column`"):
         TextSimilarityReward.Options(evaluation_metric="bleu", reference="x", reference_column="answer")
+
+
+def test_builtin_default_metric_is_fuzzy_match() -> None:
+    assert TextSimilarityReward.Options().evaluation_metric == "fuzzy_match"

@@ -1,0 +1,140 @@
+"""End to end through a real redis-server and `rewardq worker` processes into SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from rewardq import RewardClient, Settings
+from rewardq.broker import make_app
+from rewardq.schema import TASK_NAME, queue_for
+from tests.conftest import RedisServer, WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+CORRECT = "<think>2+2 is 4</think><answer>\\boxed{4}</answer>"
+WRONG = "<think>guess</think><answer>\\boxed{5}</answer>"
+UNFORMATTED = "The answer is \\boxed{4}."
+
+
+def _rows(database_url: str, sql: str, **params: Any) -> list[Any]:
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def _batch(n: int) -> list[dict[str, Any]]:
+    kinds = [CORRECT, WRONG, UNFORMATTED]
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"q{i}"}],
+            "completion": kinds[i % 3],
+            "solution": "$4$",
+            "id": f"s{i}",
+        }
+        for i in range(n)
+    ]
+
+
+def test_two_workers_share_a_queue_and_every_score_is_audited(
+    redis_server: RedisServer, database_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker(redis_server.url, database_url, "--rewards", "accuracy,format", "--concurrency", "1")
+    start_worker(redis_server.url, database_url, "--rewards", "accuracy,format", "--concurrency", "1")
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=database_url, chunk_size=10)
+    samples = _batch(120)
+    with RewardClient(settings) as client:
+        result = client.score(samples, {"accuracy": 1.0, "format": 0.5}, run_id="run-1", step=3, timeout=120)
+
+    assert result.statuses["format"] == ["ok"] * 120
+    assert (
+        result.statuses["accuracy"] == ["ok"] * 120
+    )  # math-verify's signal timeouts work in prefork children
+    assert result.rewards["accuracy"][:3] == [1.0, 0.0, 1.0]
+    assert result.rewards["format"][:3] == [1.0, 1.0, 0.0]
+    assert result.totals[:3] == [1.5, 0.5, 1.0]
+
+    rows = _rows(
+        database_url,
+        "SELECT reward, count(*), count(DISTINCT worker_host) FROM scores "
+        "WHERE run_id = 'run-1' AND step = 3 GROUP BY reward ORDER BY reward",
+    )
+    assert [(r[0], r[1]) for r in rows] == [("accuracy", 120), ("format", 120)]
+    hosts = _rows(database_url, "SELECT count(DISTINCT worker_host) FROM scores")[0][0]
+    assert hosts == 2, "both workers consumed the shared queues"
+    [(value, status, sample_id, index)] = _rows(
+        database_url,
+        "SELECT value, status, sample_id, sample_index FROM scores "
+        "WHERE reward = 'accuracy' AND sample_index = 1",
+    )
+    assert (value, status, sample_id, index) == (0.0, "ok", "s1", 1)
+
+
+def test_worker_rejects_bad_samples_and_envelopes_without_crashing(
+    redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--concurrency", "1")
+    app = make_app(Settings.from_env({}, broker_url=redis_server.url))
+    batch = uuid.uuid4().hex
+    payload = {
+        "batch_id": batch,
+        "run_id": "raw",
+        "step": None,
+        "reward": "format",
+        "offset": 0,
+        "samples": [{"completion": "<think>a</think><answer>b</answer>"}, {"completion": 7}, {"nope": 1}],
+    }
+    answer = app.send_task(TASK_NAME, args=[payload], queue=queue_for("format")).get(timeout=30)
+    assert answer["statuses"] == ["ok", "error", "error"]
+    assert "invalid sample: field 'completion'" in answer["errors"]["1"]
+
+    bad_envelope = app.send_task(
+        TASK_NAME, args=[{"reward": "format", "samples": []}], queue=queue_for("format")
+    )
+    with pytest.raises(Exception, match="rejected task") as info:
+        bad_envelope.get(timeout=30)
+    assert type(info.value).__name__ == "InvalidTask"
+
+    wrong_reward = dict(payload, batch_id=uuid.uuid4().hex, reward="not_served")
+    answer = app.send_task(TASK_NAME, args=[wrong_reward], queue=queue_for("format")).get(timeout=30)
+    assert answer["statuses"] == ["error"] * 3
+    assert "unknown reward 'not_served'" in answer["errors"]["0"]
+
+    # the same task delivered twice (as after a redelivery) writes its rows once
+    app.send_task(TASK_NAME, args=[payload], queue=queue_for("format")).get(timeout=30)
+    rows = _rows(
+        sqlite_url,
+        "SELECT status, count(*) FROM scores WHERE batch_id = :b GROUP BY status ORDER BY status",
+        b=batch,
+    )
+    assert [tuple(r) for r in rows] == [("error", 2), ("ok", 1)]
+    assert worker.proc.poll() is None, "the worker is still running"
+    app.close()
+
+
+def test_chunks_nobody_serves_come_back_as_timeouts(redis_server: RedisServer, sqlite_url: str) -> None:
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=2)
+    with RewardClient(settings) as client:
+        result = client.submit(_batch(3), ["format"], run_id="r").get(timeout=0.5)
+    assert result.statuses["format"] == ["timeout"] * 3
+    assert result.rewards["format"] == [None] * 3
+    assert result.totals == [None] * 3
+    assert "no result within 0.5s" in result.errors["format"][2]
+
+
+def test_invalid_input_is_rejected_before_anything_is_enqueued(
+    redis_server: RedisServer, sqlite_url: str
+) -> None:
+    import redis
+
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url)
+    with RewardClient(settings) as client, pytest.raises(Exception, match="sample 1, field 'completion'"):
+        client.submit([{"completion": "ok"}, {"completion": 3}], ["format"], run_id="r")
+    assert redis.Redis.from_url(redis_server.url).llen(queue_for("format")) == 0
