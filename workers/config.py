@@ -4,7 +4,7 @@
 
     [rewards.strict_fmt]
     kind = "format"
-    pattern = '^<think>.*?</think>\\s*<answer>.*?</answer>$'
+    pattern = '^<think>.*?</think>\\s*<answer>.*?</answer>(?![\\s\\S])'
 
 Built-in rule rewards are served under their kind's name with default options and no file at all;
 a table of the same name overrides those options.
