@@ -1,4 +1,4 @@
-"""Services a benchmark starts for itself: a private redis-server, a temporary PostgreSQL database, workers."""
+"""What a benchmark starts for itself: a private redis-server, a temporary PostgreSQL database, workers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-POSTGRES_ADMIN_URL = os.environ.get("REWARDQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "REWARDQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REWARDQ = str(Path(sys.executable).with_name("rewardq"))
 
 
@@ -29,8 +31,19 @@ def redis_server() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
         proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", d],
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                d,
+            ],
             stdout=subprocess.DEVNULL,
         )
         try:
@@ -75,8 +88,15 @@ def workers(count: int, broker: str, database: str, *args: str) -> Iterator[None
     procs = []
     try:
         for log in logs:
-            procs.append(subprocess.Popen([REWARDQ, "worker", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [REWARDQ, "worker", *args],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
             deadline = time.monotonic() + 60
             while b" ready." not in Path(log.name).read_bytes():
                 if procs[-1].poll() is not None or time.monotonic() > deadline:

@@ -30,17 +30,35 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     args = parser.parse_args()
 
-    rows = [{"prompt": f"q{i}", "completion": f"<think>step {i}</think><answer>{i}</answer>"} for i in range(64)]
+    rows = [
+        {"prompt": f"q{i}", "completion": f"<think>step {i}</think><answer>{i}</answer>"} for i in range(64)
+    ]
     samples = to_samples(rows, max_record_bytes=1 << 20)
     scorer = FormatReward("format", FormatReward.Options())
     timings: dict[str, list[float]] = {"direct": [], "sqlite": [], "postgres": []}
 
     with redis_server() as broker, sqlite_database() as sqlite_url, postgres_database() as pg_url:
         sqlite_broker, pg_broker = broker, broker[:-1] + "1"
-        with workers(1, sqlite_broker, sqlite_url, "--rewards", "format", "--concurrency", "1", "--loglevel", "WARNING"), \
-             workers(1, pg_broker, pg_url, "--rewards", "format", "--concurrency", "1", "--loglevel", "WARNING"):
+        with (
+            workers(
+                1,
+                sqlite_broker,
+                sqlite_url,
+                "--rewards",
+                "format",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "WARNING",
+            ),
+            workers(
+                1, pg_broker, pg_url, "--rewards", "format", "--concurrency", "1", "--loglevel", "WARNING"
+            ),
+        ):
             clients = {
-                "sqlite": RewardClient(Settings.from_env({}, broker_url=sqlite_broker, database_url=sqlite_url)),
+                "sqlite": RewardClient(
+                    Settings.from_env({}, broker_url=sqlite_broker, database_url=sqlite_url)
+                ),
                 "postgres": RewardClient(Settings.from_env({}, broker_url=pg_broker, database_url=pg_url)),
             }
             for i in range(args.warmup + args.iterations):
@@ -65,10 +83,15 @@ def main() -> None:
     print(f"{'direct scorer call':<28}{pct(timings['direct'], 50):>9.3f}{pct(timings['direct'], 99):>9.3f}")
     for name in ("sqlite", "postgres"):
         diff = [q - d for q, d in zip(timings[name], timings["direct"], strict=True)]
-        print(f"{'queue + audit (' + name + ')':<28}{pct(timings[name], 50):>9.3f}{pct(timings[name], 99):>9.3f}")
+        print(
+            f"{'queue + audit (' + name + ')':<28}"
+            f"{pct(timings[name], 50):>9.3f}{pct(timings[name], 99):>9.3f}"
+        )
         p50 = pct(diff, 50)
-        print(f"{'  overhead (difference)':<28}{p50:>9.3f}{pct(diff, 99):>9.3f}   p50 / aim {AIM_MS} ms = "
-              f"{p50 / AIM_MS:.2f}")
+        print(
+            f"{'  overhead (difference)':<28}{p50:>9.3f}{pct(diff, 99):>9.3f}   p50 / aim {AIM_MS} ms = "
+            f"{p50 / AIM_MS:.2f}"
+        )
     print(f"mean direct {statistics.fmean(timings['direct']):.3f} ms")
 
 

@@ -30,17 +30,44 @@ def make_rollouts(path: Path, n: int) -> None:
         for i in range(n):
             good = i % 3 != 0
             completion = f"<think>working on {i}</think><answer>{i * 7}</answer>" if good else f"just {i}"
-            f.write(orjson.dumps({"prompt": [{"role": "user", "content": f"what is 7*{i}?"}],
-                                  "completion": completion, "solution": str(i * 7), "id": f"s{i}"}) + b"\n")
+            f.write(
+                orjson.dumps(
+                    {
+                        "prompt": [{"role": "user", "content": f"what is 7*{i}?"}],
+                        "completion": completion,
+                        "solution": str(i * 7),
+                        "id": f"s{i}",
+                    }
+                )
+                + b"\n"
+            )
 
 
 def run_cli(source: Path, broker: str, database: str, chunk: int) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
-    env.update({"REWARDQ_BROKER_URL": broker, "REWARDQ_DATABASE_URL": database, "REWARDQ_CHUNK_SIZE": str(chunk)})
+    env.update(
+        {"REWARDQ_BROKER_URL": broker, "REWARDQ_DATABASE_URL": database, "REWARDQ_CHUNK_SIZE": str(chunk)}
+    )
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        subprocess.run([REWARDQ, "score", str(source), "-r", "format", "-o", f"{d}/out.jsonl", "--run-id", "bench",
-                        "--no-progress"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                REWARDQ,
+                "score",
+                str(source),
+                "-r",
+                "format",
+                "-o",
+                f"{d}/out.jsonl",
+                "--run-id",
+                "bench",
+                "--no-progress",
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return time.perf_counter() - t0
 
 
@@ -67,21 +94,27 @@ def main() -> None:
             brokers = {"postgres": broker, "sqlite": broker[:-1] + "1"}
             databases = {"postgres": pg_url, "sqlite": sqlite_url}
             worker_args = ("--rewards", "format", "--concurrency", "1", "--loglevel", "WARNING")
-            with workers(args.workers, brokers["postgres"], pg_url, *worker_args), \
-                 workers(args.workers, brokers["sqlite"], sqlite_url, *worker_args):
+            with (
+                workers(args.workers, brokers["postgres"], pg_url, *worker_args),
+                workers(args.workers, brokers["sqlite"], sqlite_url, *worker_args),
+            ):
                 for _ in range(args.repeat):
                     for name in results:
                         seconds = run_cli(source, brokers[name], databases[name], args.chunk_size)
                         results[name].append(args.samples / seconds)
 
-    print(f"`rewardq score`, {args.samples:,} samples, reward `format`, {args.workers} workers, chunk "
-          f"{args.chunk_size}, audit on ({args.repeat} alternating runs, best shown)")
+    print(
+        f"`rewardq score`, {args.samples:,} samples, reward `format`, {args.workers} workers, chunk "
+        f"{args.chunk_size}, audit on ({args.repeat} alternating runs, best shown)"
+    )
     print(f"{'audit store':<14}{'samples/s':>12}{'runs':>28}{'best / aim 20k':>17}")
     for name, rates in results.items():
         runs = ", ".join(f"{r:,.0f}" for r in rates)
         print(f"{name:<14}{max(rates):>12,.0f}{runs:>28}{max(rates) / AIM:>17.2f}")
-    print(f"bare scorer in-process: {direct:,.0f} samples/s (end-to-end / bare = "
-          f"{max(results['postgres']) / direct:.3f})")
+    print(
+        f"bare scorer in-process: {direct:,.0f} samples/s (end-to-end / bare = "
+        f"{max(results['postgres']) / direct:.3f})"
+    )
 
 
 if __name__ == "__main__":

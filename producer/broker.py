@@ -9,7 +9,7 @@ from celery import Celery
 from rewardq.settings import Settings
 
 # The in-memory transport and cache backend poll; a 1 ms interval keeps embedded round trips sub-ms.
-EMBEDDED_BROKER = "memory://"
+EMBEDDED_BROKER = "memory://localhost/"
 EMBEDDED_BACKEND = "cache+memory://"
 EMBEDDED_POLL_S = 0.001
 

@@ -63,7 +63,7 @@ class ScoreHandle:
 
         ``progress(n)`` is called with the number of (sample, reward) scores of each chunk as it lands.
         """
-        values = {r: [None] * self.size for r in self.weights}
+        values: dict[str, list[float | None]] = {r: [None] * self.size for r in self.weights}
         statuses: dict[str, list[Status]] = {r: ["timeout"] * self.size for r in self.weights}
         errors: dict[str, dict[int, str]] = {r: {} for r in self.weights}
         pending = {c.result.id: c for c in self.chunks}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rewardq.catalog import check_weights
 from rewardq.client import RewardClient
 from rewardq.results import ScoreResult
 from rewardq.rollouts import read_records, write_records
@@ -28,6 +29,7 @@ def score_file(
 
     Every record is validated (with its line number) before anything is enqueued.
     """
+    weights = check_weights(weights, client.known_rewards)  # fail on names before reading a large file
     records = read_records(source, max_record_bytes=client.settings.max_record_bytes)
     handle = client.submit(
         [r.data for r in records],

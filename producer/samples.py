@@ -67,11 +67,11 @@ def to_sample(record: Mapping[str, Any]) -> Sample:
     try:
         return Sample.model_validate({"prompt": prompt, "completion": completion, "columns": columns})
     except ValidationError as e:
-        problems = {}
+        by_field: dict[str, Problem] = {}
         for err in e.errors(include_url=False):
             problem = _problem(err)
-            problems.setdefault(problem.field, problem)
-        raise InvalidInputError(list(problems.values())) from e
+            by_field.setdefault(problem.field, problem)
+        raise InvalidInputError(list(by_field.values())) from e
 
 
 def _check_turns(field: str, value: Any, optional: bool = False) -> Problem | None:

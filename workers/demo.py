@@ -44,11 +44,6 @@ def summary_rows(result: ScoreResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _snippet(text: str, width: int = 48) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
 def run_demo(settings: Settings, run_id: str, out: Path | None) -> ScoreResult:
     console = Console()
     source = demo_rollouts()
@@ -60,13 +55,10 @@ def run_demo(settings: Settings, run_id: str, out: Path | None) -> ScoreResult:
     rows = []
     for i, record in enumerate(records):
         data = record.data
-        completion = data["messages"][-1]["content"] if "messages" in data else data.get("completion")
-        if isinstance(completion, list):
-            completion = " ".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
         row: dict[str, Any] = {
             "id": data.get("id", i),
             "shape": "ms-swift" if "messages" in data else "TRL",
-            "completion": _snippet(str(completion)),
+            "case": data.get("case", ""),
         }
         for name in DEMO_WEIGHTS:
             status = result.statuses[name][i]

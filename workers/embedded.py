@@ -34,6 +34,12 @@ class _ThreadWorker(WorkController):
         self.ready = threading.Event()
         super().__init__(*args, **kwargs)
 
+    def start(self) -> None:
+        # The solo pool finds the task's app through the thread's current app; without this it is
+        # Celery's default app, whose backend is disabled, and results would be dropped.
+        self.app.set_current()
+        super().start()
+
     def on_consumer_ready(self, consumer: Any) -> None:
         self.ready.set()
 

@@ -24,7 +24,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value + 0.0:.4g}"  # + 0.0 prints -0.0 as 0
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     if isinstance(value, list | tuple):

@@ -42,7 +42,9 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES)  # type: ignore[untyped-decorator]
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return score_payload(runtime, payload, attempts=self.request.retries + 1)
+            return score_payload(
+                runtime, payload, attempts=self.request.retries + 1, worker=self.request.hostname or None
+            )
         except DBAPIError as e:
             log.warning("audit write failed (attempt %d): %s", self.request.retries + 1, e)
             raise self.retry(exc=e, countdown=min(2**self.request.retries, 30)) from e
@@ -50,8 +52,13 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     return score  # type: ignore[no-any-return]
 
 
-def score_payload(runtime: WorkerRuntime, payload: Mapping[str, Any], *, attempts: int = 1) -> dict[str, Any]:
-    """Score one task payload, write its audit rows in one transaction, return the ChunkResult dict."""
+def score_payload(
+    runtime: WorkerRuntime, payload: Mapping[str, Any], *, attempts: int = 1, worker: str | None = None
+) -> dict[str, Any]:
+    """Score one task payload, write its audit rows in one transaction, return the ChunkResult dict.
+
+    ``worker`` is the Celery node name recorded as the audit's worker_host (default: the host name).
+    """
     try:
         task = TaskEnvelope.model_validate(payload)
     except ValidationError as e:
@@ -64,7 +71,7 @@ def score_payload(runtime: WorkerRuntime, payload: Mapping[str, Any], *, attempt
     samples, scores = _validate_samples(task.samples, runtime.settings.max_record_bytes)
     scorer, latency_ms = _score(runtime, task.reward, samples, scores)
     final: list[Score] = [s if s is not None else Score.failed("no score returned") for s in scores]
-    rows = _audit_rows(runtime, task, samples, final, scorer, latency_ms, attempts)
+    rows = _audit_rows(runtime, task, samples, final, scorer, latency_ms, attempts, worker or runtime.host)
     from rewardq.storage import write_scores
 
     with runtime.engine.begin() as conn:
@@ -163,6 +170,7 @@ def _audit_rows(
     scorer: str,
     latency_ms: float,
     attempts: int,
+    worker: str,
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     store_text = runtime.settings.store_text
@@ -183,7 +191,7 @@ def _audit_rows(
             "raw": score.raw,
             "latency_ms": latency_ms,
             "attempts": attempts,
-            "worker_host": runtime.host,
+            "worker_host": worker,
             "worker_gpu": runtime.gpu,
             "created_at": now,
             "prompt_text": None,

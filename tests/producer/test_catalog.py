@@ -36,7 +36,7 @@ def test_check_weights() -> None:
     assert check_weights({"format": 0}, known) == {"format": 0.0}
     with pytest.raises(UnknownRewardError, match="unknown reward 'nope'; known rewards: accuracy, format"):
         check_weights({"nope": 1.0}, known)
-    with pytest.raises(InvalidInputError, match="field 'rewards.format': weight must be a number, got str"):
+    with pytest.raises(InvalidInputError, match=r"field 'rewards\.format': weight must be a number, got str"):
         check_weights({"format": "1"}, known)
     with pytest.raises(InvalidInputError, match="weight must be a number, got bool"):
         check_weights({"format": True}, known)

@@ -108,14 +108,19 @@ def test_score_embedded_writes_records_with_rewards_and_the_audit_answers(tmp_pa
 
 def test_score_rejects_bad_input_with_line_numbers_before_enqueueing(tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
-    source.write_text('{"completion": "fine"}\n\n{"completion": 3}\nnot json\n')
+    source.write_text('{"completion": "fine"}\n\n{"completion": 3}\n{"prompt": "p"}\n')
     proc = rewardq(
         "score", str(source), "-r", "format", "-o", str(tmp_path / "o.jsonl"), "--run-id", "x", check=False
     )
     assert proc.returncode == 2
+    assert "2 invalid input problems; nothing was enqueued" in proc.stderr
     assert "line 3, field 'completion'" in proc.stderr
-    assert "line 4" in proc.stderr
+    assert "line 4, field 'completion': missing" in proc.stderr
     assert not (tmp_path / "o.jsonl").exists()
+    not_json = tmp_path / "not.jsonl"
+    not_json.write_text('{"completion": "fine"}\nnot json\n')
+    proc = rewardq("score", str(not_json), "-r", "format", "-o", "o", "--run-id", "x", check=False)
+    assert proc.returncode == 2 and "line 2: invalid JSON" in proc.stderr
     proc = rewardq(
         "score", str(source), "-r", "nope", "-o", str(tmp_path / "o.jsonl"), "--run-id", "x", check=False
     )

@@ -54,7 +54,7 @@ class StringCheckOptions(ReferenceOptions):
     """Options of ``string_check``."""
 
     operation: Operation = "eq"
-    """``eq`` (default), ``ne``, ``like`` (contains, case-sensitive) or ``ilike`` (contains, case-insensitive)."""
+    """``eq`` (default), ``ne``, ``like`` (contains, case-sensitive), ``ilike`` (contains, ignoring case)."""
     strip: bool = False
     """Strip leading and trailing whitespace from the completion and the reference before comparing."""
 
