@@ -69,7 +69,7 @@ def to_sample(record: Mapping[str, Any]) -> Sample:
     except ValidationError as e:
         by_field: dict[str, Problem] = {}
         for err in e.errors(include_url=False):
-            problem = _problem(err)
+            problem = describe_error(err)
             by_field.setdefault(problem.field, problem)
         raise InvalidInputError(list(by_field.values())) from e
 
@@ -93,7 +93,7 @@ def _check_turns(field: str, value: Any, optional: bool = False) -> Problem | No
     return None
 
 
-def _problem(err: Mapping[str, Any]) -> Problem:
+def describe_error(err: Mapping[str, Any]) -> Problem:
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("list[", "str", "function-"))]
     if loc[:1] == ["columns"]:
         loc = loc[1:]

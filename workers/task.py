@@ -19,7 +19,7 @@ from celery import Celery, Task
 from pydantic import TypeAdapter, ValidationError
 
 from rewardq.errors import InvalidInputError, RewardqError
-from rewardq.samples import record_size
+from rewardq.samples import describe_error, record_size
 from rewardq.schema import TASK_NAME, Sample, TaskEnvelope
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime import WorkerRuntime
@@ -104,9 +104,8 @@ def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample |
         try:
             samples.append(_SAMPLE.validate_python(item))
         except ValidationError as e:
-            err = e.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in err["loc"]) or "sample"
-            scores[i] = Score.failed(f"invalid sample: field '{field}': {err['msg']}")
+            problem = describe_error(e.errors(include_url=False)[0])
+            scores[i] = Score.failed(f"invalid sample: field '{problem.field or 'sample'}': {problem.message}")
             samples.append(None)
     return samples, scores
 
