@@ -1,0 +1,148 @@
+"""The audit store's tables as typed SQLAlchemy models: one row in ``scores`` per score a worker computed.
+
+The migration in ``migrations/versions`` creates exactly these tables (a test diffs the two); change both
+together, in a new migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from rewardq.schema import STATUSES
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Longest value of each bounded text column; the writer checks them so that SQLite (which ignores
+# VARCHAR lengths) and PostgreSQL (which enforces them) accept and refuse the same rows.
+MAX_LENGTHS: dict[str, int] = {
+    "run_id": 200,
+    "batch_id": 64,
+    "sample_hash": 64,
+    "sample_id": 512,
+    "reward": 64,
+    "scorer": 256,
+    "status": 16,
+    "worker_host": 256,
+    "worker_gpu": 128,
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp, stored in UTC and always read back with ``tzinfo=UTC``.
+
+    PostgreSQL keeps ``timestamptz`` natively; SQLite has no time zones, so values are stored as UTC
+    text and get their ``tzinfo`` back on load. Naive datetimes are refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: audit timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the audit store; its ``metadata`` names constraints by convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _status_check() -> str:
+    return "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
+
+
+class Score(Base):
+    """One score of one sample by one reward, with what is needed to answer for it later.
+
+    ``(batch_id, sample_index, reward)`` is unique: a redelivered task writes nothing new.
+    ``value`` is set exactly when ``status`` is ``ok``. ``prompt_text``/``completion_text`` are only
+    filled when the ``store_text`` setting is on; ``sample_hash`` is always there.
+    """
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "sample_index", "reward"),
+        CheckConstraint(_status_check(), name="status"),
+        Index("ix_scores_run_id_step", "run_id", "step"),
+        # Equality lookups only; on PostgreSQL a hash index of the 64-character keys is a third of the
+        # size of a B-tree and about three times cheaper to insert into (docs/audit.md).
+        Index("ix_scores_sample_hash", "sample_hash", postgresql_using="hash"),
+        Index(
+            "ix_scores_sample_id",
+            "sample_id",
+            postgresql_where=text("sample_id IS NOT NULL"),
+            sqlite_where=text("sample_id IS NOT NULL"),
+        ),
+    )
+
+    # BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the auto-assigned rowid (64-bit anyway).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(String(MAX_LENGTHS["run_id"]))
+    step: Mapped[int | None] = mapped_column(Integer)
+    batch_id: Mapped[str] = mapped_column(String(MAX_LENGTHS["batch_id"]))
+    sample_index: Mapped[int] = mapped_column(Integer)
+    sample_hash: Mapped[str] = mapped_column(String(MAX_LENGTHS["sample_hash"]))
+    sample_id: Mapped[str | None] = mapped_column(String(MAX_LENGTHS["sample_id"]))
+    reward: Mapped[str] = mapped_column(String(MAX_LENGTHS["reward"]))
+    scorer: Mapped[str] = mapped_column(String(MAX_LENGTHS["scorer"]))
+    value: Mapped[float | None] = mapped_column(Double)
+    status: Mapped[str] = mapped_column(String(MAX_LENGTHS["status"]))
+    error: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float] = mapped_column(Double)
+    attempts: Mapped[int] = mapped_column(Integer)
+    worker_host: Mapped[str] = mapped_column(String(MAX_LENGTHS["worker_host"]))
+    worker_gpu: Mapped[str | None] = mapped_column(String(MAX_LENGTHS["worker_gpu"]))
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), server_default=text("CURRENT_TIMESTAMP"), default=lambda: datetime.now(UTC)
+    )
+    prompt_text: Mapped[str | None] = mapped_column(Text)
+    completion_text: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return (
+            f"Score(id={self.id!r}, run_id={self.run_id!r}, step={self.step!r}, batch_id={self.batch_id!r}, "
+            f"sample_index={self.sample_index!r}, reward={self.reward!r}, value={self.value!r}, "
+            f"status={self.status!r})"
+        )
+
+
+scores_table: Table = cast(Table, Score.__table__)
+"""The ``scores`` table, for Core statements."""

@@ -1,0 +1,256 @@
+"""The read side of the audit store, behind ``rewardq audit``: runs, a run's scores and statistics, and
+the history of one sample.
+
+Every function takes a :class:`sqlalchemy.Connection` (``session.connection()`` from a Session) and
+returns frozen dataclasses; none commits or writes. The same SQL runs on SQLite and PostgreSQL.
+
+Statistics are over the ``ok`` scores only (the others have no value). ``std`` is the population
+standard deviation (divisor n, so one score has std 0.0): it describes the scores that were given, as
+``numpy.std`` does, rather than estimating a wider population. It is computed in one pass from the
+mean of the values and the mean of their squares (SQLite has no ``stddev``), which loses precision
+only when the mean is many orders of magnitude larger than the spread — not the case for rewards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, select
+
+from rewardq.schema import STATUSES
+from rewardq.storage.models import scores_table
+
+__all__ = [
+    "RunSummary",
+    "ScoreRecord",
+    "StepStats",
+    "list_runs",
+    "run_scores",
+    "sample_history",
+    "step_stats",
+]
+
+_c = scores_table.c
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run as the audit store saw it: when it was scored, which steps, how many scores, which rewards."""
+
+    run_id: str
+    first_at: datetime
+    last_at: datetime
+    step_min: int | None
+    step_max: int | None
+    scores: int
+    rewards: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRecord:
+    """One stored score: a row of ``scores`` (see :class:`rewardq.storage.models.Score` for the columns)."""
+
+    id: int
+    run_id: str
+    step: int | None
+    batch_id: str
+    sample_index: int
+    sample_hash: str
+    sample_id: str | None
+    reward: str
+    scorer: str
+    value: float | None
+    status: str
+    error: str | None
+    raw: str | None
+    latency_ms: float
+    attempts: int
+    worker_host: str
+    worker_gpu: str | None
+    created_at: datetime
+    prompt_text: str | None
+    completion_text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """The scores of one reward at one step of a run.
+
+    ``count`` counts scores of every status and ``statuses`` each status (every one of
+    :data:`rewardq.schema.STATUSES` is a key); ``mean``, ``std`` (population), ``min`` and ``max`` are
+    over the ``statuses["ok"]`` values and None when there are none.
+    """
+
+    step: int | None
+    reward: str
+    count: int
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    statuses: Mapping[str, int]
+
+    @property
+    def ok(self) -> int:
+        """How many scores the statistics are over."""
+        return self.statuses["ok"]
+
+
+def list_runs(conn: Connection) -> list[RunSummary]:
+    """Every run in the store, oldest first (by its first score)."""
+    query = select(
+        _c.run_id,
+        _c.reward,
+        func.min(_c.created_at),
+        func.max(_c.created_at),
+        func.min(_c.step),
+        func.max(_c.step),
+        func.count(),
+    ).group_by(_c.run_id, _c.reward)
+    runs: dict[str, dict[str, Any]] = {}
+    for run_id, reward, first_at, last_at, step_min, step_max, count in conn.execute(query):
+        run = runs.get(run_id)
+        if run is None:
+            runs[run_id] = {
+                "first_at": first_at,
+                "last_at": last_at,
+                "steps": [s for s in (step_min, step_max) if s is not None],
+                "scores": count,
+                "rewards": {reward},
+            }
+            continue
+        run["first_at"] = min(run["first_at"], first_at)
+        run["last_at"] = max(run["last_at"], last_at)
+        run["steps"].extend(s for s in (step_min, step_max) if s is not None)
+        run["scores"] += count
+        run["rewards"].add(reward)
+    summaries = [
+        RunSummary(
+            run_id=run_id,
+            first_at=r["first_at"],
+            last_at=r["last_at"],
+            step_min=min(r["steps"], default=None),
+            step_max=max(r["steps"], default=None),
+            scores=r["scores"],
+            rewards=tuple(sorted(r["rewards"])),
+        )
+        for run_id, r in runs.items()
+    ]
+    return sorted(summaries, key=lambda s: (s.first_at, s.run_id))
+
+
+def run_scores(
+    conn: Connection,
+    run_id: str,
+    *,
+    step_min: int | None = None,
+    step_max: int | None = None,
+    rewards: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> list[ScoreRecord]:
+    """The scores of ``run_id`` by step (scores without a step last), batch, sample index and reward.
+
+    ``step_min``/``step_max`` bound the step (inclusive; scores without a step are then left out),
+    ``rewards`` keeps only those rewards, ``limit`` caps the number of rows.
+    """
+    query = _run_filter(select(scores_table), run_id, step_min, step_max, rewards).order_by(
+        _c.step.asc().nulls_last(), _c.batch_id, _c.sample_index, _c.reward
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [ScoreRecord(**row) for row in conn.execute(query).mappings()]
+
+
+def step_stats(
+    conn: Connection,
+    run_id: str,
+    *,
+    rewards: Iterable[str] | None = None,
+    step_min: int | None = None,
+    step_max: int | None = None,
+) -> list[StepStats]:
+    """Per (step, reward) of ``run_id``: counts per status and mean/std/min/max of the ``ok`` values.
+
+    Ordered by step (scores without a step last), then reward; filters as in :func:`run_scores`.
+    """
+    ok = _c.status == "ok"
+    value = _c.value
+    query = select(
+        _c.step,
+        _c.reward,
+        func.count(),
+        *(func.count().filter(_c.status == status) for status in STATUSES),
+        func.avg(value).filter(ok),
+        func.avg(value * value).filter(ok),
+        func.min(value).filter(ok),
+        func.max(value).filter(ok),
+    ).group_by(_c.step, _c.reward)
+    query = _run_filter(query, run_id, step_min, step_max, rewards).order_by(
+        _c.step.asc().nulls_last(), _c.reward
+    )
+    out = []
+    for row in conn.execute(query):
+        step, reward, count = row[0], row[1], row[2]
+        statuses = dict(zip(STATUSES, row[3 : 3 + len(STATUSES)], strict=True))
+        mean, mean_sq, lo, hi = row[3 + len(STATUSES) :]
+        out.append(
+            StepStats(
+                step=step,
+                reward=reward,
+                count=count,
+                mean=None if mean is None else float(mean),
+                std=_population_std(mean, mean_sq, lo, hi),
+                min=lo,
+                max=hi,
+                statuses=statuses,
+            )
+        )
+    return out
+
+
+def sample_history(
+    conn: Connection, *, sample_hash: str | None = None, sample_id: str | None = None
+) -> list[ScoreRecord]:
+    """Every score a sample ever got, across runs, rewards and rescorings, oldest first.
+
+    The sample is given by its content hash, its user-given id, or both (then a score must match
+    both). Raises ValueError when given neither.
+    """
+    if sample_hash is None and sample_id is None:
+        raise ValueError("sample_history needs a sample_hash or a sample_id")
+    query = select(scores_table)
+    if sample_hash is not None:
+        query = query.where(_c.sample_hash == sample_hash)
+    if sample_id is not None:
+        query = query.where(_c.sample_id == sample_id)
+    query = query.order_by(_c.created_at, _c.id)
+    return [ScoreRecord(**row) for row in conn.execute(query).mappings()]
+
+
+def _run_filter(
+    query: Select[Any],
+    run_id: str,
+    step_min: int | None,
+    step_max: int | None,
+    rewards: Iterable[str] | None,
+) -> Select[Any]:
+    query = query.where(_c.run_id == run_id)
+    if step_min is not None:
+        query = query.where(_c.step >= step_min)
+    if step_max is not None:
+        query = query.where(_c.step <= step_max)
+    if rewards is not None:
+        query = query.where(_c.reward.in_(list(rewards)))
+    return query
+
+
+def _population_std(mean: Any, mean_sq: Any, lo: Any, hi: Any) -> float | None:
+    if mean is None:
+        return None
+    if lo == hi:  # one value, or all equal: exactly 0, not the rounding residue of E[x²] - E[x]²
+        return 0.0
+    return math.sqrt(max(float(mean_sq) - float(mean) ** 2, 0.0))
