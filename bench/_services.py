@@ -14,6 +14,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from rewardq import Settings
+from rewardq.broker import make_app
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "REWARDQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -81,27 +84,22 @@ def sqlite_database() -> Iterator[str]:
 
 @contextlib.contextmanager
 def workers(count: int, broker: str, database: str, *args: str) -> Iterator[None]:
-    """``count`` worker processes, each ``rewardq worker *args``, ready before the block runs."""
+    """``count`` worker processes, each ``rewardq worker *args``, answering pings before the block runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
     env.update({"REWARDQ_BROKER_URL": broker, "REWARDQ_DATABASE_URL": database})
     logs = [tempfile.NamedTemporaryFile(suffix=".log", delete=False) for _ in range(count)]  # noqa: SIM115
-    procs = []
+    app = make_app(Settings.from_env({}, broker_url=broker))
+    procs = [
+        subprocess.Popen(
+            [REWARDQ, "worker", *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        for log in logs
+    ]
     try:
-        for log in logs:
-            procs.append(
-                subprocess.Popen(
-                    [REWARDQ, "worker", *args],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-            deadline = time.monotonic() + 60
-            while b" ready." not in Path(log.name).read_bytes():
-                if procs[-1].poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(Path(log.name).read_text())
-                time.sleep(0.1)
+        deadline = time.monotonic() + 60
+        while len(app.control.ping(timeout=0.5)) < count:  # works at any --loglevel
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                raise RuntimeError("\n".join(Path(log.name).read_text() for log in logs))
         yield
     finally:
         for proc in procs:
@@ -111,3 +109,4 @@ def workers(count: int, broker: str, database: str, *args: str) -> Iterator[None
             proc.wait(30)
         for log in logs:
             os.unlink(log.name)
+        app.close()

@@ -42,6 +42,7 @@ def make_app(settings: Settings, name: str = "rewardq") -> Celery:
     return app
 
 
-def poll_interval(settings: Settings) -> float:
-    """How often a waiting client polls a polling result backend (the embedded cache backend)."""
-    return EMBEDDED_POLL_S if settings.embedded else 0.05
+# How long a gathering client sleeps between polls of a result backend. The embedded cache backend is
+# polled throughout; the Redis backend is polled once (this long) before it waits on pub/sub, so a
+# large value there is added to every round trip (Celery's default of 0.5 s would be).
+GATHER_POLL_S = 0.001

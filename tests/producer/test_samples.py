@@ -2,7 +2,7 @@
 
 import pytest
 
-from rewardq import InvalidInputError
+from rewardq import InvalidInputError, Sample
 from rewardq.samples import to_sample, to_samples
 
 
@@ -14,15 +14,14 @@ def test_trl_conversational_row() -> None:
             "solution": "4",
         }
     )
-    assert sample.completion_text == "<answer>4</answer>"
-    assert sample.columns == {"solution": "4"}
-    assert sample.prompt == [{"role": "user", "content": "2+2?"}]
+    assert Sample.model_validate(sample).completion_text == "<answer>4</answer>"
+    assert sample["columns"] == {"solution": "4"}
+    assert sample["prompt"] == [{"role": "user", "content": "2+2?"}]
 
 
 def test_trl_standard_row_and_extra_columns_travel() -> None:
     sample = to_sample({"prompt": "2+2?", "completion": "4", "completion_ids": [1, 2], "id": "a"})
-    assert sample.completion_text == "4"
-    assert sample.columns == {"completion_ids": [1, 2], "id": "a"}
+    assert sample == {"prompt": "2+2?", "completion": "4", "columns": {"completion_ids": [1, 2], "id": "a"}}
 
 
 def test_ms_swift_messages_row_takes_the_last_assistant_message() -> None:
@@ -36,9 +35,9 @@ def test_ms_swift_messages_row_takes_the_last_assistant_message() -> None:
             "solution": "1",
         }
     )
-    assert sample.completion == "a"
-    assert sample.prompt == [{"role": "system", "content": "think"}, {"role": "user", "content": "q"}]
-    assert sample.columns == {"solution": "1"}
+    assert sample["completion"] == "a"
+    assert sample["prompt"] == [{"role": "system", "content": "think"}, {"role": "user", "content": "q"}]
+    assert sample["columns"] == {"solution": "1"}
 
 
 @pytest.mark.parametrize(
@@ -52,6 +51,7 @@ def test_ms_swift_messages_row_takes_the_last_assistant_message() -> None:
         ({"completion": "a", "prompt": 3}, "prompt", "got int"),
         ({"completion": [{"content": "a"}]}, "completion.0.role", "must be a string"),
         ({"completion": [{"role": "assistant", "content": 1}]}, "completion.0.content", "got int"),
+        ({"completion": "a", 7: "x"}, "7", "column names must be strings"),
     ],
 )
 def test_bad_rows_name_the_field(record: dict, field: str, message: str) -> None:
@@ -77,3 +77,18 @@ def test_to_samples_collects_every_problem_with_line_numbers_and_sizes() -> None
 def test_to_samples_without_lines_names_the_sample_index() -> None:
     with pytest.raises(InvalidInputError, match="sample 1, field 'completion'"):
         to_samples([{"completion": "a"}, {}], max_record_bytes=1000)
+
+
+def test_every_normalized_row_is_a_valid_sample() -> None:
+    rows = [
+        {"prompt": "p", "completion": "c", "solution": "1"},
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": [{"type": "text", "text": "a"}]},
+            ]
+        },
+        {"completion": [{"role": "assistant", "content": None, "tool_calls": []}]},
+    ]
+    for row in to_samples(rows, max_record_bytes=1000):
+        Sample.model_validate(row)
