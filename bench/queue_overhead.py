@@ -1,5 +1,6 @@
 """Queue overhead: a 64-sample `format` batch through Redis + a worker process + the audit write, versus
-calling the scorer directly in-process. Interleaved per iteration; prints p50/p99 of the difference.
+calling the scorer directly in-process. Every configuration runs in each iteration, interleaved, and
+the difference to the direct call is taken per iteration; prints its p50 and p99.
 
     .venv/bin/python bench/queue_overhead.py --iterations 300
 """
@@ -7,16 +8,19 @@ calling the scorer directly in-process. Interleaved per iteration; prints p50/p9
 from __future__ import annotations
 
 import argparse
-import statistics
+import contextlib
 import time
 
 from _services import postgres_database, redis_server, sqlite_database, workers
+from pydantic import TypeAdapter
 
 from rewardq import RewardClient, Settings
 from rewardq.samples import to_samples
+from rewardq.schema import Sample
 from rewardq.workers.rewards.format import FormatReward
 
 AIM_MS = 3.0
+CONFIGS = (("postgres", "solo"), ("postgres", "prefork"), ("sqlite", "solo"), ("sqlite", "prefork"))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -33,66 +37,58 @@ def main() -> None:
     rows = [
         {"prompt": f"q{i}", "completion": f"<think>step {i}</think><answer>{i}</answer>"} for i in range(64)
     ]
-    samples = to_samples(rows, max_record_bytes=1 << 20)
+    samples = TypeAdapter(list[Sample]).validate_python(to_samples(rows, max_record_bytes=1 << 20))
     scorer = FormatReward("format", FormatReward.Options())
-    timings: dict[str, list[float]] = {"direct": [], "sqlite": [], "postgres": []}
+    timings: dict[str, list[float]] = {"direct": []} | {f"{db}/{pool}": [] for db, pool in CONFIGS}
 
-    with redis_server() as broker, sqlite_database() as sqlite_url, postgres_database() as pg_url:
-        sqlite_broker, pg_broker = broker, broker[:-1] + "1"
-        with (
-            workers(
-                1,
-                sqlite_broker,
-                sqlite_url,
+    with contextlib.ExitStack() as stack:
+        broker = stack.enter_context(redis_server())
+        urls = {
+            "postgres": stack.enter_context(postgres_database()),
+            "sqlite": stack.enter_context(sqlite_database()),
+        }
+        clients = {}
+        for n, (db, pool) in enumerate(CONFIGS):
+            db_broker = f"{broker[:-1]}{n}"  # a Redis database per configuration: separate queues
+            worker_args = (
                 "--rewards",
                 "format",
+                "--pool",
+                pool,
                 "--concurrency",
                 "1",
                 "--loglevel",
                 "WARNING",
-            ),
-            workers(
-                1, pg_broker, pg_url, "--rewards", "format", "--concurrency", "1", "--loglevel", "WARNING"
-            ),
-        ):
-            clients = {
-                "sqlite": RewardClient(
-                    Settings.from_env({}, broker_url=sqlite_broker, database_url=sqlite_url)
-                ),
-                "postgres": RewardClient(Settings.from_env({}, broker_url=pg_broker, database_url=pg_url)),
-            }
-            for i in range(args.warmup + args.iterations):
+            )
+            stack.enter_context(workers(1, db_broker, urls[db], *worker_args))
+            client = RewardClient(Settings.from_env({}, broker_url=db_broker, database_url=urls[db]))
+            clients[f"{db}/{pool}"] = stack.enter_context(client)
+        for i in range(args.warmup + args.iterations):
+            t0 = time.perf_counter()
+            scorer.score(samples)
+            direct = time.perf_counter() - t0
+            queued = {}
+            for name, client in clients.items():
                 t0 = time.perf_counter()
-                scorer.score(samples)
-                direct = time.perf_counter() - t0
-                queued = {}
-                for name, client in clients.items():
-                    t0 = time.perf_counter()
-                    result = client.submit(samples, "format", run_id="bench", step=i).get(timeout=30)
-                    queued[name] = time.perf_counter() - t0
-                    assert result.statuses["format"] == ["ok"] * 64
-                if i >= args.warmup:
-                    timings["direct"].append(direct * 1000)
-                    for name, seconds in queued.items():
-                        timings[name].append(seconds * 1000)
-            for client in clients.values():
-                client.close()
+                result = client.submit(rows, "format", run_id="bench", step=i).get(timeout=30)
+                queued[name] = time.perf_counter() - t0
+                assert result.statuses["format"] == ["ok"] * 64
+            if i >= args.warmup:
+                timings["direct"].append(direct * 1000)
+                for name, seconds in queued.items():
+                    timings[name].append(seconds * 1000)
 
-    print(f"64-sample `format` batch, {args.iterations} interleaved iterations (ms)")
-    print(f"{'path':<28}{'p50':>9}{'p99':>9}")
-    print(f"{'direct scorer call':<28}{pct(timings['direct'], 50):>9.3f}{pct(timings['direct'], 99):>9.3f}")
-    for name in ("sqlite", "postgres"):
+    print(f"64-sample `format` batch from a trainer's rows, {args.iterations} interleaved iterations, in ms")
+    print(
+        f"{'path (audit store / pool)':<30}{'p50':>8}{'p99':>8}{'overhead p50':>14}{'p99':>8}{'p50/aim':>9}"
+    )
+    print(f"{'direct scorer call':<30}{pct(timings['direct'], 50):>8.3f}{pct(timings['direct'], 99):>8.3f}")
+    for name in clients:
         diff = [q - d for q, d in zip(timings[name], timings["direct"], strict=True)]
         print(
-            f"{'queue + audit (' + name + ')':<28}"
-            f"{pct(timings[name], 50):>9.3f}{pct(timings[name], 99):>9.3f}"
+            f"{'queue + audit: ' + name:<30}{pct(timings[name], 50):>8.3f}{pct(timings[name], 99):>8.3f}"
+            f"{pct(diff, 50):>14.3f}{pct(diff, 99):>8.3f}{pct(diff, 50) / AIM_MS:>9.2f}"
         )
-        p50 = pct(diff, 50)
-        print(
-            f"{'  overhead (difference)':<28}{p50:>9.3f}{pct(diff, 99):>9.3f}   p50 / aim {AIM_MS} ms = "
-            f"{p50 / AIM_MS:.2f}"
-        )
-    print(f"mean direct {statistics.fmean(timings['direct']):.3f} ms")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from rewardq.errors import InvalidInputError, RewardqError
 from rewardq.samples import describe_error, record_size
-from rewardq.schema import TASK_NAME, Sample, TaskEnvelope
+from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime import WorkerRuntime
 
@@ -70,7 +71,7 @@ def score_payload(
         raise InvalidTask(f"rejected task: {problems}") from e
     samples, scores = _validate_samples(task.samples, runtime.settings.max_record_bytes)
     scorer, latency_ms = _score(runtime, task.reward, samples, scores)
-    final: list[Score] = [s if s is not None else Score.failed("no score returned") for s in scores]
+    final = [_consistent(s) for s in scores]
     rows = _audit_rows(runtime, task, samples, final, scorer, latency_ms, attempts, worker or runtime.host)
     from rewardq.storage import write_scores
 
@@ -105,7 +106,9 @@ def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample |
             samples.append(_SAMPLE.validate_python(item))
         except ValidationError as e:
             problem = describe_error(e.errors(include_url=False)[0])
-            scores[i] = Score.failed(f"invalid sample: field '{problem.field or 'sample'}': {problem.message}")
+            scores[i] = Score.failed(
+                f"invalid sample: field '{problem.field or 'sample'}': {problem.message}"
+            )
             samples.append(None)
     return samples, scores
 
@@ -138,6 +141,27 @@ def _score(
     for i in valid:
         scores[i] = Score.failed(error)
     return scorer, 0.0
+
+
+def _consistent(score: Score | None) -> Score:
+    """What a reward returned, made fit for the audit: ``ok`` has a finite value, nothing else has one."""
+    if not isinstance(score, Score):
+        return Score.failed(f"the reward returned {type(score).__name__}, not a Score")
+    if score.status == "ok":
+        if (
+            isinstance(score.value, int | float)
+            and not isinstance(score.value, bool)
+            and math.isfinite(score.value)
+        ):
+            return score
+        return Score(
+            None, "error", f"the reward returned a non-finite or missing value: {score.value!r}", score.raw
+        )
+    if score.status not in STATUSES:
+        return Score(None, "error", f"the reward returned an unknown status {score.status!r}", score.raw)
+    if score.value is not None:
+        return Score(None, score.status, score.error, score.raw)
+    return score
 
 
 def sample_hash(item: Any) -> str:
