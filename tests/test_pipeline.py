@@ -138,3 +138,16 @@ def test_invalid_input_is_rejected_before_anything_is_enqueued(
     with RewardClient(settings) as client, pytest.raises(Exception, match="sample 1, field 'completion'"):
         client.submit([{"completion": "ok"}, {"completion": 3}], ["format"], run_id="r")
     assert redis.Redis.from_url(redis_server.url).llen(queue_for("format")) == 0
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_accuracy_works_in_every_pool(
+    pool: str, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """math-verify's timeouts need the main thread: solo runs there, threads go through a helper process."""
+    start_worker(redis_server.url, sqlite_url, "--rewards", "accuracy", "--pool", pool, "--concurrency", "2")
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=2)
+    with RewardClient(settings) as client:
+        result = client.score(_batch(6), "accuracy", run_id=f"pool-{pool}", timeout=120)
+    assert result.statuses["accuracy"] == ["ok"] * 6
+    assert result.rewards["accuracy"] == [1.0, 0.0, 1.0] * 2
