@@ -9,6 +9,7 @@ import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from rewardq.errors import ConfigError, InvalidInputError, Problem, UnknownRewardError
 
@@ -24,18 +25,22 @@ BUILTIN_REWARDS: tuple[str, ...] = (
 )
 
 
-def configured_rewards(path: Path | None) -> list[str]:
-    """Names of the rewards a rewards file configures (``[rewards.<name>]`` tables)."""
-    if path is None:
-        return []
+def read_rewards_file(path: Path) -> dict[str, Any]:
+    """The parsed TOML of a rewards file, or a ConfigError saying why it cannot be read."""
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError as e:
         raise ConfigError(f"rewards config {path} does not exist") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"rewards config {path} is not valid TOML: {e}") from e
-    rewards = doc.get("rewards", {})
+
+
+def configured_rewards(path: Path | None) -> list[str]:
+    """Names of the rewards a rewards file configures (``[rewards.<name>]`` tables)."""
+    if path is None:
+        return []
+    rewards = read_rewards_file(path).get("rewards", {})
     if not isinstance(rewards, dict):
         raise ConfigError(f"rewards config {path}: 'rewards' must be a table of [rewards.<name>] tables")
     return list(rewards)

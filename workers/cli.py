@@ -5,6 +5,7 @@ Settings come from REWARDQ_* variables, read once here and passed down; flags ov
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -269,8 +270,6 @@ def audit_sample(
 
 
 def _row(record: Any) -> dict[str, Any]:
-    import dataclasses
-
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         return dataclasses.asdict(record)
     return dict(record)

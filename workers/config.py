@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from rewardq.catalog import read_rewards_file
 from rewardq.errors import ConfigError, UnknownRewardError
 from rewardq.schema import RewardName
 from rewardq.workers.registry import RULE_KINDS, KindRegistry
@@ -65,15 +65,7 @@ class RewardsConfig:
     def load(cls, path: Path | None) -> RewardsConfig:
         """Read a rewards file (None: built-in rewards only), load its plugins, validate every option."""
         kinds = KindRegistry()
-        doc: dict[str, Any] = {}
-        if path is not None:
-            try:
-                with open(path, "rb") as f:
-                    doc = tomllib.load(f)
-            except FileNotFoundError as e:
-                raise ConfigError(f"rewards config {path} does not exist") from e
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"rewards config {path} is not valid TOML: {e}") from e
+        doc = read_rewards_file(path) if path is not None else {}
         unknown = set(doc) - {"plugins", "rewards"}
         if unknown:
             raise ConfigError(

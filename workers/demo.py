@@ -26,13 +26,14 @@ def demo_rollouts() -> Path:
 def summary_rows(result: ScoreResult) -> list[dict[str, Any]]:
     """Per reward: weight, mean and count of ok values, and how many samples got each status."""
     rows = []
+    counts_by_reward = result.status_counts()
     for name, weight in result.weights.items():
         ok = [
             v
             for v, s in zip(result.rewards[name], result.statuses[name], strict=True)
             if s == "ok" and v is not None
         ]
-        counts = result.status_counts()[name]
+        counts = counts_by_reward[name]
         rows.append(
             {
                 "reward": name,
