@@ -18,8 +18,10 @@ from pathlib import Path
 
 import orjson
 from _services import REWARDQ, postgres_database, redis_server, sqlite_database, workers
+from pydantic import TypeAdapter
 
 from rewardq.samples import to_samples
+from rewardq.schema import Sample
 from rewardq.workers.rewards.format import FormatReward
 
 AIM = 20_000
@@ -83,7 +85,7 @@ def main() -> None:
         source = Path(d) / "rollouts.jsonl"
         make_rollouts(source, args.samples)
         records = [orjson.loads(line) for line in source.read_bytes().splitlines()]
-        samples = to_samples(records, max_record_bytes=1 << 20)
+        samples = TypeAdapter(list[Sample]).validate_python(to_samples(records, max_record_bytes=1 << 20))
         scorer = FormatReward("format", FormatReward.Options())
         t0 = time.perf_counter()
         scorer.score(samples)
