@@ -39,7 +39,9 @@ def main() -> None:
     ]
     samples = TypeAdapter(list[Sample]).validate_python(to_samples(rows, max_record_bytes=1 << 20))
     scorer = FormatReward("format", FormatReward.Options())
-    timings: dict[str, list[float]] = {"direct": []} | {f"{db}/{pool}": [] for db, pool in CONFIGS}
+    timings: dict[str, list[float]] = {
+        name: [] for name in ["direct", *(f"{db}/{pool}" for db, pool in CONFIGS)]
+    }
 
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(redis_server())
