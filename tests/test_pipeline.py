@@ -101,6 +101,7 @@ def test_worker_rejects_bad_samples_and_envelopes_without_crashing(
     with pytest.raises(Exception, match="rejected task") as info:
         bad_envelope.get(timeout=30)
     assert type(info.value).__name__ == "InvalidTask"
+    del bad_envelope, info  # let the result unsubscribe while this test's redis-server is still up
 
     wrong_reward = dict(payload, batch_id=uuid.uuid4().hex, reward="not_served")
     answer = app.send_task(TASK_NAME, args=[wrong_reward], queue=queue_for("format")).get(timeout=30)
