@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,52 @@ def test_accuracy_works_in_every_pool(
         result = client.score(_batch(6), "accuracy", run_id=f"pool-{pool}", timeout=120)
     assert result.statuses["accuracy"] == ["ok"] * 6
     assert result.rewards["accuracy"] == [1.0, 0.0, 1.0] * 2
+
+
+CRASH_ONCE_PLUGIN = '''
+import os
+from pathlib import Path
+
+from rewardq.workers.rewards.base import Reward, RewardOptions, Score
+
+
+class CrashOnce(Reward):
+    """Kills its worker process the first time it scores; scores 1.0 after that."""
+
+    kind = "crash_once"
+
+    class Options(RewardOptions):
+        marker: str
+
+    def score(self, samples):
+        marker = Path(self.options.marker)
+        if not marker.exists():
+            marker.write_text("crashed")
+            os._exit(1)
+        return [Score.ok(1.0) for _ in samples]
+
+
+def register(kinds):
+    kinds.add("crash_once", CrashOnce)
+'''
+
+
+def test_a_task_whose_worker_process_dies_is_redelivered_and_audited_once(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    (tmp_path / "crash_once.py").write_text(CRASH_ONCE_PLUGIN)
+    config = tmp_path / "rewards.toml"
+    config.write_text(
+        'plugins = ["crash_once.py"]\n'
+        f'[rewards.fragile]\nkind = "crash_once"\nmarker = "{tmp_path / "crashed"}"\n'
+    )
+    worker = start_worker(
+        redis_server.url, sqlite_url, "--rewards", "fragile", "--concurrency", "1", "--config", str(config)
+    )
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, rewards=config)
+    with RewardClient(settings) as client:
+        result = client.score(_batch(4), "fragile", run_id="crash", timeout=60)
+    assert (tmp_path / "crashed").exists(), "the first attempt killed its process"
+    assert result.statuses["fragile"] == ["ok"] * 4
+    assert _rows(sqlite_url, "SELECT count(*) FROM scores WHERE run_id = 'crash'")[0][0] == 4
+    assert "WorkerLostError" in worker.output()
