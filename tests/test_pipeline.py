@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -202,3 +203,36 @@ def test_a_task_whose_worker_process_dies_is_redelivered_and_audited_once(
     assert result.statuses["fragile"] == ["ok"] * 4
     assert _rows(sqlite_url, "SELECT count(*) FROM scores WHERE run_id = 'crash'")[0][0] == 4
     assert "WorkerLostError" in worker.output()
+
+
+def test_an_audit_store_outage_is_retried_and_no_score_comes_back_unaudited(
+    redis_server: RedisServer, postgres_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker(redis_server.url, postgres_url, "--rewards", "format", "--concurrency", "1")
+    database = sa.engine.make_url(postgres_url).database
+    admin = sa.create_engine(postgres_url.replace(f"/{database}", "/postgres"), isolation_level="AUTOCOMMIT")
+
+    def allow_connections(allow: bool) -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allow).lower()}')
+            if not allow:  # and drop the worker's pooled connection
+                conn.exec_driver_sql(
+                    f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+                )
+
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=postgres_url)
+    try:
+        allow_connections(False)
+        with RewardClient(settings) as client:
+            handle = client.submit(_batch(3), "format", run_id="outage")
+            time.sleep(2.5)  # the first attempts fail while the database refuses connections
+            allow_connections(True)
+            result = handle.get(timeout=60)
+    finally:
+        allow_connections(True)
+        admin.dispose()
+    assert result.statuses["format"] == ["ok"] * 3
+    [(count, attempts)] = _rows(
+        postgres_url, "SELECT count(*), min(attempts) FROM scores WHERE run_id = 'outage'"
+    )
+    assert count == 3 and attempts >= 2, "written once, by a retry"
