@@ -57,7 +57,9 @@ class WorkerRuntime:
             if self._engine is None:
                 from rewardq.storage import make_engine
 
-                self._engine = make_engine(self.settings.database_url)
+                # No pre-ping round trip per task: a connection that died is invalidated by the
+                # failed write, and the task's retry opens a fresh one.
+                self._engine = make_engine(self.settings.database_url, pool_pre_ping=False)
             return self._engine
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -57,7 +58,7 @@ class Reward(ABC):
         self.name = name
         self.options = options
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Kind, version and a hash of the options: what the audit records as the scorer's identity."""
         digest = hashlib.sha256(self.options.model_dump_json().encode()).hexdigest()[:12]
