@@ -1,6 +1,7 @@
 """Queue overhead: a 64-sample `format` batch through Redis + a worker process + the audit write, versus
-calling the scorer directly in-process. Every configuration runs in each iteration, interleaved, and
-the difference to the direct call is taken per iteration; prints its p50 and p99.
+calling the scorer directly in-process. Each configuration (audit store, worker pool) runs in turn with
+only its worker up; in every iteration the direct call and the queued one run back to back, and the
+difference is taken per iteration; prints its p50 and p99.
 
     .venv/bin/python bench/queue_overhead.py --iterations 300
 """
@@ -32,7 +33,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument(
+        "--configs",
+        default=",".join(f"{db}/{pool}" for db, pool in CONFIGS),
+        help="comma-separated store/pool pairs to run",
+    )
     args = parser.parse_args()
+    configs = [tuple(c.split("/")) for c in args.configs.split(",")]
 
     rows = [
         {"prompt": f"q{i}", "completion": f"<think>step {i}</think><answer>{i}</answer>"} for i in range(64)
@@ -40,18 +47,20 @@ def main() -> None:
     samples = TypeAdapter(list[Sample]).validate_python(to_samples(rows, max_record_bytes=1 << 20))
     scorer = FormatReward("format", FormatReward.Options())
     timings: dict[str, list[float]] = {
-        name: [] for name in ["direct", *(f"{db}/{pool}" for db, pool in CONFIGS)]
+        name: [] for name in ["direct", *(f"{db}/{pool}" for db, pool in configs)]
     }
 
+    differences: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(redis_server())
         urls = {
             "postgres": stack.enter_context(postgres_database()),
             "sqlite": stack.enter_context(sqlite_database()),
         }
-        clients = {}
-        for n, (db, pool) in enumerate(CONFIGS):
-            db_broker = f"{broker[:-1]}{n}"  # a Redis database per configuration: separate queues
+        # One configuration at a time, only its worker running (idle workers of the others would add
+        # about 1.5 ms here); within a phase the direct call and the queued one alternate.
+        for db, pool in configs:
+            name = f"{db}/{pool}"
             worker_args = (
                 "--rewards",
                 "format",
@@ -62,31 +71,28 @@ def main() -> None:
                 "--loglevel",
                 "WARNING",
             )
-            stack.enter_context(workers(1, db_broker, urls[db], *worker_args))
-            client = RewardClient(Settings.from_env({}, broker_url=db_broker, database_url=urls[db]))
-            clients[f"{db}/{pool}"] = stack.enter_context(client)
-        for i in range(args.warmup + args.iterations):
-            t0 = time.perf_counter()
-            scorer.score(samples)
-            direct = time.perf_counter() - t0
-            queued = {}
-            for name, client in clients.items():
-                t0 = time.perf_counter()
-                result = client.submit(rows, "format", run_id="bench", step=i).get(timeout=30)
-                queued[name] = time.perf_counter() - t0
-                assert result.statuses["format"] == ["ok"] * 64
-            if i >= args.warmup:
-                timings["direct"].append(direct * 1000)
-                for name, seconds in queued.items():
-                    timings[name].append(seconds * 1000)
+            settings = Settings.from_env({}, broker_url=broker, database_url=urls[db])
+            with workers(1, broker, urls[db], *worker_args), RewardClient(settings) as client:
+                differences[name] = []
+                for i in range(args.warmup + args.iterations):
+                    t0 = time.perf_counter()
+                    scorer.score(samples)
+                    direct = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    result = client.submit(rows, "format", run_id="bench", step=i).get(timeout=30)
+                    queued = time.perf_counter() - t0
+                    assert result.statuses["format"] == ["ok"] * 64
+                    if i >= args.warmup:
+                        timings["direct"].append(direct * 1000)
+                        timings[name].append(queued * 1000)
+                        differences[name].append((queued - direct) * 1000)
 
     print(f"64-sample `format` batch from a trainer's rows, {args.iterations} interleaved iterations, in ms")
     print(
         f"{'path (audit store / pool)':<30}{'p50':>8}{'p99':>8}{'overhead p50':>14}{'p99':>8}{'p50/aim':>9}"
     )
     print(f"{'direct scorer call':<30}{pct(timings['direct'], 50):>8.3f}{pct(timings['direct'], 99):>8.3f}")
-    for name in clients:
-        diff = [q - d for q, d in zip(timings[name], timings["direct"], strict=True)]
+    for name, diff in differences.items():
         print(
             f"{'queue + audit: ' + name:<30}{pct(timings[name], 50):>8.3f}{pct(timings[name], 99):>8.3f}"
             f"{pct(diff, 50):>14.3f}{pct(diff, 99):>8.3f}{pct(diff, 50) / AIM_MS:>9.2f}"
