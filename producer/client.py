@@ -81,10 +81,27 @@ class ScoreHandle:
                 len(self.chunks),
                 timeout,
             )
+        _forget(app.backend, self.chunks, pending)
         for chunk in pending.values():
             for i in range(chunk.offset, chunk.offset + chunk.size):
                 errors[chunk.reward][i] = f"no result within {timeout}s (task {chunk.result.id})"
         return ScoreResult(self.batch_id, self.weights, values, statuses, errors)  # type: ignore[arg-type]
+
+
+def _forget(backend: Any, chunks: list[_Chunk], pending: Mapping[str, _Chunk]) -> None:
+    """Drop a finished batch's results from the backend now rather than at expiry, and stop listening
+    for those that timed out: a trainer scores for days, and a Redis that keeps every result until it
+    expires fills up (with noeviction it then refuses writes), as would a client's subscriptions."""
+    for chunk in pending.values():
+        if hasattr(backend, "remove_pending_result"):  # the Redis backend's pub/sub subscription
+            backend.remove_pending_result(chunk.result)
+    keys = [backend.get_key_for_task(c.result.id) for c in chunks]
+    client = getattr(backend, "client", None)
+    if client is not None and hasattr(client, "unlink"):  # Redis: one round trip for the batch
+        client.unlink(*keys)
+        return
+    for key in keys:
+        backend.delete(key)
 
 
 def _fill(

@@ -236,3 +236,18 @@ def test_an_audit_store_outage_is_retried_and_no_score_comes_back_unaudited(
         postgres_url, "SELECT count(*), min(attempts) FROM scores WHERE run_id = 'outage'"
     )
     assert count == 3 and attempts >= 2, "written once, by a retry"
+
+
+def test_gathered_results_are_deleted_from_the_backend(
+    redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    import redis
+
+    start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--concurrency", "1")
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=2)
+    with RewardClient(settings) as client:
+        handle = client.submit(_batch(6), "format", run_id="forget")
+        result = handle.get(timeout=60)
+    assert result.statuses["format"] == ["ok"] * 6
+    keys = redis.Redis.from_url(redis_server.url).keys("celery-task-meta-*")
+    assert not keys, "the three chunk results were deleted once gathered"
