@@ -85,7 +85,7 @@ class ScoreHandle:
         for chunk in pending.values():
             for i in range(chunk.offset, chunk.offset + chunk.size):
                 errors[chunk.reward][i] = f"no result within {timeout}s (task {chunk.result.id})"
-        return ScoreResult(self.batch_id, self.weights, values, statuses, errors)  # type: ignore[arg-type]
+        return ScoreResult(self.batch_id, self.weights, values, statuses, errors)
 
 
 def _forget(backend: Any, chunks: list[_Chunk], pending: Mapping[str, _Chunk]) -> None:

@@ -25,5 +25,5 @@ def create_app(settings: Settings, config: RewardsConfig | None = None) -> Celer
     )
     runtime = WorkerRuntime(settings, config)
     register_score_task(app, runtime)
-    app.rewardq_runtime = runtime  # type: ignore[attr-defined]
+    app.rewardq_runtime = runtime
     return app

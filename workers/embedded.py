@@ -87,5 +87,5 @@ class EmbeddedWorker:
         worker_state.should_terminate = None
         if self._thread.is_alive():
             log.warning("embedded worker did not stop within %ss", STOP_TIMEOUT_S)
-        self.app.rewardq_runtime.close()  # type: ignore[attr-defined]
+        self.app.rewardq_runtime.close()
         self.app.close()

@@ -62,7 +62,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
         config.spec(name)  # unknown names fail here, listing the known ones
     upgrade(settings.database_url)
     app = create_app(settings, config)
-    runtime = app.rewardq_runtime  # type: ignore[attr-defined]
+    runtime = app.rewardq_runtime
 
     def _close(**_: object) -> None:
         runtime.close()

@@ -40,7 +40,7 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     """Register ``rewardq.score`` on ``app``; audit-store outages are retried with backoff."""
     from sqlalchemy.exc import DBAPIError
 
-    @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES)
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         try:
             return score_payload(
@@ -50,7 +50,7 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
             log.warning("audit write failed (attempt %d): %s", self.request.retries + 1, e)
             raise self.retry(exc=e, countdown=min(2**self.request.retries, 30)) from e
 
-    return score  # type: ignore[no-any-return]
+    return score
 
 
 def score_payload(
@@ -129,7 +129,7 @@ def _score(
         scorer = reward.fingerprint
         started = time.perf_counter()
         try:
-            out = reward.score([samples[i] for i in valid])  # type: ignore[misc]
+            out = reward.score([samples[i] for i in valid])
             if len(out) != len(valid):
                 raise RuntimeError(f"returned {len(out)} scores for {len(valid)} samples")
         except Exception as e:
