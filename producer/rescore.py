@@ -9,8 +9,10 @@ from tqdm import tqdm
 
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient
+from rewardq.errors import InvalidInputError
 from rewardq.results import ScoreResult
-from rewardq.rollouts import read_records, write_records
+from rewardq.rollouts import scan_records, write_records
+from rewardq.samples import to_samples
 
 
 def score_file(
@@ -30,7 +32,18 @@ def score_file(
     Every record is validated (with its line number) before anything is enqueued.
     """
     weights = check_weights(weights, client.known_rewards)  # fail on names before reading a large file
-    records = read_records(source, max_record_bytes=client.settings.max_record_bytes)
+    records, problems = scan_records(source, max_record_bytes=client.settings.max_record_bytes)
+    if problems:  # report the fields of the readable records too, in one list
+        try:
+            to_samples(
+                [r.data for r in records],
+                max_record_bytes=client.settings.max_record_bytes,
+                lines=[r.line for r in records],
+            )
+        except InvalidInputError as e:
+            problems.extend(e.problems)
+        problems.sort(key=lambda p: p.line or 0)
+        raise InvalidInputError(problems, source=str(source))
     handle = client.submit(
         [r.data for r in records],
         dict(weights),

@@ -69,6 +69,15 @@ def read_records(path: Path, *, max_record_bytes: int) -> list[Record]:
     Blank lines are skipped (line numbers still count them). A record larger than ``max_record_bytes``
     as JSON is a problem. A missing file raises :class:`FileNotFoundError`.
     """
+    records, problems = scan_records(path, max_record_bytes=max_record_bytes)
+    if problems:
+        raise InvalidInputError(problems, source=str(path))
+    return records
+
+
+def scan_records(path: Path, *, max_record_bytes: int) -> tuple[list[Record], list[Problem]]:
+    """The records that could be read and the problems of those that could not, for callers that
+    add problems of their own (field checks) before reporting them all at once."""
     path = Path(path)
     fmt = file_format(path)
     problems: list[Problem] = []
@@ -78,9 +87,7 @@ def read_records(path: Path, *, max_record_bytes: int) -> list[Record]:
         else:
             with gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb") as f:
                 records = _read_jsonl(f, max_record_bytes, problems)
-    if problems:
-        raise InvalidInputError(problems, source=str(path))
-    return records
+    return records, problems
 
 
 @contextmanager

@@ -118,9 +118,10 @@ def test_score_rejects_bad_input_with_line_numbers_before_enqueueing(tmp_path: P
     assert "line 4, field 'completion': missing" in proc.stderr
     assert not (tmp_path / "o.jsonl").exists()
     not_json = tmp_path / "not.jsonl"
-    not_json.write_text('{"completion": "fine"}\nnot json\n')
+    not_json.write_text('{"completion": 3}\nnot json\n')
     proc = rewardq("score", str(not_json), "-r", "format", "-o", "o", "--run-id", "x", check=False)
-    assert proc.returncode == 2 and "line 2: invalid JSON" in proc.stderr
+    assert proc.returncode == 2 and "2 invalid input problems" in proc.stderr
+    assert proc.stderr.index("line 1, field 'completion'") < proc.stderr.index("line 2: invalid JSON")
     proc = rewardq(
         "score", str(source), "-r", "nope", "-o", str(tmp_path / "o.jsonl"), "--run-id", "x", check=False
     )
