@@ -47,9 +47,8 @@ class _ThreadWorker(WorkController):
 class EmbeddedWorker:
     """An in-process worker serving every configured reward; ``stop`` ends it."""
 
-    def __init__(self, app: Celery, controller: _ThreadWorker, thread: threading.Thread) -> None:
+    def __init__(self, app: Celery, thread: threading.Thread) -> None:
         self.app = app
-        self._controller = controller
         self._thread = thread
 
     @classmethod
@@ -79,7 +78,7 @@ class EmbeddedWorker:
         if not controller.ready.wait(START_TIMEOUT_S):
             raise RuntimeError(f"the embedded worker did not start within {START_TIMEOUT_S}s")
         log.info("embedded worker ready; audit store %s", settings.database_url)
-        return cls(app, controller, thread)
+        return cls(app, thread)
 
     def stop(self) -> None:
         worker_state.should_terminate = 0  # how Celery's own in-thread worker is stopped

@@ -19,7 +19,7 @@ import orjson
 from celery import Celery, Task
 from pydantic import TypeAdapter, ValidationError
 
-from rewardq.errors import InvalidInputError, RewardqError
+from rewardq.errors import RewardqError
 from rewardq.samples import describe_error, record_size
 from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope
 from rewardq.workers.rewards.base import Score
@@ -89,15 +89,14 @@ def score_payload(
 def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample | None], list[Score | None]]:
     """Validate each sample again at the worker; invalid ones get an error score, the rest stay None."""
     scores: list[Score | None] = [None] * len(raw)
-    sizes_ok = all(record_size(s) <= max_bytes for s in raw)
-    if sizes_ok:
+    sizes = [record_size(s) if isinstance(s, dict) else 0 for s in raw]
+    if max(sizes) <= max_bytes:
         try:
             return list(_SAMPLES.validate_python(raw)), scores
         except ValidationError:
             pass
     samples: list[Sample | None] = []
-    for i, item in enumerate(raw):
-        size = record_size(item) if isinstance(item, dict) else 0
+    for i, (item, size) in enumerate(zip(raw, sizes, strict=True)):
         if size > max_bytes:
             scores[i] = Score.failed(f"invalid sample: {size} bytes as JSON, over the limit of {max_bytes}")
             samples.append(None)
@@ -120,7 +119,7 @@ def _score(
     valid = [i for i, s in enumerate(samples) if s is not None]
     try:
         reward = runtime.reward(name)
-    except (RewardqError, InvalidInputError) as e:
+    except RewardqError as e:
         error, scorer = str(e), "unavailable"
     except Exception as e:  # a reward that fails to build (missing model …) fails its samples, not the worker
         log.exception("building reward %s failed", name)
