@@ -23,6 +23,8 @@ restarted server does not fail the next task) and carry ``application_name=rewar
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,21 @@ def make_engine(
     return create_engine(u, connect_args=connect_args, **kwargs)
 
 
+def _enable_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch the file to WAL (it stays so). The switch needs an exclusive lock and SQLite may refuse
+    it at once, without its busy handler, while another process makes the same switch on a new file
+    (workers starting together): so retry until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _sqlite_engine(url: URL, busy_timeout_s: float, kwargs: dict[str, Any]) -> Engine:
     path = sqlite_path(url)
     if path is not None:
@@ -103,7 +120,7 @@ def _sqlite_engine(url: URL, busy_timeout_s: float, kwargs: dict[str, Any]) -> E
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor, busy_timeout_s)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
@@ -123,3 +124,38 @@ def test_postgresql_engine_uses_psycopg3_and_names_the_application(postgres_url:
             assert conn.execute(text("SHOW application_name")).scalar() == "rewardq"
     finally:
         engine.dispose()
+
+
+def _connect_at_once(url: str, barrier: Any, errors: Any) -> None:
+    barrier.wait()
+    try:
+        make_engine(url).connect().close()
+    except Exception as e:
+        errors.put(repr(e))
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_switch_it_to_wal(tmp_path: Path) -> None:
+    """SQLite refuses the WAL switch at once (no busy wait) to a connection racing another for it."""
+    import multiprocessing
+    import sqlite3
+
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    for round_ in range(20):
+        path = tmp_path / f"race-{round_}.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        conn.close()
+        barrier = context.Barrier(6)
+        procs = [
+            context.Process(target=_connect_at_once, args=(f"sqlite:///{path}", barrier, errors))
+            for _ in range(6)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+    assert errors.empty(), errors.get()
