@@ -17,6 +17,7 @@ venv and the server start. See docs/vllm-cpu.md.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -84,7 +85,7 @@ def server_env() -> dict[str, str]:
 
 
 class VllmServer:
-    """``vllm`` (OpenAI-compatible API server) serving ``model_dir`` on a free port, in its own process group."""
+    """vLLM's OpenAI-compatible server for ``model_dir`` on a free port, in a process group of its own."""
 
     def __init__(self, python: Path, model_dir: Path, model: str, args: list[str], log: Path) -> None:
         self.python = python
@@ -137,7 +138,9 @@ class VllmServer:
                 return
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"vLLM server not healthy within {timeout:.0f}s; log {self.log}:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"vLLM server not healthy within {timeout:.0f}s; log {self.log}:\n{self.log_tail()}"
+        )
 
     def _healthy(self) -> bool:
         try:
@@ -164,10 +167,8 @@ class VllmServer:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _serve(
