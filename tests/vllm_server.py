@@ -43,8 +43,13 @@ MARKER = VENV / "rewardq-vllm-venv.sha256"
 START_TIMEOUT = 600.0  # seconds; about 40 to 90 s on two shared cores
 JUDGE_MODEL = "tiny-judge"
 REWARD_MODEL = "tiny-reward"
-JUDGE_ARGS = ["--structured-outputs-config", '{"backend":"xgrammar","disable_any_whitespace":true}']
-REWARD_ARGS = ["--runner", "pooling"]
+# --enforce-eager: no torch.compile at start (saves about 30 s per server on a cold cache).
+JUDGE_ARGS = [
+    "--enforce-eager",
+    "--structured-outputs-config",
+    '{"backend":"xgrammar","disable_any_whitespace":true}',
+]
+REWARD_ARGS = ["--enforce-eager", "--runner", "pooling"]
 
 
 def vllm_python() -> Path:
