@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.vllm_server import VllmServer
+from tests.vllm_server import VllmServer, vllm_python
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -99,9 +100,11 @@ def rendered(server: VllmServer) -> list[str]:
 
     tokenizer = AutoTokenizer.from_pretrained(server.model_dir)
     return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
-            tokenize=False,
+        str(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+                tokenize=False,
+            )
         )
         for prompt, completion in PAIRS
     ]
@@ -129,3 +132,12 @@ def test_reward_server_default_activation_is_a_sigmoid(vllm_reward_server: VllmS
     logits = classify(vllm_reward_server, {"input": texts, "use_activation": False})
     probabilities = classify(vllm_reward_server, {"input": texts})
     assert probabilities == pytest.approx([1 / (1 + math.exp(-x)) for x in logits], abs=TOLERANCE)
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+    server = VllmServer(vllm_python(), tmp_path / "no-model", "missing", [], tmp_path / "server.log")
+    with pytest.raises(RuntimeError, match=r"exited with .* before it was healthy") as failure:
+        server.start()
+    assert "no-model" in str(failure.value)  # the log's tail names the missing model
+    assert server.proc is not None and server.proc.poll() is not None
+    server.stop()
