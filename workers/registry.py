@@ -15,6 +15,7 @@ BUILTIN_KINDS: Mapping[str, str] = {
     "accuracy": "rewardq.workers.rewards.accuracy:AccuracyReward",
     "cosine": "rewardq.workers.rewards.cosine:CosineReward",
     "format": "rewardq.workers.rewards.format:FormatReward",
+    "function": "rewardq.workers.rewards.function:FunctionReward",
     "repetition": "rewardq.workers.rewards.repetition:RepetitionReward",
     "soft_overlong": "rewardq.workers.rewards.overlong:SoftOverlongReward",
     "string_check": "rewardq.workers.rewards.string_check:StringCheckReward",
@@ -22,7 +23,15 @@ BUILTIN_KINDS: Mapping[str, str] = {
 }
 
 # Kinds that need no options: served under their own name with no rewards file.
-RULE_KINDS: tuple[str, ...] = tuple(BUILTIN_KINDS)
+RULE_KINDS: tuple[str, ...] = (
+    "accuracy",
+    "cosine",
+    "format",
+    "repetition",
+    "soft_overlong",
+    "string_check",
+    "text_similarity",
+)
 
 
 class KindRegistry:
