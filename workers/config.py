@@ -101,7 +101,8 @@ def _spec(path: Path | None, name: str, table: Any, kinds: KindRegistry) -> Rewa
         raise ConfigError(f"{where}: {e}") from e
     try:
         # The context lets an option resolve a path relative to the rewards file.
-        return RewardSpec(name, kind, reward_cls.Options.model_validate(options, context={"rewards_file": path}))
+        options_model = reward_cls.Options.model_validate(options, context={"rewards_file": path})
+        return RewardSpec(name, kind, options_model)
     except ValidationError as e:
         problems = "; ".join(
             f"'{'.'.join(str(p) for p in err['loc'])}': {err['msg']}" for err in e.errors(include_url=False)

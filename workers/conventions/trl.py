@@ -30,7 +30,8 @@ def trl_completion(sample: Sample) -> str | list[Any]:
 
 
 class TrlConvention(Convention):
-    """``reward_func(prompts=, completions=, completion_ids=, **columns, trainer_state=, log_extra=, log_metric=)``."""
+    """``reward_func(prompts=, completions=, completion_ids=, **columns, trainer_state=, log_extra=,
+    log_metric=)``, once per chunk."""
 
     name: ClassVar[str] = "trl"
     batched: ClassVar[bool] = True

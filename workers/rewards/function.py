@@ -20,7 +20,7 @@ import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationInfo, field_validator, model_validator
 

@@ -12,10 +12,10 @@ import pytest
 
 from rewardq import ConfigError
 from rewardq.errors import RewardSetupError
-from rewardq.settings import Settings
-from rewardq.workers.config import RewardsConfig
 from rewardq.samples import to_sample
 from rewardq.schema import Sample
+from rewardq.settings import Settings
+from rewardq.workers.config import RewardsConfig
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.function import FunctionReward
 
@@ -253,7 +253,8 @@ class MatchSolution(ORM):
         self.bonus = args.match_bonus if args is not None else 1.0
 
     def __call__(self, completions, solution, messages, trainer_state=None, **kwargs):
-        assert all(m[-1]["role"] == "assistant" and m[-1]["content"] == c for m, c in zip(messages, completions))
+        for m, c in zip(messages, completions):
+            assert m[-1] == {"role": "assistant", "content": c}
         return [self.bonus if s is not None and s in c else (None if s is None else 0.0)
                 for c, s in zip(completions, solution)]
 
@@ -364,7 +365,8 @@ def test_verl_default_compute_score_equals_calling_it_in_process(
 
 VERL_BATCH = """
 def compute_score(data_sources, solution_strs, ground_truths, extra_infos, bonus=0.0, **kwargs):
-    return [{"score": float(s.endswith(g)) + bonus, "source": d} for d, s, g in zip(data_sources, solution_strs, ground_truths)]
+    rows = zip(data_sources, solution_strs, ground_truths)
+    return [{"score": float(s.endswith(g)) + bonus, "source": d} for d, s, g in rows]
 """
 
 
