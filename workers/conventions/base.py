@@ -62,7 +62,7 @@ class Convention(ABC):
 
 
 def to_score(value: Any, raw: str | None = None) -> Score:
-    """A returned value as a score: a number is ``ok``; None or NaN ``unscorable``; anything else ``error``."""
+    """A returned value as a score: a number is ``ok``, None or NaN ``unscorable``, else ``error``."""
     if value is None:
         return Score(None, "unscorable", "the function returned None", raw)
     if hasattr(value, "item") and callable(value.item):  # a numpy or torch scalar
