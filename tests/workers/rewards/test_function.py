@@ -4,13 +4,13 @@ function in-process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rewardq import ConfigError
+from rewardq import ConfigError, RewardClient
 from rewardq.errors import RewardSetupError
 from rewardq.samples import to_sample
 from rewardq.schema import Sample
@@ -18,6 +18,7 @@ from rewardq.settings import Settings
 from rewardq.workers.config import RewardsConfig
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.function import FunctionReward
+from tests.conftest import RedisServer, WorkerProcess
 
 try:
     from rewardq.workers.resources import WorkerResources
@@ -471,3 +472,48 @@ def test_the_fingerprint_follows_the_functions_source(tmp_path: Path) -> None:
         rewards_file(tmp_path, r={"function": "trl.rewards:accuracy_reward", "convention": "trl"})
     )
     assert "trl==" in str(trl.build("r").identity())
+
+
+# --- through a real worker over Redis --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trl_and_verl_functions_through_a_real_worker(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    from trl.rewards import accuracy_reward
+
+    default_compute_score = _verl_scorer()
+    rewards = rewards_file(
+        tmp_path,
+        trl_acc={"function": "trl.rewards:accuracy_reward", "convention": "trl"},
+        verl_score={"function": "verl.utils.reward_score:default_compute_score", "convention": "verl"},
+    )
+    start_worker(
+        redis_server.url,
+        sqlite_url,
+        "--rewards",
+        "trl_acc,verl_score",
+        "--concurrency",
+        "1",
+        env={"REWARDQ_REWARDS": str(rewards)},
+    )
+    rows = [{**row, "data_source": "lighteval/MATH", "ground_truth": row["solution"]} for row in MATH_ROWS]
+    settings = Settings.from_env({}, broker_url=redis_server.url, rewards=rewards)
+    with RewardClient(settings) as client:
+        result = client.score(rows, ["trl_acc", "verl_score"], run_id="fn", timeout=120)
+
+    assert result.rewards["trl_acc"] == accuracy_reward(
+        completions=[r["completion"] for r in rows], solution=[r["solution"] for r in rows]
+    )
+    assert result.statuses["trl_acc"] == ["ok", "ok", "unscorable"]
+    expected = [
+        default_compute_score(
+            data_source="lighteval/MATH",
+            solution_str=r["completion"][0]["content"],
+            ground_truth=r["solution"],
+            extra_info={},
+        )
+        for r in rows
+    ]
+    assert result.rewards["verl_score"] == [float(v) for v in expected]
