@@ -20,25 +20,7 @@ from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.function import FunctionReward
 from tests.conftest import RedisServer, WorkerProcess
 
-try:
-    from rewardq.workers.resources import WorkerResources
-except ImportError:  # TEMPORARY until main's worker infrastructure is merged
-    import threading
-
-    class WorkerResources:  # type: ignore[no-redef]
-        def __init__(self, settings: Settings) -> None:
-            self.settings = settings
-            self._objects: dict[Any, Any] = {}
-            self._lock = threading.Lock()
-
-        def shared(self, key: Any, factory: Any) -> Any:
-            with self._lock:
-                if key not in self._objects:
-                    self._objects[key] = factory()
-                return self._objects[key]
-
-        def close(self) -> None:
-            pass
+from rewardq.workers.resources import WorkerResources
 
 
 def toml_value(value: Any) -> str:
