@@ -114,7 +114,7 @@ def to_samples(
     except ValidationError as e:
         by_sample: dict[int, list[Any]] = defaultdict(list)
         for err in e.errors(include_url=False):
-            by_sample[err["loc"][0]].append({**err, "loc": err["loc"][1:]})
+            by_sample[int(err["loc"][0])].append({**err, "loc": err["loc"][1:]})
         for index, errors in by_sample.items():
             problems.setdefault(index, [describe_errors(errors)])
     if problems:

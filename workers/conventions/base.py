@@ -45,8 +45,8 @@ class Convention(ABC):
     def build(self, target: Any, init: Mapping[str, Any] | None) -> Callable[..., Any]:
         """The callable to score with, made from the imported attribute as the trainer makes it."""
         if init is None:
-            return target  # type: ignore[no-any-return]
-        return target(**init)  # type: ignore[no-any-return]
+            return target
+        return target(**init)
 
     def load(self, load_module: Callable[[], ModuleType]) -> ModuleType:
         """Import the function's module; a convention may prepare the import (see verl's)."""

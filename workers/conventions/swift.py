@@ -34,11 +34,12 @@ class SwiftConvention(Convention):
     batched: ClassVar[bool] = True
 
     def build(self, target: Any, init: Mapping[str, Any] | None) -> Callable[..., Any]:
-        if inspect.isclass(target):
-            return target(args=SimpleNamespace(**init)) if init is not None else target()  # type: ignore[no-any-return]
-        if init is not None:
-            raise ConfigError("'init' builds an ms-swift ORM class; the function given is not a class")
-        return target  # type: ignore[no-any-return]
+        if not inspect.isclass(target):
+            if init is not None:
+                raise ConfigError("'init' builds an ms-swift ORM class; the function given is not a class")
+            return target
+        orm_class: Any = target
+        return orm_class(args=SimpleNamespace(**init)) if init is not None else orm_class()
 
     def plan(self, samples: Sequence[Sample]) -> Plan:
         messages = [swift_messages(s) for s in samples]

@@ -26,7 +26,7 @@ def trl_completion(sample: Sample) -> str | list[Any]:
     """The completion as TRL hands it over: messages when the prompt is messages, else as it came."""
     if isinstance(sample.completion, str) and isinstance(sample.prompt, list):
         return [{"role": "assistant", "content": sample.completion}]
-    return sample.completion  # type: ignore[return-value]
+    return sample.completion
 
 
 class TrlConvention(Convention):

@@ -51,7 +51,7 @@ class VerlConvention(Convention):
         self.batch: bool = options.batch
 
     def build(self, target: Any, init: Mapping[str, Any] | None) -> Callable[..., Any]:
-        return functools.partial(target, **init) if init else target  # type: ignore[no-any-return]
+        return functools.partial(target, **init) if init else target
 
     def load(self, load_module: Callable[[], ModuleType]) -> ModuleType:
         try:

@@ -16,11 +16,10 @@ from rewardq.samples import to_sample
 from rewardq.schema import Sample
 from rewardq.settings import Settings
 from rewardq.workers.config import RewardsConfig
+from rewardq.workers.resources import WorkerResources
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.function import FunctionReward
 from tests.conftest import RedisServer, WorkerProcess
-
-from rewardq.workers.resources import WorkerResources
 
 
 def toml_value(value: Any) -> str:
