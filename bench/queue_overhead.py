@@ -121,12 +121,12 @@ def main() -> None:
 
     print(f"64-sample `format` batch from a trainer's rows, {args.iterations} interleaved iterations, in ms")
     header = ("path (audit store / pool)", "direct", "queued", "overhead", "empty task", "p50 ratio")
-    print(f"{header[0]:<28}" + "".join(f"{h:>16}" for h in header[1:]))
-    print(f"{'':<28}" + f"{'p50 / p99':>16}" * 4 + f"{'(aim <= 2.5)':>16}")
+    print(f"{header[0]:<28}" + "".join(f"{h:>20}" for h in header[1:]))
+    print(f"{'':<28}" + f"{'p50 / p99':>20}" * 4 + f"{'(aim <= 2.5)':>20}")
     for name, times in timings.items():
         cells = [f"{pct(times[k], 50):.3f} / {pct(times[k], 99):.3f}" for k in times]
         ratio = pct(times["overhead"], 50) / pct(times["empty"], 50)
-        print(f"{name:<28}" + "".join(f"{c:>16}" for c in cells) + f"{ratio:>16.2f}")
+        print(f"{name:<28}" + "".join(f"{c:>20}" for c in cells) + f"{ratio:>20.2f}")
 
 
 if __name__ == "__main__":
