@@ -40,7 +40,9 @@ def pct(values: list[float], q: float) -> float:
 @contextlib.contextmanager
 def empty_worker(broker: str, pool: str) -> Iterator[None]:
     script = str(Path(__file__).with_name("_empty_worker.py"))
-    proc = subprocess.Popen([sys.executable, script, broker, pool], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, script, broker, pool], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     control = make_app(Settings.from_env({}, broker_url=broker))
     try:
         while not any("empty@" in name for reply in control.control.ping(timeout=0.5) for name in reply):
