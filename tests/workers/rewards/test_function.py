@@ -458,43 +458,66 @@ def test_the_fingerprint_follows_the_functions_source(tmp_path: Path) -> None:
 # --- through a real worker over Redis --------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_trl_and_verl_functions_through_a_real_worker(
-    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
-) -> None:
-    from trl.rewards import accuracy_reward
-
-    default_compute_score = _verl_scorer()
-    rewards = rewards_file(
-        tmp_path,
-        trl_acc={"function": "trl.rewards:accuracy_reward", "convention": "trl"},
-        verl_score={"function": "verl.utils.reward_score:default_compute_score", "convention": "verl"},
-    )
+def _score_through_a_worker(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    sqlite_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    rows: list[dict[str, Any]],
+    **tables: dict[str, Any],
+) -> Any:
+    rewards = rewards_file(tmp_path, **tables)
     start_worker(
         redis_server.url,
         sqlite_url,
         "--rewards",
-        "trl_acc,verl_score",
+        ",".join(tables),
         "--concurrency",
         "1",
         env={"REWARDQ_REWARDS": str(rewards)},
     )
-    rows = [{**row, "data_source": "lighteval/MATH", "ground_truth": row["solution"]} for row in MATH_ROWS]
     settings = Settings.from_env({}, broker_url=redis_server.url, rewards=rewards)
     with RewardClient(settings) as client:
-        result = client.score(rows, ["trl_acc", "verl_score"], run_id="fn", timeout=120)
+        return client.score(rows, list(tables), run_id="fn", timeout=120)
 
+
+@pytest.mark.slow
+def test_a_trl_function_through_a_real_worker(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    from trl.rewards import accuracy_reward
+
+    result = _score_through_a_worker(
+        tmp_path,
+        redis_server,
+        sqlite_url,
+        start_worker,
+        MATH_ROWS,
+        trl_acc={"function": "trl.rewards:accuracy_reward", "convention": "trl"},
+    )
     assert result.rewards["trl_acc"] == accuracy_reward(
-        completions=[r["completion"] for r in rows], solution=[r["solution"] for r in rows]
+        completions=[r["completion"] for r in MATH_ROWS], solution=[r["solution"] for r in MATH_ROWS]
     )
     assert result.statuses["trl_acc"] == ["ok", "ok", "unscorable"]
-    expected = [
-        default_compute_score(
-            data_source="lighteval/MATH",
-            solution_str=r["completion"][0]["content"],
-            ground_truth=r["solution"],
-            extra_info={},
-        )
-        for r in rows
-    ]
-    assert result.rewards["verl_score"] == [float(v) for v in expected]
+
+
+@pytest.mark.slow
+def test_a_verl_scorer_through_a_real_worker(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    default_compute_score = _verl_scorer()
+    result = _score_through_a_worker(
+        tmp_path,
+        redis_server,
+        sqlite_url,
+        start_worker,
+        VERL_ROWS,
+        verl_score={"function": "verl.utils.reward_score:default_compute_score", "convention": "verl"},
+    )
+    expected = []
+    for row in VERL_ROWS[:4]:
+        gt = row.get("ground_truth") or row["reward_model"]["ground_truth"]
+        value = default_compute_score(row["data_source"], row["completion"], gt, extra_info={})
+        expected.append(float(value["score"] if isinstance(value, dict) else value))
+    assert result.rewards["verl_score"][:4] == expected == [1.0, 0.0, 1.0, 1.0]
+    assert result.statuses["verl_score"][4:] == ["unscorable", "error"]
