@@ -373,6 +373,29 @@ def test_verl_batch_manager_convention_and_reward_kwargs(tmp_path: Path, resourc
     assert [s.status for s in scores] == ["ok", "unscorable", "ok"]
 
 
+VERL_ASYNC = """
+import asyncio
+
+barrier = None
+
+
+async def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    global barrier
+    barrier = barrier or asyncio.Barrier(3)
+    await asyncio.wait_for(barrier.wait(), 10)  # passes only when all three calls are in flight at once
+    return float(solution_str == ground_truth)
+"""
+
+
+def test_verl_async_calls_of_a_chunk_run_concurrently(tmp_path: Path, resources: WorkerResources) -> None:
+    (tmp_path / "verl_async.py").write_text(VERL_ASYNC)
+    reward = build(
+        tmp_path, resources, function="verl_async.py:compute_score", convention="verl", data_source="d"
+    )
+    rows = [{"completion": c, "ground_truth": "a"} for c in ("a", "b", "a")]
+    assert values(reward.score(samples(*rows))) == [1.0, 0.0, 1.0]
+
+
 def test_verl_scorers_import_without_the_training_stack_in_a_fresh_process(tmp_path: Path) -> None:
     import subprocess
     import sys
