@@ -14,9 +14,9 @@ else the ``data_source`` option); ``ground_truth`` the column named by ``ground_
 ``rollout_reward_scores`` defaulted; ``solution_str`` the completion's text.
 
 verl's scorers (``verl.utils.reward_score``) need none of verl's training stack, but ``import verl``
-imports it (Ray, tensordict …). When importing the function fails that way, ``verl`` and ``verl.utils``
-are replaced by empty packages that point at verl's files, and the import is tried once more: the
-scorers then import alone (``pip install --no-deps verl`` is enough).
+imports it (Ray, tensordict …). When importing the function fails inside ``verl/__init__.py``, ``verl``
+and ``verl.utils`` are replaced by empty packages that point at verl's files, and the import is tried
+once more: the scorers then import alone (``pip install --no-deps verl`` is enough).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class VerlConvention(Convention):
         try:
             return load_module()
         except ImportError as e:
-            if not stub_verl():
+            if not (_raised_in_verls_init(e) and stub_verl()):
                 raise
             log.info("verl's training stack is not importable (%s); importing its scorers alone", e)
             try:
@@ -132,6 +132,20 @@ def _read_one(result: Any) -> Score:
             return Score(None, "error", "the function returned a dict without 'score'", raw)
         return to_score(result["score"], raw)
     return to_score(result)
+
+
+def _raised_in_verls_init(error: BaseException) -> bool:
+    """Whether the import failed inside ``verl/__init__.py`` (its training stack), not elsewhere."""
+    spec = importlib.util.find_spec("verl") if "verl" not in sys.modules else None
+    if spec is None or spec.origin is None:
+        return False
+    init = str(Path(spec.origin).resolve())
+    traceback = error.__traceback__
+    while traceback is not None:
+        if str(Path(traceback.tb_frame.f_code.co_filename).resolve()) == init:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def stub_verl() -> bool:

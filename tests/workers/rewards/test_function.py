@@ -413,6 +413,22 @@ def test_verl_scorers_import_without_the_training_stack_in_a_fresh_process(tmp_p
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1.0", "False", "False"]
 
+    # An import that fails for another reason is not retried, and verl is left alone.
+    (tmp_path / "broken.py").write_text("import module_that_does_not_exist\n")
+    code = (
+        "import sys\n"
+        "from rewardq.workers.conventions.verl import VerlConvention\n"
+        "from rewardq.workers.conventions.loading import module_loader\n"
+        "from rewardq.workers.rewards.function import FunctionOptions\n"
+        f"opts = FunctionOptions(function='{tmp_path / 'broken.py'}:f', convention='verl')\n"
+        "try:\n"
+        "    VerlConvention(opts).load(module_loader(opts.function))\n"
+        "except ImportError as e:\n"
+        "    print(e.name, 'verl' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["module_that_does_not_exist", "False"]
+
 
 # --- configuration and set-up ----------------------------------------------------------------------
 
