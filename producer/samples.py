@@ -99,13 +99,17 @@ def to_samples(
     """
     records = list(records)
     numbers = list(lines) if lines is not None else None
-    problems: dict[int, list[Problem]] = {}
+    problems: dict[int, Problem] = {}
+    unserializable: dict[int, Problem] = {}  # reported only when the schema finds nothing more precise
     wires: list[dict[str, Any]] = []
     for index, record in enumerate(records):
-        size_problem = _size_problem(record, sizes[index] if sizes is not None else None, max_record_bytes)
-        wire = _reshape(record) if size_problem is None else size_problem
+        try:
+            problem = _size_problem(record, sizes[index] if sizes is not None else None, max_record_bytes)
+        except TypeError as e:
+            problem, unserializable[index] = None, Problem("", f"not JSON-serializable: {e}")
+        wire = _reshape(record) if problem is None else problem
         if isinstance(wire, Problem):
-            problems[index] = [wire]
+            problems[index] = wire
             wires.append({"completion": ""})  # a placeholder keeps indices aligned for the validator
         else:
             wires.append(wire)
@@ -116,27 +120,23 @@ def to_samples(
         for err in e.errors(include_url=False):
             by_sample[int(err["loc"][0])].append({**err, "loc": err["loc"][1:]})
         for index, errors in by_sample.items():
-            problems.setdefault(index, [describe_errors(errors)])
+            problems.setdefault(index, describe_errors(errors))
+    for index, problem in unserializable.items():
+        problems.setdefault(index, problem)
     if problems:
         raise InvalidInputError(
-            [
-                Problem(p.field, p.message, **_where(index, numbers))
-                for index in sorted(problems)
-                for p in problems[index]
-            ],
+            [Problem(p.field, p.message, **_where(i, numbers)) for i, p in sorted(problems.items())],
             source=source,
         )
     return wires
 
 
 def _size_problem(record: Any, size: int | None, limit: int | None) -> Problem | None:
+    """The record's size over the limit, as a problem; raises TypeError when it is not JSON."""
     if limit is None:
         return None
     if size is None:
-        try:
-            size = record_size(record)
-        except TypeError as e:
-            return Problem("", f"not JSON-serializable: {e}")
+        size = record_size(record)
     if size > limit:
         return Problem("", f"record is {size} bytes as JSON, over the limit of {limit}")
     return None

@@ -151,3 +151,14 @@ def test_sizes_measured_by_a_reader_are_not_measured_again() -> None:
         {"prompt": None, "completion": "a", "columns": {}},
         {"prompt": None, "completion": "b", "columns": {}},
     ]
+
+
+def test_a_record_that_is_not_json_gets_the_schemas_problem_when_there_is_one() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        to_samples(
+            [{"completion": "a", 7: "x"}, {"completion": "b", "when": object()}], max_record_bytes=1000
+        )
+    first, second = info.value.problems
+    assert (first.index, first.field, first.message) == (0, "7", "column names must be strings")
+    assert (second.index, second.field) == (1, "")
+    assert second.message.startswith("not JSON-serializable")
