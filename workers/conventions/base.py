@@ -31,13 +31,10 @@ class Plan:
 
 
 class Convention(ABC):
-    """A trainer's way of building and calling a reward function.
-
-    ``batched`` conventions cover a whole chunk with one call; the others make one call per sample.
-    """
+    """A trainer's way of building and calling a reward function: what arguments each call gets, and
+    how many samples one call covers (a chunk, or one sample)."""
 
     name: ClassVar[str]
-    batched: ClassVar[bool]
 
     def __init__(self, options: Any) -> None:
         self.options = options
@@ -54,7 +51,7 @@ class Convention(ABC):
 
     @abstractmethod
     def plan(self, samples: Sequence[Sample]) -> Plan:
-        """The calls for ``samples`` (one for them all in batched conventions, else one per sample)."""
+        """The calls for ``samples``: one for them all where the trainer calls per batch, else one each."""
 
     @abstractmethod
     def read(self, result: Any, count: int) -> list[Score]:

@@ -31,7 +31,6 @@ class SwiftConvention(Convention):
     """``orm(completions, messages=..., trainer_state=..., **columns)``, the ORM built once."""
 
     name: ClassVar[str] = "swift"
-    batched: ClassVar[bool] = True
 
     def build(self, target: Any, init: Mapping[str, Any] | None) -> Callable[..., Any]:
         if not inspect.isclass(target):

@@ -34,7 +34,6 @@ class TrlConvention(Convention):
     log_metric=)``, once per chunk."""
 
     name: ClassVar[str] = "trl"
-    batched: ClassVar[bool] = True
 
     def plan(self, samples: Sequence[Sample]) -> Plan:
         columns = batched_columns(samples)

@@ -44,7 +44,6 @@ class VerlConvention(Convention):
     """verl's ``compute_score``: per sample, or per batch with ``batch = true``."""
 
     name: ClassVar[str] = "verl"
-    batched: ClassVar[bool] = False
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
