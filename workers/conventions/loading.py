@@ -13,7 +13,7 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -54,10 +54,11 @@ def module_loader(name: str) -> Callable[[], ModuleType]:
 
 
 def attribute(module: ModuleType, attr: str) -> Any:
-    """``module.a.b`` for ``attr = "a.b"``; AttributeError names the missing part."""
+    """``module.a.b`` for ``attr = "a.b"``; a part may also be a key of a mapping, so that an entry of a
+    registry such as ms-swift's ``orms`` is named ``orms.my_reward``. AttributeError names the part."""
     value: Any = module
     for part in attr.split("."):
-        value = getattr(value, part)
+        value = value[part] if isinstance(value, Mapping) and part in value else getattr(value, part)
     return value
 
 

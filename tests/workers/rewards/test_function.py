@@ -272,7 +272,10 @@ def test_swift_orm_class_is_built_and_called_as_ms_swift_does(
                 "convention": "swift",
                 "init": {"match_bonus": 2.0},
             },
-            lengths={"function": "swift_plugin.py:AsyncLength", "convention": "swift"},
+            lengths={
+                "function": "swift_plugin.py:orms.async_length",
+                "convention": "swift",
+            },  # a registry entry
         )
     )
     scored = {}
