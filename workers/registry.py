@@ -16,6 +16,7 @@ BUILTIN_KINDS: Mapping[str, str] = {
     "accuracy": "rewardq.workers.rewards.accuracy:AccuracyReward",
     "cosine": "rewardq.workers.rewards.cosine:CosineReward",
     "format": "rewardq.workers.rewards.format:FormatReward",
+    "function": "rewardq.workers.rewards.function:FunctionReward",
     "repetition": "rewardq.workers.rewards.repetition:RepetitionReward",
     "soft_overlong": "rewardq.workers.rewards.overlong:SoftOverlongReward",
     "string_check": "rewardq.workers.rewards.string_check:StringCheckReward",
