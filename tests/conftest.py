@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.vllm_server"]  # vllm_judge_server, vllm_reward_server
+pytest_plugins = ["tests.vllm_server", "tests.verl_site"]  # vllm_*_server fixtures, verl_site
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -295,10 +295,6 @@ def test_swift_orm_class_is_built_and_called_as_ms_swift_does(
 
 def _verl_scorer() -> Any:
     """verl's default_compute_score, imported the way the convention imports it (stubs if needed)."""
-    import importlib.util
-
-    if importlib.util.find_spec("verl") is None:
-        pytest.skip("verl is not installed (pip install --no-deps verl)")
     from rewardq.workers.conventions.verl import stub_verl
 
     try:
@@ -327,6 +323,7 @@ VERL_ROWS = [
 ]
 
 
+@pytest.mark.usefixtures("verl_site")
 def test_verl_default_compute_score_equals_calling_it_in_process(
     tmp_path: Path, resources: WorkerResources
 ) -> None:
@@ -399,6 +396,7 @@ def test_verl_async_calls_of_a_chunk_run_concurrently(tmp_path: Path, resources:
     assert values(reward.score(samples(*rows))) == [1.0, 0.0, 1.0]
 
 
+@pytest.mark.usefixtures("verl_site")
 def test_verl_scorers_import_without_the_training_stack_in_a_fresh_process(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -544,6 +542,7 @@ def test_a_trl_function_through_a_real_worker(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("verl_site")
 def test_a_verl_scorer_through_a_real_worker(
     tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
 ) -> None:
