@@ -18,19 +18,26 @@ from typing import Any
 from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, ResultSet
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from rewardq.broker import GATHER_POLL_S, make_app
 from rewardq.catalog import check_weights, known_rewards
 from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
-from rewardq.schema import SCHEMA_VERSION, TASK_NAME, ChunkResult, RunId, Sample, Status, queue_for
+from rewardq.schema import (
+    SCHEMA_VERSION,
+    TASK_NAME,
+    ChunkResult,
+    Sample,
+    Status,
+    queue_for,
+    run_id_problem,
+    step_problem,
+)
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_RUN_ID = TypeAdapter(RunId)
 
 
 @dataclass(frozen=True)
@@ -257,12 +264,10 @@ class RewardClient:
 
 def _check_request(run_id: str, step: int | None, count: int) -> None:
     problems = []
-    try:
-        _RUN_ID.validate_python(run_id)
-    except ValidationError:
-        problems.append(Problem("run_id", f"must be a string of 1 to 200 characters, got {run_id!r}"))
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        problems.append(Problem("step", f"must be a non-negative integer, got {step!r}"))
+    if (problem := run_id_problem(run_id)) is not None:
+        problems.append(Problem("run_id", problem))
+    if (problem := step_problem(step)) is not None:
+        problems.append(Problem("step", problem))
     if count == 0:
         problems.append(Problem("samples", "the batch is empty"))
     if problems:

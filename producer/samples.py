@@ -20,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from rewardq.errors import InvalidInputError, Problem
-from rewardq.schema import samples_checker
+from rewardq.schema import AUDIT_LIMIT_ERROR, samples_checker
 
 SHAPES_HINT = (
     "a record needs 'completion' (TRL: a string or chat messages) or 'messages' ending with an "
@@ -164,6 +164,8 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> Problem:
         return Problem(field, "keys must be strings")
     if deepest["type"] == "missing":
         return Problem(field, "missing")
+    if deepest["type"] == AUDIT_LIMIT_ERROR:
+        return Problem(deepest["ctx"]["column"], deepest["ctx"]["message"])
     same = [err for err in errors if _field_path(err["loc"]) == path]
     members = [_MEMBERS[m] for m in (_member(err["loc"]) for err in same) if m in _MEMBERS]
     if len(same) > 1 and len(members) == len(same):

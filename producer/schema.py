@@ -8,10 +8,11 @@ with a :class:`ChunkResult`. The same models validate at both ends.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Required
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic_core import SchemaValidator, core_schema
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 from typing_extensions import TypedDict
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -22,7 +23,54 @@ Status = Literal["ok", "unscorable", "error", "timeout"]
 STATUSES: tuple[Status, ...] = ("ok", "unscorable", "error", "timeout")
 
 RewardName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
-RunId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# What the audit store can hold (storage.models): text without NUL characters (PostgreSQL refuses
+# them), a 32-bit ``step``, a sample id (the ``id`` or ``sample_id`` column) of at most 512 characters.
+NO_NUL = r"^[^\x00]*$"
+MAX_RUN_ID = 200
+MAX_STEP = 2**31 - 1
+MAX_SAMPLE_ID = 512
+AUDIT_LIMIT_ERROR = "audit_limit"
+
+RunId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_RUN_ID, pattern=NO_NUL)]
+BatchId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
+
+
+def run_id_problem(run_id: Any) -> str | None:
+    """Why ``run_id`` cannot be stored, or None."""
+    if not isinstance(run_id, str) or not 1 <= len(run_id) <= MAX_RUN_ID:
+        return f"must be a string of 1 to {MAX_RUN_ID} characters, got {run_id!r}"
+    if "\x00" in run_id:
+        return "must not contain NUL characters (the audit store cannot hold them)"
+    return None
+
+
+def step_problem(step: Any) -> str | None:
+    """Why ``step`` cannot be stored, or None (no step is fine)."""
+    if step is None:
+        return None
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        return f"must be an integer from 0 to {MAX_STEP} (the audit's step column), got {step!r}"
+    return None
+
+
+def sample_id_of(columns: Mapping[str, Any]) -> str | None:
+    """The sample id the audit records: the ``id`` column, else ``sample_id``, as text."""
+    value = columns.get("id", columns.get("sample_id"))
+    return None if value is None else str(value)
+
+
+def sample_id_problem(columns: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(column, why) when a sample's id cannot be stored in the audit, or None."""
+    for column in ("id", "sample_id"):
+        if columns.get(column) is None:
+            continue
+        text = str(columns[column])
+        if len(text) > MAX_SAMPLE_ID:
+            return column, f"is {len(text)} characters, over the audit store's limit of {MAX_SAMPLE_ID}"
+        if "\x00" in text:
+            return column, "must not contain NUL characters (the audit store cannot hold them)"
+    return None
 
 
 def queue_for(reward: str) -> str:
@@ -59,6 +107,17 @@ class Sample(BaseModel):
     completion: str | list[ChatMessage]
     columns: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("columns")
+    @classmethod
+    def _storable_id(cls, columns: dict[str, Any]) -> dict[str, Any]:
+        if "id" in columns or "sample_id" in columns:
+            problem = sample_id_problem(columns)
+            if problem is not None:
+                raise PydanticCustomError(
+                    AUDIT_LIMIT_ERROR, "{message}", {"column": problem[0], "message": problem[1]}
+                )
+        return columns
+
     @property
     def completion_text(self) -> str:
         """The completion as text: a string as is, or the assistant messages' text joined."""
@@ -93,9 +152,9 @@ class TaskEnvelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     v: Literal[1] = SCHEMA_VERSION
-    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    batch_id: BatchId
     run_id: RunId
-    step: Annotated[int, Field(ge=0)] | None = None
+    step: Step | None = None
     reward: RewardName
     offset: Annotated[int, Field(ge=0)] = 0
     samples: Annotated[list[Any], Field(min_length=1)]

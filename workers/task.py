@@ -21,7 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from rewardq.errors import RewardqError
 from rewardq.samples import describe_errors, record_size
-from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope
+from rewardq.storage.text import storable_text
+from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope, sample_id_of, sample_id_problem
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime import WorkerRuntime
 
@@ -37,8 +38,11 @@ class InvalidTask(RewardqError):
 
 
 def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
-    """Register ``rewardq.score`` on ``app``; audit-store outages are retried with backoff."""
+    """Register ``rewardq.score`` on ``app``; audit-store outages are retried with backoff, a value the
+    store refuses (a permanent error) is not."""
     from sqlalchemy.exc import DBAPIError
+
+    from rewardq.storage.errors import is_transient
 
     @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES)
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,6 +51,9 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
                 runtime, payload, attempts=self.request.retries + 1, worker=self.request.hostname or None
             )
         except DBAPIError as e:
+            if not is_transient(e):
+                log.error("audit write refused, not retried: %s", e)
+                raise
             log.warning("audit write failed (attempt %d): %s", self.request.retries + 1, e)
             raise self.retry(exc=e, countdown=min(2**self.request.retries, 30)) from e
 
@@ -177,11 +184,12 @@ def sample_hash(item: Any) -> str:
 
 
 def _sample_id(item: Any) -> str | None:
+    """The sample's id for the audit; None when it has none or the store cannot hold it (that sample
+    is then an invalid sample, and the others of its chunk are written as usual)."""
     columns = item.get("columns") if isinstance(item, dict) else None
-    if not isinstance(columns, dict):
+    if not isinstance(columns, dict) or sample_id_problem(columns) is not None:
         return None
-    value = columns.get("id", columns.get("sample_id"))
-    return None if value is None else str(value)
+    return sample_id_of(columns)
 
 
 def _audit_rows(
@@ -209,8 +217,8 @@ def _audit_rows(
             "scorer": scorer,
             "value": score.value,
             "status": score.status,
-            "error": score.error,
-            "raw": score.raw,
+            "error": storable_text(score.error),
+            "raw": storable_text(score.raw),
             "latency_ms": latency_ms,
             "attempts": attempts,
             "worker_host": worker,
@@ -222,8 +230,9 @@ def _audit_rows(
         }
         if store_text and sample is not None:
             prompt = sample.prompt
-            row["prompt_text"] = prompt if isinstance(prompt, str | None) else orjson.dumps(prompt).decode()
-            row["completion_text"] = sample.completion_text
+            text = prompt if isinstance(prompt, str | None) else orjson.dumps(prompt).decode()
+            row["prompt_text"] = storable_text(text)
+            row["completion_text"] = storable_text(sample.completion_text)
         rows.append(row)
     return rows
 

@@ -1,0 +1,51 @@
+"""Values the audit store cannot hold are refused at the producer, naming the field, before any enqueue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from rewardq import InvalidInputError, RewardClient, Settings
+from rewardq.schema import MAX_STEP, TaskEnvelope
+
+ROWS = [{"prompt": "q", "completion": "a"}, {"prompt": "q", "completion": "b"}]
+
+
+@pytest.mark.parametrize(
+    ("rows", "request_", "field", "message"),
+    [
+        (ROWS, {"run_id": "run\x00x"}, "run_id", "must not contain NUL characters"),
+        (ROWS, {"run_id": "r", "step": MAX_STEP + 1}, "step", "from 0 to 2147483647"),
+        (ROWS, {"run_id": "r", "step": -1}, "step", "from 0 to 2147483647"),
+        (
+            ROWS + [{"completion": "c", "id": "x" * 513}],
+            {"run_id": "r"},
+            "id",
+            "over the audit store's limit",
+        ),
+        (ROWS + [{"completion": "c", "sample_id": "a\x00"}], {"run_id": "r"}, "sample_id", "NUL"),
+    ],
+)
+def test_unstorable_values_are_refused_before_anything_is_enqueued(
+    redis_server: Any, rows: list[dict[str, Any]], request_: dict[str, Any], field: str, message: str
+) -> None:
+    with RewardClient(Settings.from_env({}, broker_url=redis_server.url)) as client:
+        with pytest.raises(InvalidInputError) as info:
+            client.submit(rows, "format", **request_)
+    [problem] = info.value.problems
+    assert (problem.field, message in problem.message) == (field, True), problem
+    assert "nothing was enqueued" in str(info.value)
+    assert redis.Redis.from_url(redis_server.url).llen("rewards.format") == 0
+
+
+def test_the_largest_storable_values_pass() -> None:
+    task = TaskEnvelope.model_validate(
+        {"batch_id": "b", "run_id": "r" * 200, "step": MAX_STEP, "reward": "format", "samples": [{}]}
+    )
+    assert task.step == MAX_STEP
+    with pytest.raises(ValueError, match="less than or equal to 2147483647"):
+        TaskEnvelope.model_validate(
+            {"batch_id": "b", "run_id": "r", "step": MAX_STEP + 1, "reward": "f", "samples": [{}]}
+        )
