@@ -21,8 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from rewardq.errors import RewardqError
 from rewardq.samples import describe_errors, record_size
-from rewardq.storage.text import storable_text
 from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope, sample_id_of, sample_id_problem
+from rewardq.storage.text import storable_text
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime import WorkerRuntime
 

@@ -21,8 +21,8 @@ def _insert_error(url: str, **values: object) -> sa_exc.DBAPIError:
         with engine.begin() as conn, pytest.raises(sa_exc.DBAPIError) as info:
             conn.execute(
                 sa.text(
-                    "INSERT INTO scores (run_id, step, batch_id, sample_index, sample_hash, sample_id, reward,"
-                    " scorer, status, latency_ms, attempts, worker_host, created_at)"
+                    "INSERT INTO scores (run_id, step, batch_id, sample_index, sample_hash, sample_id,"
+                    " reward, scorer, status, latency_ms, attempts, worker_host, created_at)"
                     " VALUES (:run_id, :step, :batch_id, 0, 'h', :sample_id, 'r', 's', 'ok', 0, 1, 'w',"
                     " CURRENT_TIMESTAMP)"
                 ),

@@ -20,20 +20,20 @@ ROWS = [{"prompt": "q", "completion": "a"}, {"prompt": "q", "completion": "b"}]
         (ROWS, {"run_id": "r", "step": MAX_STEP + 1}, "step", "from 0 to 2147483647"),
         (ROWS, {"run_id": "r", "step": -1}, "step", "from 0 to 2147483647"),
         (
-            ROWS + [{"completion": "c", "id": "x" * 513}],
+            [*ROWS, {"completion": "c", "id": "x" * 513}],
             {"run_id": "r"},
             "id",
             "over the audit store's limit",
         ),
-        (ROWS + [{"completion": "c", "sample_id": "a\x00"}], {"run_id": "r"}, "sample_id", "NUL"),
+        ([*ROWS, {"completion": "c", "sample_id": "a\x00"}], {"run_id": "r"}, "sample_id", "NUL"),
     ],
 )
 def test_unstorable_values_are_refused_before_anything_is_enqueued(
     redis_server: Any, rows: list[dict[str, Any]], request_: dict[str, Any], field: str, message: str
 ) -> None:
-    with RewardClient(Settings.from_env({}, broker_url=redis_server.url)) as client:
-        with pytest.raises(InvalidInputError) as info:
-            client.submit(rows, "format", **request_)
+    settings = Settings.from_env({}, broker_url=redis_server.url)
+    with RewardClient(settings) as client, pytest.raises(InvalidInputError) as info:
+        client.submit(rows, "format", **request_)
     [problem] = info.value.problems
     assert (problem.field, message in problem.message) == (field, True), problem
     assert "nothing was enqueued" in str(info.value)
