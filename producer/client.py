@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from rewardq.broker import GATHER_POLL_S, make_app
 from rewardq.catalog import check_weights, known_rewards
+from rewardq.connection import check_connection
 from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
@@ -163,7 +164,9 @@ class RewardClient:
                 self._embedded = _start_embedded(self.settings)
                 self._app = self._embedded.app
             else:
-                self._app = make_app(self.settings, name="rewardq.producer")
+                app = make_app(self.settings, name="rewardq.producer")
+                check_connection(app)  # an unreachable Redis or a wrong password: one clear error now
+                self._app = app
         return self._app
 
     @property

@@ -2,11 +2,13 @@
 
 RewardqError
 ├── SettingsError        a REWARDQ_* setting is malformed
+│   └── UnsupportedDatabase  the audit database URL names a backend other than SQLite or PostgreSQL
 ├── InvalidInputError    samples, records or a request fail validation (before anything is enqueued)
 ├── UnknownRewardError   a reward name is neither built in nor configured
 ├── ConfigError          a rewards config file or plugin is invalid
 ├── RewardSetupError     a reward cannot be built at worker start (missing model, unreachable server)
-└── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
+├── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
+└── BrokerUnavailable    the broker or result backend is unreachable or refuses the credentials
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ class RewardqError(Exception):
 
 class SettingsError(RewardqError):
     """Raised when a REWARDQ_* setting is malformed or contradicts another."""
+
+
+class UnsupportedDatabase(SettingsError, ValueError):
+    """Raised when the audit database URL names a backend other than SQLite or PostgreSQL."""
 
 
 @dataclass(frozen=True)
@@ -80,3 +86,8 @@ class RewardSetupError(RewardqError):
 
 class EmbeddedUnavailable(RewardqError, ImportError):
     """Raised when no broker is configured and the embedded worker's extras are not installed."""
+
+
+class BrokerUnavailable(RewardqError, ConnectionError):
+    """Raised when the broker or the result backend cannot be reached or refuses the credentials; the
+    message names the URL with its password masked."""

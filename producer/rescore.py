@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient
-from rewardq.errors import InvalidInputError
+from rewardq.errors import InvalidInputError, Problem
 from rewardq.results import ScoreResult
 from rewardq.rollouts import scan_records, write_records
 from rewardq.samples import to_samples
@@ -33,6 +33,8 @@ def score_file(
     """
     weights = check_weights(weights, client.known_rewards)  # fail on names before reading a large file
     records, problems = scan_records(source, max_record_bytes=client.settings.max_record_bytes)
+    if not records and not problems:
+        raise InvalidInputError([Problem("", "the file holds no records")], source=str(source))
     if problems:  # report the fields of the readable records too, in one list
         try:
             to_samples(

@@ -22,6 +22,8 @@ from pydantic import ValidationError
 from rewardq.errors import InvalidInputError, Problem
 from rewardq.schema import AUDIT_LIMIT_ERROR, samples_checker
 
+MAX_JSON_DEPTH = 255  # orjson's limit on nesting when it encodes
+
 SHAPES_HINT = (
     "a record needs 'completion' (TRL: a string or chat messages) or 'messages' ending with an "
     "assistant message (ms-swift)"
@@ -106,7 +108,7 @@ def to_samples(
         try:
             problem = _size_problem(record, sizes[index] if sizes is not None else None, max_record_bytes)
         except TypeError as e:
-            problem, unserializable[index] = None, Problem("", f"not JSON-serializable: {e}")
+            problem, unserializable[index] = None, Problem("", unserializable_message(e))
         wire = _reshape(record) if problem is None else problem
         if isinstance(wire, Problem):
             problems[index] = wire
@@ -140,6 +142,13 @@ def _size_problem(record: Any, size: int | None, limit: int | None) -> Problem |
     if size > limit:
         return Problem("", f"record is {size} bytes as JSON, over the limit of {limit}")
     return None
+
+
+def unserializable_message(error: TypeError) -> str:
+    """Why orjson could not encode a record, in words (it refuses nesting deeper than 255 levels)."""
+    if "Recursion limit" in str(error):
+        return f"nested deeper than {MAX_JSON_DEPTH} levels, the most rewardq's JSON encoder accepts"
+    return f"not JSON-serializable: {error}"
 
 
 def _where(index: int, lines: list[int] | None) -> dict[str, int]:

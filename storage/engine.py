@@ -32,6 +32,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from rewardq.errors import UnsupportedDatabase
+
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # A 64 MiB page cache per connection (the default is 2 MiB) and a checkpoint every ~40 MiB of WAL
 # (the default is ~4 MiB): the random-keyed indexes (sample_hash, sample_id) dirty about one page per
@@ -46,7 +48,7 @@ _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 def normalize_url(url: str | URL) -> URL:
     """``url`` as a SQLAlchemy URL with the driver rewardq uses: psycopg 3 for PostgreSQL.
 
-    Raises ValueError for a backend other than SQLite or PostgreSQL.
+    Raises UnsupportedDatabase (a ValueError) for a backend other than SQLite or PostgreSQL.
     """
     u = make_url(url)
     backend = u.get_backend_name()
@@ -55,7 +57,7 @@ def normalize_url(url: str | URL) -> URL:
         return u.set(drivername=f"postgresql+{driver}")
     if backend == "sqlite":
         return u
-    raise ValueError(
+    raise UnsupportedDatabase(
         f"unsupported audit database {u.render_as_string(hide_password=True)!r}: "
         "use sqlite:///PATH or postgresql://…"
     )

@@ -83,16 +83,53 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 class RedisServer:
-    """A redis-server of the test's own on a free port (never the shared one)."""
+    """A redis-server of the test's own on a free port (never the shared one).
 
-    def __init__(self, workdir: Path) -> None:
+    With ``password`` it requires it (``requirepass``); with ``user`` too, that password belongs to an
+    ACL user of that name (all commands, all keys and channels) and the default user is off.
+    """
+
+    def __init__(self, workdir: Path, password: str | None = None, user: str | None = None) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.password = password
+        self.user = user
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_as(self.user, self.password)
+
+    def url_as(self, user: str | None, password: str | None) -> str:
+        """The server's URL with these credentials (wrong ones, for tests that expect a refusal)."""
+        auth = f"{user or ''}:{password}@" if password is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _auth_args(self) -> list[str]:
+        if self.password is None:
+            return []
+        if self.user is None:
+            return ["--requirepass", self.password]
+        return [
+            "--user",
+            "default",
+            "off",
+            "--user",
+            self.user,
+            "on",
+            f">{self.password}",
+            "~*",
+            "&*",
+            "+@all",
+        ]
+
+    def _ping(self) -> bytes:
+        ping = b"PING\r\n"
+        if self.password is not None:
+            auth = [b"AUTH", *([self.user.encode()] if self.user else []), self.password.encode()]
+            ping = b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in auth)
+            ping = b"*%d\r\n" % len(auth) + ping + b"PING\r\n"
+        return ping
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -114,6 +151,7 @@ class RedisServer:
                 str(self.workdir),
                 "--maxmemory-policy",
                 "noeviction",
+                *self._auth_args(),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -122,8 +160,11 @@ class RedisServer:
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    s.sendall(self._ping())
+                    reply = b""
+                    while b"\r\n" not in reply.removeprefix(b"+OK\r\n") and (chunk := s.recv(64)):
+                        reply += chunk
+                    if reply.removeprefix(b"+OK\r\n").startswith(b"+PONG"):
                         return
             except OSError:
                 time.sleep(0.05)

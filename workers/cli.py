@@ -8,18 +8,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rewardq.errors import RewardqError
 from rewardq.schema import queue_for
 from rewardq.settings import Settings
+from rewardq.workers.failures import DEBUG_ENV, debug_requested, explain
 from rewardq.workers.render import Format, render
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,15 +46,21 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 
 
 def _errors(fn: F) -> F:
-    """Turn rewardq errors into a one-paragraph message and exit code 2, not a traceback."""
+    """Turn failures into a message naming the cause and exit code 2, not a traceback (unless
+    --debug / REWARDQ_DEBUG=1); secrets in it are masked."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except RewardqError as e:
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:
+            if debug_requested():
+                raise
             # The message is escaped: "[rewards.rm]" in it is text, not rich markup.
-            err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, markup=True)
+            message = f"[bold red]error:[/bold red] {escape(explain(e))}"
+            err.print(message, highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from e
 
     return wrapper  # type: ignore[return-value]
@@ -61,7 +69,12 @@ def _errors(fn: F) -> F:
 @app.callback()
 def _main(
     log_level: Annotated[str, typer.Option(help="Logging level.", envvar="REWARDQ_LOG_LEVEL")] = "WARNING",
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of failures (also REWARDQ_DEBUG=1).")
+    ] = False,
 ) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # the command line's own flag, read when a command fails
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
