@@ -6,11 +6,13 @@
 The random LM of ``tinymodels`` answers every prompt with the same token (its logits are nearly
 flat), which proves little about batching; scaling its weights makes greedy replies depend on the
 prompt. A trained judge gives controlled replies (``[[7]]``, an unparseable one, …) through the real
-``generate`` path. Both are deterministic and cached on disk by their arguments.
+``generate`` path. Both are deterministic and cached on disk by their arguments (and the base weights),
+so a directory that outlives the session (``.cache/``) spares the training next time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,10 +44,11 @@ def build_peaky_lm(directory: Path, scale: float = 10.0) -> Path:
 
 def build_trained_judge(directory: Path, examples: Sequence[tuple[Chat, str]], steps: int = 80) -> Path:
     """The tiny LM trained to answer each example's chat (rendered by its chat template) with its reply."""
-    spec: dict[str, Any] = {"what": "trained_judge", "examples": [list(e) for e in examples], "steps": steps}
+    base = build_causal_lm(directory.with_name(directory.name + "-base"))
+    weights = hashlib.sha256((base / "model.safetensors").read_bytes()).hexdigest()
+    spec = {"what": "trained_judge", "base": weights, "examples": [list(e) for e in examples], "steps": steps}
     with _locked(directory):
         if not _cached(directory, spec):
-            base = build_causal_lm(directory.with_name(directory.name + "-base"))
             _save(_trained(base, examples, steps), base, directory)
             _mark(directory, spec)
     return directory
@@ -63,24 +66,31 @@ def _trained(base: Path, examples: Sequence[tuple[Chat, str]], steps: int) -> An
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         reply_ids = tokenizer(reply + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
         rows.append((prompt_ids, reply_ids))
+    batch = _batch(rows, tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):  # one batch: on a tiny model, a step's cost is per call, not per token
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def _batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-padded inputs with the loss on the replies only."""
+    import torch
+
     width = max(len(p) + len(r) for p, r in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id)
-    labels = torch.full_like(input_ids, -100)  # the loss is on the replies only
+    input_ids = torch.full((len(rows), width), pad_id)
+    labels = torch.full_like(input_ids, -100)
     mask = torch.zeros_like(input_ids)
     for i, (prompt_ids, reply_ids) in enumerate(rows):
         end = len(prompt_ids) + len(reply_ids)
         input_ids[i, :end] = torch.tensor(prompt_ids + reply_ids)
         labels[i, len(prompt_ids) : end] = torch.tensor(reply_ids)
         mask[i, :end] = 1
-    torch.manual_seed(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
 def _save(model: Any, base: Path, directory: Path) -> None:
