@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from rewardq.errors import RewardSetupError
+from rewardq.workers.models import load_shared, model_identity
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.rewards.reference import ReferenceOptions, ReferenceReward
 
@@ -51,13 +52,9 @@ class EmbeddingSimilarityReward(ReferenceReward):
     _encoder: Any = None
 
     def identity(self) -> dict[str, str]:
-        from rewardq.workers.models import model_identity
-
         return model_identity(self.options.model, self.options.revision)
 
     def setup(self, resources: WorkerResources) -> None:
-        from rewardq.workers.models import load_shared
-
         options = self.options
         self._encoder = load_shared(
             resources,

@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from rewardq.errors import RewardSetupError
 from rewardq.schema import Sample
 from rewardq.workers.generation import BatchGenerator, Decoding, Reply
+from rewardq.workers.models import load_shared, model_identity
 from rewardq.workers.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     TemplateFieldError,
@@ -141,20 +142,15 @@ class LocalJudgeReward(Reward):
     def __init__(self, name: str, options: LocalJudgeOptions) -> None:
         super().__init__(name, options)
         self._pattern = swift_genrm.PATTERN if options.preset == "swift_genrm" else options.parser
-        system = swift_genrm.SYSTEM if options.preset == "swift_genrm" else options.system
-        self._system = system
+        self._system = swift_genrm.SYSTEM if options.preset == "swift_genrm" else options.system
         self._template = options.template or DEFAULT_JUDGE_TEMPLATE
         prompt_spec = f"preset:{options.preset}" if options.preset else self._template
-        self._template_hash = template_hash(f"{system or ''}\n\n{prompt_spec}")
+        self._template_hash = template_hash(f"{self._system or ''}\n\n{prompt_spec}")
 
     def identity(self) -> dict[str, str]:
-        from rewardq.workers.models import model_identity
-
         return model_identity(self.options.model, self.options.revision)
 
     def setup(self, resources: WorkerResources) -> None:
-        from rewardq.workers.models import load_shared
-
         options = self.options
         self._generator = load_shared(
             resources,

@@ -85,6 +85,8 @@ def ready(resources: WorkerResources, model: Path, **options: Any) -> LocalJudge
         ({"parser": r"score \d+"}, "exactly one capturing group"),
         ({"parser": r"score ([0-9]"}, "not a regular expression"),
         ({"score_range": (10, 0)}, "low < high"),
+        ({"template": "Grade {completion"}, "expected '}'"),
+        ({"template": "Grade {sample.completion}"}, "only plain names"),
         ({"preset": "swift_genrm", "template": "{completion}"}, "leave them out"),
         ({"preset": "swift_genrm", "system": "x", "parser": "(x)"}, "system, parser"),
         ({"preset": "openai"}, "swift_genrm"),
