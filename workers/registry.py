@@ -17,6 +17,7 @@ BUILTIN_KINDS: Mapping[str, str] = {
     "cosine": "rewardq.workers.rewards.cosine:CosineReward",
     "embedding_similarity": "rewardq.workers.rewards.embedding_similarity:EmbeddingSimilarityReward",
     "format": "rewardq.workers.rewards.format:FormatReward",
+    "function": "rewardq.workers.rewards.function:FunctionReward",
     "local_judge": "rewardq.workers.rewards.local_judge:LocalJudgeReward",
     "repetition": "rewardq.workers.rewards.repetition:RepetitionReward",
     "soft_overlong": "rewardq.workers.rewards.overlong:SoftOverlongReward",
