@@ -174,7 +174,8 @@ class SeededSampler:
         probs = torch.softmax(_filtered(scores.float() / self.decoding.temperature, self.decoding), dim=-1)
         draws = torch.stack([torch.rand((), generator=g) for g in self.generators]).to(probs.device)
         cumulative = probs.cumsum(dim=-1)
-        tokens = (cumulative < draws.unsqueeze(-1) * cumulative[:, -1:]).sum(dim=-1)
+        # The first token whose cumulative mass exceeds the draw: never one of probability 0.
+        tokens = (cumulative <= draws.unsqueeze(-1) * cumulative[:, -1:]).sum(dim=-1)
         tokens = tokens.clamp(max=probs.shape[-1] - 1)
         chosen = torch.full_like(scores, float("-inf"))
         chosen.scatter_(1, tokens.unsqueeze(-1), 0.0)
