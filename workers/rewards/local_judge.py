@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 PRESET_FIELDS = ("system", "template", "parser")
+GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+"""Architecture name endings of models with a language-modelling head (a judge must generate)."""
 
 
 class LocalJudgeOptions(RewardOptions):
@@ -224,8 +226,13 @@ class LocalJudgeReward(Reward):
 
 def _load_generator(path: Path, revision: str | None, dtype: Any, device: str) -> BatchGenerator:
     """The judge's tokenizer and causal LM from local files, on ``device`` in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    architectures = AutoConfig.from_pretrained(path, revision=revision, local_files_only=True).architectures
+    if architectures and not any(a.endswith(GENERATIVE_HEADS) for a in architectures):
+        raise RewardSetupError(
+            f"the model at {path} is not a generative LM (architectures: {', '.join(architectures)})"
+        )
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, local_files_only=True)
     if not tokenizer.chat_template:
         raise RewardSetupError(f"the judge's tokenizer at {path} has no chat template")

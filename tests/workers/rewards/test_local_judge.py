@@ -23,7 +23,7 @@ from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.local_judge import LocalJudgeReward
 from tests.conftest import RedisServer, WorkerProcess
 from tests.tinyjudges import build_trained_judge
-from tests.tinymodels import build_causal_lm
+from tests.tinymodels import build_causal_lm, build_classifier
 
 pytestmark = pytest.mark.timeout(900)  # the trained judge's first build, on busy cores
 
@@ -263,6 +263,8 @@ def test_a_trained_judge_answers_through_generate(resources: WorkerResources, tr
     assert alone == scores, "a sample's reply does not depend on its batch"
     one_by_one = ready(resources, trained_judge, batch_size=1, **JUDGE).score(batch)
     assert one_by_one == scores
+    budgeted = ready(resources, trained_judge, token_budget=300, **JUDGE).score(batch)
+    assert budgeted == scores
 
 
 def test_the_trained_judge_under_the_swift_genrm_preset(
@@ -316,6 +318,14 @@ def test_a_judge_without_a_chat_template_fails_setup(
     (bare / "chat_template.jinja").unlink()
     with pytest.raises(RewardSetupError, match="no chat template"):
         judge(bare).setup(resources)
+
+
+def test_a_model_without_a_language_modelling_head_fails_setup(
+    resources: WorkerResources, tmp_path: Path
+) -> None:
+    classifier = build_classifier(tmp_path / "classifier")
+    with pytest.raises(RewardSetupError, match=r"not a generative LM .*Qwen2ForSequenceClassification"):
+        judge(classifier).setup(resources)
 
 
 def test_judges_of_one_model_share_one_copy(resources: WorkerResources, tiny_lm: Path) -> None:
