@@ -383,3 +383,27 @@ def test_scored_through_a_worker_over_redis_into_the_audit(
     assert audit[0].raw == REPLIES[0][2]
     assert all(r.truncated is False or r.truncated == 0 for r in audit[:4])
     assert all(r.prompt_tokens and r.completion_tokens and r.template_hash for r in audit[:4])
+
+
+@pytest.mark.slow
+def test_a_worker_with_a_judge_it_cannot_load_fails_at_start(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str
+) -> None:
+    missing = tmp_path / "no-such-judge"
+    config = tmp_path / "rewards.toml"
+    config.write_text(f'[rewards.judge]\nkind = "local_judge"\nmodel = "{missing}"\n')
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("rewardq")), "worker", "--rewards", "format,judge"],
+        env={
+            "PATH": str(Path(sys.executable).parent),
+            "REWARDQ_BROKER_URL": redis_server.url,
+            "REWARDQ_DATABASE_URL": sqlite_url,
+            "REWARDQ_REWARDS": str(config),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "reward 'judge'" in proc.stderr and str(missing) in proc.stderr
+    assert " ready." not in proc.stdout + proc.stderr
