@@ -15,6 +15,8 @@ BUILTIN_KINDS: Mapping[str, str] = {
     "accuracy": "rewardq.workers.rewards.accuracy:AccuracyReward",
     "cosine": "rewardq.workers.rewards.cosine:CosineReward",
     "format": "rewardq.workers.rewards.format:FormatReward",
+    "judge": "rewardq.workers.rewards.judge:JudgeReward",
+    "remote_reward_model": "rewardq.workers.rewards.remote_reward_model:RemoteRewardModel",
     "repetition": "rewardq.workers.rewards.repetition:RepetitionReward",
     "soft_overlong": "rewardq.workers.rewards.overlong:SoftOverlongReward",
     "string_check": "rewardq.workers.rewards.string_check:StringCheckReward",
