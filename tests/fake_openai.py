@@ -152,6 +152,21 @@ def garbage() -> Behaviour:
     return behave
 
 
+def classifier(score: Callable[[Request], float]) -> Behaviour:
+    """Answer vLLM's ``/classify`` with ``score(request)`` as the one output (``/pooling``: per token)."""
+
+    async def behave(request: Request) -> Reply:
+        value = score(request)
+        usage = {"prompt_tokens": 17, "total_tokens": 17, "completion_tokens": 0}
+        if request.path.endswith("/pooling"):
+            item: dict[str, Any] = {"index": 0, "object": "pooling", "data": [[value - 1.0], [value]]}
+        else:
+            item = {"index": 0, "label": "LABEL_0", "probs": [value], "num_classes": 1}
+        return Reply(body={"object": "list", "model": MODEL, "data": [item], "usage": usage})
+
+    return behave
+
+
 def models_reply(model: str) -> Reply:
     return Reply(body={"object": "list", "data": [{"id": model, "object": "model", "owned_by": "fake"}]})
 
@@ -172,8 +187,7 @@ class FakeOpenAI:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -191,6 +205,7 @@ class FakeOpenAI:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
         self._server = future.result(timeout=10)
+        self._port = int(self._server.sockets[0].getsockname()[1])
         return self
 
     async def _start(self) -> asyncio.Server:

@@ -14,7 +14,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from rewardq.errors import RewardSetupError
 from rewardq.schema import Sample
@@ -41,7 +41,7 @@ class ServerReward(Reward):
     """A reward whose scores come from an OpenAI-compatible server (one or several replicas)."""
 
     options: ServerOptions
-    path: ClassVar[str]
+    path: str
     """Where requests go: relative to the base URL (``chat/completions``) or from the server root (``/pooling``)."""
 
     def __init__(self, name: str, options: ServerOptions) -> None:
