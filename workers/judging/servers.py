@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Requests in flight per client: httpcore's pool scans every connection of a client for each request,
+# so a client per this many requests keeps that cost flat as max_concurrency grows.
+REQUESTS_PER_CLIENT = 8
+
 _RAW = {"X-Stainless-Raw-Response": "true"}  # have the client return the response with its retry count
 
 
@@ -50,6 +54,8 @@ class Failure:
 class ServerPool:
     """Clients for the replicas of one server set and the process-wide bound on requests in flight.
 
+    Each replica gets one client per ``REQUESTS_PER_CLIENT`` requests of ``max_concurrency``, used in turn.
+
     Build it (and use it) on the judging loop's thread: the semaphore belongs to that loop.
     """
 
@@ -65,16 +71,21 @@ class ServerPool:
         from openai import AsyncOpenAI
 
         self.urls = tuple(urls)
-        self.clients: list[AsyncOpenAI] = [
-            AsyncOpenAI(
-                base_url=url,
-                api_key=api_key or "EMPTY",  # vLLM without --api-key accepts any key
-                timeout=request_timeout,
-                max_retries=max_retries,
-            )
+        per_replica = -(-max_concurrency // REQUESTS_PER_CLIENT)
+        self.clients: list[list[AsyncOpenAI]] = [
+            [
+                AsyncOpenAI(
+                    base_url=url,
+                    api_key=api_key or "EMPTY",  # vLLM without --api-key accepts any key
+                    timeout=request_timeout,
+                    max_retries=max_retries,
+                )
+                for _ in range(per_replica)
+            ]
             for url in self.urls
         ]
         self.in_flight = [0] * len(self.urls)
+        self._turns = [0] * len(self.urls)
         self.max_concurrency = max_concurrency
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self._next = 0
@@ -99,7 +110,9 @@ class ServerPool:
     async def _post(self, index: int, path: str, body: dict[str, Any]) -> Reply | Failure:
         import openai
 
-        client, replica = self.clients[index], self.urls[index]
+        clients, replica = self.clients[index], self.urls[index]
+        client = clients[self._turns[index] % len(clients)]
+        self._turns[index] += 1
         url = server_root(replica) + path if path.startswith("/") else path
         try:
             response = await client.post(url, cast_to=object, body=body, options={"headers": _RAW})
@@ -120,7 +133,7 @@ class ServerPool:
 
     async def models(self, index: int) -> list[str]:
         """The model ids a replica serves (``GET /models``)."""
-        page = await self.clients[index].models.list()
+        page = await self.clients[index][0].models.list()
         return [m.id for m in page.data]
 
 
