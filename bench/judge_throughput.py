@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,16 @@ TEMPLATE = "Grade this answer from 0 to 10 as [[n]].\n{completion}"
 def fake_judge(latency: float) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(FAKE_SERVER), "--port", str(port), "--latency", str(latency), "--reply", "[[7]]"],
+        [
+            sys.executable,
+            str(FAKE_SERVER),
+            "--port",
+            str(port),
+            "--latency",
+            str(latency),
+            "--reply",
+            "[[7]]",
+        ],
         stdout=subprocess.PIPE,
     )
     try:
@@ -98,24 +108,33 @@ def judge(resources: WorkerResources, base_url: str, in_flight: int) -> JudgeRew
 
 def concurrency(repeat: int, loop_samples: int) -> None:
     resources = WorkerResources(Settings.from_env({}))
-    rates: dict[str, list[float]] = {"loop": [], **{f"N={n}": [] for n in IN_FLIGHT}}
+    runs: dict[str, list[tuple[float, float]]] = {"loop": [], **{f"N={n}": [] for n in IN_FLIGHT}}
     with fake_judge(LATENCY) as url:
         rewards = {n: judge(resources, url, n) for n in IN_FLIGHT}
         for rep in range(repeat):
             loop_batch = [f"loop {rep} {i}" for i in range(loop_samples)]
-            rates["loop"].append(rate(lambda b=loop_batch: swift_loop(url, b), loop_samples)[0])
+            runs["loop"].append(rate(partial(swift_loop, url, loop_batch), loop_samples))
             for n, reward in rewards.items():
                 batch = [Sample(completion=f"{n} {rep} {i}") for i in range(max(32, 8 * n))]
-                rates[f"N={n}"].append(rate(lambda r=reward, b=batch: r.score(b), len(batch))[0])
+                runs[f"N={n}"].append(rate(partial(reward.score, batch), len(batch)))
     resources.close()
-    loop = statistics.median(rates["loop"])
+
+    def median(name: str) -> tuple[float, float]:
+        """Median samples/s and the bench process's CPU ms per sample (the server's not included)."""
+        per_s = statistics.median(r for r, _ in runs[name])
+        return per_s, statistics.median(share / r * 1000 for r, share in runs[name])
+
+    loop, loop_cpu = median("loop")
     print(f"\n1. fake judge, {LATENCY * 1000:.0f} ms per request, median of {repeat} runs")
-    print("| client | samples/s | / (N / latency) | / loop |")
-    print("|---|---|---|---|")
-    print(f"| ms-swift loop (sequential) | {loop:.1f} | {loop * LATENCY:.2f} | 1.0 |")
+    print("| client | samples/s | / (N / latency) | / loop | client CPU ms per sample |")
+    print("|---|---|---|---|---|")
+    print(f"| ms-swift loop (sequential) | {loop:.1f} | {loop * LATENCY:.2f} | 1.0 | {loop_cpu:.2f} |")
     for n in IN_FLIGHT:
-        value = statistics.median(rates[f"N={n}"])
-        print(f"| rewardq judge, {n} in flight | {value:.1f} | {value * LATENCY / n:.2f} | {value / loop:.1f} |")
+        value, cpu = median(f"N={n}")
+        ideal = value * LATENCY / n
+        print(
+            f"| rewardq judge, {n} in flight | {value:.1f} | {ideal:.2f} | {value / loop:.1f} | {cpu:.2f} |"
+        )
 
 
 def cache_hits(iterations: int) -> None:
@@ -129,7 +148,9 @@ def cache_hits(iterations: int) -> None:
             f'[rewards.judge]\nkind = "judge"\nbase_url = "{url}"\ntemplate = """{TEMPLATE}"""\n'
             "score_range = [0, 10]\n"
         )
-        stack.enter_context(workers(1, broker, database, "--config", str(config), "-r", "judge,format", "--pool", "solo"))
+        stack.enter_context(
+            workers(1, broker, database, "--config", str(config), "-r", "judge,format", "--pool", "solo")
+        )
         settings = Settings.from_env({}, broker_url=broker, database_url=database, rewards=config)
         client = stack.enter_context(RewardClient(settings))
         client.score(rows, "judge", run_id="warm", timeout=60)  # fills the cache
@@ -168,7 +189,7 @@ def real_vllm(base_url: str, samples: int) -> None:
         )
         reward = JudgeReward(f"vllm{n}", options)
         reward.setup(resources)
-        value, cpu = rate(lambda r=reward: r.score(batch), samples)
+        value, cpu = rate(partial(reward.score, batch), samples)
         print(f"| rewardq judge, {n} in flight | {value:.2f} ({value / loop:.1f}x) | {cpu:.1%} |")
     resources.close()
 

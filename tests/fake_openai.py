@@ -77,7 +77,11 @@ def completion(*contents: str, finish_reason: str = "stop", refusal: str | None 
         }
         for i, c in enumerate(contents)
     ]
-    usage = {"prompt_tokens": 11, "completion_tokens": 3 * len(contents), "total_tokens": 11 + 3 * len(contents)}
+    usage = {
+        "prompt_tokens": 11,
+        "completion_tokens": 3 * len(contents),
+        "total_tokens": 11 + 3 * len(contents),
+    }
     return Reply(
         body={
             "id": "chatcmpl-fake",
@@ -121,7 +125,9 @@ def failing(times: int, status: int, then: Behaviour, headers: dict[str, str] | 
 
     async def behave(request: Request) -> Reply | None:
         if request.retry_count < times:
-            return Reply(status, {"error": {"message": f"fake {status}", "code": status}}, headers=headers or {})
+            return Reply(
+                status, {"error": {"message": f"fake {status}", "code": status}}, headers=headers or {}
+            )
         return await then(request)
 
     return behave
@@ -236,7 +242,9 @@ class FakeOpenAI:
                 head = await reader.readuntil(b"\r\n\r\n")
                 request_line, *lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = request_line.split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ln)}
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ln)
+                }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 request = Request(method, path, headers, json.loads(body) if body else None, time.monotonic())
                 self.requests.append(request)
@@ -268,8 +276,6 @@ def _encode(reply: Reply) -> bytes:
     head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     head += [f"{k}: {v}" for k, v in reply.headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
 
 
 def main() -> None:

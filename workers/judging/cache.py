@@ -18,6 +18,7 @@ import orjson
 
 log = logging.getLogger(__name__)
 
+
 class KeyValueStore(Protocol):
     """The worker's ``resources.cache``."""
 

@@ -106,7 +106,8 @@ class JudgeOptions(ServerOptions):
     parser: str | None = None
     """A regular expression whose first group is the verdict; defaults read ``[[n]]`` and ``Reward: x``."""
     structured: StructuredOutput | None = None
-    """Constrain the reply (vLLM structured output): ``{choice = [...]}``, ``{regex = "..."}``, ``{json = {...}}``."""
+    """Constrain the reply (vLLM structured output): ``{choice = [...]}``, ``{regex = "..."}`` or
+    ``{json = {...}}``."""
     score_range: tuple[float, float] | None = None
     """The verdict's scale, e.g. ``[1, 10]``: values are mapped to [0, 1] (outside it: an error).
     Defaults to ``[0, 10]`` with the default template (which asks for 0 to 10), else none."""

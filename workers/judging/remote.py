@@ -42,7 +42,8 @@ class ServerReward(Reward):
 
     options: ServerOptions
     path: str
-    """Where requests go: relative to the base URL (``chat/completions``) or from the server root (``/pooling``)."""
+    """Where requests go: relative to the base URL (``chat/completions``), or from the server root
+    when it starts with ``/`` (``/pooling``)."""
 
     def __init__(self, name: str, options: ServerOptions) -> None:
         super().__init__(name, options)

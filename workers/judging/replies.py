@@ -39,14 +39,11 @@ class ReplyReader:
         error: str | None = None
         truncated = False
         for choice in choices:
-            choice = choice if isinstance(choice, dict) else {}
-            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-            text = message.get("content") if isinstance(message.get("content"), str) else ""
+            text, finish, refusal = _choice(choice)
             texts.append(text)
-            finish = choice.get("finish_reason")
             truncated = truncated or finish == "length"
-            if message.get("refusal") or finish == "content_filter":
-                error = error or f"refused: {message.get('refusal') or 'the server filtered the reply'}"
+            if refusal or finish == "content_filter":
+                error = error or f"refused: {refusal or 'the server filtered the reply'}"
                 continue
             value, problem = self.verdict(text)
             if problem is not None:
@@ -89,6 +86,19 @@ class ReplyReader:
             return None, f"parse_error: the verdict {value} is not finite"
         found = normalised(value, self.score_range)
         return found.value, found.error
+
+
+def _choice(choice: Any) -> tuple[str, str | None, str | None]:
+    """A choice's text, finish reason and refusal (each empty when the reply lacks it)."""
+    choice = choice if isinstance(choice, dict) else {}
+    message = choice.get("message")
+    message = message if isinstance(message, dict) else {}
+    text, refusal, finish = message.get("content"), message.get("refusal"), choice.get("finish_reason")
+    return (
+        text if isinstance(text, str) else "",
+        finish if isinstance(finish, str) else None,
+        refusal if isinstance(refusal, str) and refusal else None,
+    )
 
 
 def _int(value: Any) -> int | None:

@@ -76,7 +76,5 @@ class Outcome:
 
 def cache_hit_score(result: CachedResult, template_hash: str | None) -> Score:
     """The score of a sample served from the cache: the cached value, no request made."""
-    meta = ScoreMeta(
-        truncated=result.truncated, cache_hit=True, http_attempts=0, template_hash=template_hash
-    )
+    meta = ScoreMeta(truncated=result.truncated, cache_hit=True, http_attempts=0, template_hash=template_hash)
     return Score.ok(result.value, raw=result.raw, meta=meta)

@@ -115,16 +115,22 @@ class ServerPool:
         self._turns[index] += 1
         url = server_root(replica) + path if path.startswith("/") else path
         try:
-            response = await client.post(url, cast_to=object, body=body, options={"headers": _RAW})
+            response: Any = await client.post(url, cast_to=object, body=body, options={"headers": _RAW})
         except openai.APIStatusError as e:
             return Failure(
-                f"http_{e.status_code}", _status_message(e), replica, _attempts(e.response.request), e.response.text
+                f"http_{e.status_code}",
+                _status_message(e),
+                replica,
+                _attempts(e.response.request),
+                e.response.text,
             )
         except openai.APITimeoutError as e:
             return Failure("timeout", "no reply within request_timeout", replica, _attempts(e.request))
         except openai.APIConnectionError as e:
             cause = e.__cause__ or e
-            return Failure("connection_error", f"{type(cause).__name__}: {cause}", replica, _attempts(e.request))
+            return Failure(
+                "connection_error", f"{type(cause).__name__}: {cause}", replica, _attempts(e.request)
+            )
         attempts = response.retries_taken + 1
         try:
             return Reply(response.parse(), replica, attempts)

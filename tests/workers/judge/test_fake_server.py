@@ -166,7 +166,9 @@ def test_requests_in_flight_never_exceed_max_concurrency_across_tasks(make_judge
         judge = make_judge(server, max_concurrency=4)
         other = make_judge(server, name="other", max_concurrency=4, system="Another rubric.")
         tasks = [
-            threading.Thread(target=reward.score, args=(samples(*(f"{reward.name} {k} {i}" for i in range(12))),))
+            threading.Thread(
+                target=reward.score, args=(samples(*(f"{reward.name} {k} {i}" for i in range(12))),)
+            )
             for k, reward in enumerate([judge, judge, other])
         ]
         for t in tasks:

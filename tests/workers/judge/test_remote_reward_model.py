@@ -35,7 +35,9 @@ def test_classify_sends_the_conversation_and_reads_the_logit(
     reward = reward_model(resources, server.base_url)
     samples = [
         Sample(prompt="2+2?", completion="four"),
-        Sample(prompt=[{"role": "user", "content": "hi"}], completion=[{"role": "assistant", "content": "hey"}]),
+        Sample(
+            prompt=[{"role": "user", "content": "hi"}], completion=[{"role": "assistant", "content": "hey"}]
+        ),
     ]
     scores = reward.score(samples)
     assert [s.value for s in scores] == [4.0, 3.0]
@@ -47,7 +49,10 @@ def test_classify_sends_the_conversation_and_reads_the_logit(
         "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "four"}],
         "use_activation": False,
     }
-    assert second.body["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]
+    assert second.body["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hey"},
+    ]
 
 
 def test_pooling_reads_the_last_tokens_output(resources: WorkerResources, server: FakeOpenAI) -> None:

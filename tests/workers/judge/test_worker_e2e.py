@@ -77,6 +77,7 @@ def test_judge_through_a_worker_is_audited_and_cached_across_tasks(
     for result in (first, second):
         assert result.statuses["judge"] == ["ok", "ok", "ok", "error", "ok", "ok"]
         assert result.rewards["judge"] == [pytest.approx(v) if v is not None else None for v in expected]
+
     # Each request fails once with 503 first. In step 1 the two chunks may both ask for "4" and "5" when
     # they run at once (dedupe is per task); in step 2 only the unparsed one is asked again, the rest
     # come from the cache in Redis.
