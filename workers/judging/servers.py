@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 REQUESTS_PER_CLIENT = 8
 
 _RAW = {"X-Stainless-Raw-Response": "true"}  # have the client return the response with its retry count
+RAW_LIMIT = 4000  # characters of an error body kept for the audit
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ServerPool:
         self.in_flight = [0] * len(self.urls)
         self._turns = [0] * len(self.urls)
         self.max_concurrency = max_concurrency
+        self.request_timeout = request_timeout
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self._next = 0
 
@@ -122,10 +124,12 @@ class ServerPool:
                 _status_message(e),
                 replica,
                 _attempts(e.response.request),
-                e.response.text,
+                e.response.text[:RAW_LIMIT],
             )
         except openai.APITimeoutError as e:
-            return Failure("timeout", "no reply within request_timeout", replica, _attempts(e.request))
+            attempts = _attempts(e.request)
+            message = f"no reply within request_timeout ({self.request_timeout:g} s), {attempts} attempt(s)"
+            return Failure("timeout", message, replica, attempts)
         except openai.APIConnectionError as e:
             cause = e.__cause__ or e
             return Failure(
@@ -135,7 +139,8 @@ class ServerPool:
         try:
             return Reply(response.parse(), replica, attempts)
         except ValueError as e:  # a 200 whose body is not JSON
-            return Failure("invalid_response", f"the body is not JSON: {e}", replica, attempts, response.text)
+            raw = response.text[:RAW_LIMIT]
+            return Failure("invalid_response", f"the body is not JSON: {e}", replica, attempts, raw)
 
     async def models(self, index: int) -> list[str]:
         """The model ids a replica serves (``GET /models``)."""
