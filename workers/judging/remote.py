@@ -44,6 +44,10 @@ class ServerReward(Reward):
     path: str
     """Where requests go: relative to the base URL (``chat/completions``), or from the server root
     when it starts with ``/`` (``/pooling``)."""
+    max_reasks: int = 0
+    """How many times a reply that did not parse is asked again."""
+    template_hash: str | None = None
+    """The prompt template's hash, recorded with every score (judges)."""
 
     def __init__(self, name: str, options: ServerOptions) -> None:
         super().__init__(name, options)
@@ -72,9 +76,6 @@ class ServerReward(Reward):
     def reask_body(self, body: dict[str, Any], reask: int) -> dict[str, Any]:
         """The body of the ``reask``-th re-ask of a reply that did not parse."""
         return body
-
-    max_reasks: int = 0
-    template_hash: str | None = None
 
     # --- set-up ----------------------------------------------------------------------------------
 
