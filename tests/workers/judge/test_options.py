@@ -10,6 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from rewardq.workers.judging.options import JudgeOptions
+from rewardq.workers.prompts import DEFAULT_JUDGE_TEMPLATE
+from rewardq.workers.render import Format, render
 
 URL = "http://127.0.0.1:8000/v1"
 
@@ -84,3 +86,12 @@ def test_validating_a_rewards_file_does_not_import_openai(tmp_path: Path) -> Non
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["judge", "remote_reward_model"]
+
+
+def test_listing_a_judge_shows_its_template_verbatim() -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=400)
+    options = JudgeOptions(base_url=URL).model_dump(mode="json")
+    render([{"reward": "judge", "options": options}], Format.table, console=console)
+    assert "[/RESPONSE]" in DEFAULT_JUDGE_TEMPLATE and "[/RESPONSE]" in console.export_text()
