@@ -255,3 +255,12 @@ def test_the_api_key_is_sent_but_never_kept(make_judge: MakeJudge, monkeypatch: 
     kept = reward.options.model_dump_json() + reward.fingerprint + repr(vars(reward))
     assert "sk-secret-123" not in kept
     assert hashlib.sha256(b"sk-secret-123").hexdigest()[:12] not in kept
+
+
+def test_connection_errors_are_retried_then_reported(make_judge: MakeJudge) -> None:
+    server = FakeOpenAI(verdict("[[5]]")).start()
+    judge = make_judge(server, max_retries=1)
+    server.stop()  # the server goes away after the worker started
+    [score] = judge.score(samples("4"))
+    assert score.status == "error" and (score.error or "").startswith("connection_error")
+    assert score.meta is not None and score.meta.http_attempts == 2
