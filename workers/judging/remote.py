@@ -185,8 +185,8 @@ class ServerReward(Reward):
             if task in pending:
                 error = f"timeout: no answer within task_timeout ({self.options.task_timeout:g} s)"
                 outcomes[key] = Outcome(None, error, None, 0, None, timed_out=True)
-            elif task.exception() is not None:
-                e = task.exception()
+            elif (e := task.exception()) is not None:  # a bug, not a server's answer: fail this request only
+                log.error("reward %s: a request failed", self.name, exc_info=e)
                 outcomes[key] = Outcome(None, f"error: {type(e).__name__}: {e}", None, 0, None)
             else:
                 outcomes[key] = task.result()
