@@ -28,6 +28,9 @@ from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
+# The servers are the session fixtures of tests/vllm_server.py (registered by tests/conftest.py).
+pytest.importorskip("tests.vllm_server", reason="tests/vllm_server.py (the vLLM fixtures) is not here")
+
 TOLERANCE = 1e-6
 CHOICES = [str(k) for k in range(10)]
 
