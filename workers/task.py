@@ -76,7 +76,7 @@ def score_payload(
     from rewardq.storage import write_scores
 
     with runtime.engine.begin() as conn:
-        write_scores(conn, rows)
+        write_scores(conn, rows, chain_key=runtime.settings.chain_key)
     return {
         "reward": task.reward,
         "offset": task.offset,
