@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 class KeyValueStore(Protocol):
     """The worker's ``resources.cache``."""
 
-    def get(self, key: str) -> bytes | None: ...
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     def set(self, key: str, value: bytes, ttl: int) -> None: ...
 
@@ -53,22 +54,25 @@ class RequestCache:
         self.store = store
         self.ttl = ttl
 
-    def get(self, key: str) -> CachedResult | None:
+    def get_many(self, keys: Sequence[str]) -> list[CachedResult | None]:
+        """The cached results of ``keys``, in order (None where absent); one round trip on Redis."""
         try:
-            data = self.store.get(key)
-        except Exception as e:  # a cache outage costs a request, not a score
+            found = self.store.get_many(keys)
+        except Exception as e:  # a cache outage costs requests, not scores
             log.warning("result cache read failed: %s: %s", type(e).__name__, e)
-            return None
-        if data is None:
-            return None
-        try:
-            return CachedResult(**orjson.loads(data))
-        except (orjson.JSONDecodeError, TypeError) as e:
-            log.warning("ignoring an unreadable cache entry %s: %s", key, e)
-            return None
+            return [None] * len(keys)
+        return [None if data is None else _load(key, data) for key, data in zip(keys, found, strict=True)]
 
     def put(self, key: str, result: CachedResult) -> None:
         try:
             self.store.set(key, orjson.dumps(asdict(result)), self.ttl)
         except Exception as e:
             log.warning("result cache write failed: %s: %s", type(e).__name__, e)
+
+
+def _load(key: str, data: bytes) -> CachedResult | None:
+    try:
+        return CachedResult(**orjson.loads(data))
+    except (orjson.JSONDecodeError, TypeError) as e:
+        log.warning("ignoring an unreadable cache entry %s: %s", key, e)
+        return None

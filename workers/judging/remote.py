@@ -162,14 +162,15 @@ class ServerReward(Reward):
         return [s if s is not None else Score.failed("internal error: no score") for s in scores]
 
     def _serve_cached(self, groups: dict[str, list[int]], scores: list[Score | None]) -> list[str]:
+        """Fill the scores of cached requests; the keys still to ask."""
         assert self._cache is not None
+        keys = list(groups)
         pending = []
-        for key, members in groups.items():
-            cached = self._cache.get(key)
+        for key, cached in zip(keys, self._cache.get_many(keys), strict=True):
             if cached is None:
                 pending.append(key)
                 continue
-            for i in members:
+            for i in groups[key]:
                 scores[i] = cache_hit_score(cached, self.template_hash)
         return pending
 
