@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 
 from rewardq.settings import Settings
+from rewardq.tls import redis_ssl_options, uses_tls
 
 # The in-memory transport and cache backend poll; a 1 ms interval keeps embedded round trips sub-ms.
 EMBEDDED_BROKER = "memory://localhost/"
@@ -19,7 +20,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
     if settings.embedded:
         transport_options["polling_interval"] = EMBEDDED_POLL_S
-    return {
+    tls: dict[str, Any] = {}
+    if uses_tls(settings.broker_url):
+        tls["broker_use_ssl"] = redis_ssl_options(settings)
+    if uses_tls(settings.backend_url):
+        tls["redis_backend_use_ssl"] = redis_ssl_options(settings)
+    return tls | {
         "broker_url": settings.broker_url or EMBEDDED_BROKER,
         "result_backend": settings.backend_url or EMBEDDED_BACKEND,
         "task_serializer": "json",

@@ -41,6 +41,8 @@ class Settings:
         in-process when embedded.
     audit_key: secret key sealing the audit's hash chain (HMAC-SHA-256); without it, plain SHA-256.
         Never printed (not in repr).
+    redis_ca_certs: CA file that verifies a ``rediss://`` server (default: the system's CAs).
+    redis_certfile, redis_keyfile: client certificate and key, for a Redis that requires them.
     """
 
     broker_url: str | None = None
@@ -57,6 +59,9 @@ class Settings:
     store_text: bool = False
     cache_url: str | None = None
     audit_key: str | None = field(default=None, repr=False)
+    redis_ca_certs: Path | None = None
+    redis_certfile: Path | None = None
+    redis_keyfile: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:

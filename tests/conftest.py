@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -86,14 +87,19 @@ class RedisServer:
     """A redis-server of the test's own on a free port (never the shared one).
 
     With ``password`` it requires it (``requirepass``); with ``user`` too, that password belongs to an
-    ACL user of that name (all commands, all keys and channels) and the default user is off.
+    ACL user of that name (all commands, all keys and channels) and the default user is off. With
+    ``tls`` it speaks only TLS (``rediss://``) with a self-signed certificate, ``ca_file``.
     """
 
-    def __init__(self, workdir: Path, password: str | None = None, user: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, password: str | None = None, user: str | None = None, tls: bool = False
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.password = password
         self.user = user
+        self.tls = tls
+        self.ca_file = workdir / "tls" / "cert.pem"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,7 +109,30 @@ class RedisServer:
     def url_as(self, user: str | None, password: str | None) -> str:
         """The server's URL with these credentials (wrong ones, for tests that expect a refusal)."""
         auth = f"{user or ''}:{password}@" if password is not None else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
+
+    def _tls_args(self) -> list[str]:
+        """A self-signed certificate for 127.0.0.1 (openssl), and the options that serve only TLS."""
+        if not self.tls:
+            return ["--port", str(self.port)]
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            unavailable("openssl is not installed")
+        key = self.ca_file.with_name("key.pem")
+        self.ca_file.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+            + ["-keyout", str(key), "-out", str(self.ca_file), "-subj", "/CN=127.0.0.1"]
+            + ["-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True,
+            capture_output=True,
+        )
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"] + [
+            "--tls-cert-file",
+            str(self.ca_file),
+            "--tls-key-file",
+            str(key),
+        ]
 
     def _auth_args(self) -> list[str]:
         if self.password is None:
@@ -131,6 +160,13 @@ class RedisServer:
             ping = b"*%d\r\n" % len(auth) + ping + b"PING\r\n"
         return ping
 
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=0.2)
+        if not self.tls:
+            return sock
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return context.wrap_socket(sock, server_hostname="127.0.0.1")
+
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -139,8 +175,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 str(binary),
-                "--port",
-                str(self.port),
+                *self._tls_args(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -159,7 +194,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                with self._connect() as s:
                     s.sendall(self._ping())
                     reply = b""
                     while b"\r\n" not in reply.removeprefix(b"+OK\r\n") and (chunk := s.recv(64)):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rewardq.settings import Settings
+from rewardq.tls import redis_ssl_options, uses_tls
 
 KEY_PREFIX = "rewardq:cache:"
 
@@ -70,10 +71,10 @@ class MemoryCache:
 class RedisCache:
     """Entries under ``rewardq:cache:<key>`` in a Redis shared by every worker."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **options: Any) -> None:
         import redis
 
-        self._client: Any = redis.Redis.from_url(url)
+        self._client: Any = redis.Redis.from_url(url, **options)
 
     def get(self, key: str) -> bytes | None:
         value = self._client.get(KEY_PREFIX + key)
@@ -96,5 +97,5 @@ def open_cache(settings: Settings) -> ResultCache:
     """Redis when a Redis URL is configured for the cache or the broker, else in-process."""
     url = settings.cache_url or settings.broker_url
     if url and url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisCache(url)
+        return RedisCache(url, **(redis_ssl_options(settings) if uses_tls(url) else {}))
     return MemoryCache()

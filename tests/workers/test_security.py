@@ -116,3 +116,36 @@ def test_code_is_loaded_from_the_workers_configuration_never_from_a_message(
     assert result["statuses"] == ["ok"]
     runtime.close()
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_tls_redis_with_a_password_serves_through_configuration(
+    tmp_path: Path, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    server = RedisServer(tmp_path / "tls-redis", password="tls-pw", tls=True)
+    server.start()
+    try:
+        ca = {"REWARDQ_REDIS_CA_CERTS": str(server.ca_file)}
+        assert server.url.startswith("rediss://")
+        start_worker(server.url, sqlite_url, "--rewards", "format", "--pool", "solo", env=ca)
+        settings = Settings.from_env(ca, broker_url=server.url, timeout=120)
+        with RewardClient(settings) as client:
+            result = client.score([GOOD], "format", run_id="tls")
+        assert result.statuses["format"] == ["ok"]
+        # Without the CA the server's certificate is not trusted: refused, not silently unverified.
+        (tmp_path / "x.jsonl").write_text('{"completion": "a"}\n')
+        proc = rewardq(
+            "score",
+            str(tmp_path / "x.jsonl"),
+            "-r",
+            "format",
+            "-o",
+            str(tmp_path / "o"),
+            "--run-id",
+            "r",
+            env={"REWARDQ_BROKER_URL": server.url},
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert proc.returncode == 2 and "certificate verify failed" in proc.stderr, proc.stderr
