@@ -121,13 +121,34 @@ class RedisServer:
         key = self.ca_file.with_name("key.pem")
         self.ca_file.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-            + ["-keyout", str(key), "-out", str(self.ca_file), "-subj", "/CN=127.0.0.1"]
-            + ["-addext", "subjectAltName=IP:127.0.0.1"],
+            [
+                str(openssl),
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(self.ca_file),
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
             check=True,
             capture_output=True,
         )
-        return ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"] + [
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-auth-clients",
+            "no",
             "--tls-cert-file",
             str(self.ca_file),
             "--tls-key-file",
