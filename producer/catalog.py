@@ -69,6 +69,11 @@ def parse_reward_specs(specs: Iterable[str]) -> dict[str, float]:
     return weights
 
 
+# A bound on weights, so that a weighted total of ordinary reward values cannot overflow to inf
+# (it would be written as null next to rewards that are all ok).
+MAX_WEIGHT = 1e6
+
+
 def check_weights(rewards: Mapping[str, object] | Iterable[str] | str, known: set[str]) -> dict[str, float]:
     """Validate reward names and weights (weight 0 means: score and log it, don't count it)."""
     if isinstance(rewards, str):
@@ -88,6 +93,10 @@ def check_weights(rewards: Mapping[str, object] | Iterable[str] | str, known: se
             )
         elif not math.isfinite(weight):
             problems.append(Problem(f"rewards.{name}", f"weight must be finite, got {weight}"))
+        elif abs(weight) > MAX_WEIGHT:
+            problems.append(
+                Problem(f"rewards.{name}", f"weight must be within ±{MAX_WEIGHT:g} (got {weight:g})")
+            )
         else:
             weights[str(name)] = float(weight)
     if problems:

@@ -14,7 +14,9 @@ def weighted_total(values: Mapping[str, float | None], weights: Mapping[str, flo
     """Sum of weight * value over the counted rewards (weight ≠ 0) that have a value.
 
     A reward without a value (unscorable, error, timeout) is left out of the sum, as TRL does with None
-    (nansum); when no counted reward has a value the total is None, never a silent 0.0.
+    (nansum); when no counted reward has a value the total is None, never a silent 0.0. A total that
+    overflows (weights are bounded by the producer, so only reward values near 1e300 can) is None too:
+    an infinite reward would wreck a training step; the per-reward values are still there.
     """
     total = 0.0
     counted = False
@@ -23,7 +25,7 @@ def weighted_total(values: Mapping[str, float | None], weights: Mapping[str, flo
         if weight != 0 and value is not None and not math.isnan(value):
             total += weight * value
             counted = True
-    return total if counted else None
+    return total if counted and math.isfinite(total) else None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -21,7 +22,19 @@ class Format(enum.StrEnum):
     jsonl = "jsonl"
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print in a table: control characters (terminal escape codes, carriage returns)
+    shown as ``\\x1b``-style escapes, and rich markup shown as text."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escape(text)
+
+
 def _cell(value: Any) -> str:
+    return printable(_text(value))
+
+
+def _text(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -57,9 +70,9 @@ def render(
         return
     console = console or Console()
     if not rows:
-        console.print(f"[dim]{title or 'nothing'}: no rows[/dim]")
+        console.print(f"[dim]{printable(title or 'nothing')}: no rows[/dim]")
         return
-    table = Table(title=title, show_lines=False)
+    table = Table(title=printable(title) if title else None, show_lines=False)
     for c in columns:
         table.add_column(c, overflow="fold")
     for row in rows:

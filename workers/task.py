@@ -105,7 +105,10 @@ def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample |
     samples: list[Sample | None] = []
     for i, (item, size) in enumerate(zip(raw, sizes, strict=True)):
         if size > max_bytes:
-            scores[i] = Score.failed(f"invalid sample: {size} bytes as JSON, over the limit of {max_bytes}")
+            scores[i] = Score.failed(
+                f"invalid sample: {size} bytes as JSON, over the limit of {max_bytes} "
+                "(the workers' REWARDQ_MAX_RECORD_BYTES)"
+            )
             samples.append(None)
             continue
         try:

@@ -49,3 +49,13 @@ def test_the_largest_storable_values_pass() -> None:
         TaskEnvelope.model_validate(
             {"batch_id": "b", "run_id": "r", "step": MAX_STEP + 1, "reward": "f", "samples": [{}]}
         )
+
+
+def test_weights_are_bounded_so_that_totals_stay_finite() -> None:
+    from rewardq.catalog import check_weights
+    from rewardq.results import weighted_total
+
+    with pytest.raises(InvalidInputError, match=r"weight must be within ±1e\+06 \(got 1e\+300\)"):
+        check_weights({"format": 1e300}, {"format"})
+    assert check_weights({"format": -1e6}, {"format"}) == {"format": -1e6}
+    assert weighted_total({"a": 1e308, "b": 1e308}, {"a": 1e6, "b": 1.0}) is None

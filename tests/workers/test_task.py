@@ -143,7 +143,8 @@ def test_oversized_samples_are_rejected_at_the_worker(database_url: str) -> None
         Settings.from_env({}, database_url=database_url, max_record_bytes=200), RewardsConfig.load(None)
     )
     result = score_payload(rt, payload("format", ["x" * 500, "short"]))
-    assert result["statuses"] == ["error", "ok"] and "over the limit of 200" in result["errors"]["0"]
+    assert result["statuses"] == ["error", "ok"]
+    assert "over the limit of 200 (the workers' REWARDQ_MAX_RECORD_BYTES)" in result["errors"]["0"]
     rt.close()
 
 
