@@ -65,7 +65,7 @@ def main() -> None:
     rewards = {name: config.build(name) for name in names}
     for reward in rewards.values():
         reward.setup(resources)
-    print(f"record size {args.size} bytes; seconds per sample (× JSON decode of the record)")
+    print(f"record size {args.size} bytes; seconds per sample (x JSON decode of the record)")
     print(f"{'shape':<16}{'decode s':>10}" + "".join(f"{n:>20}" for n in names))
     worst = dict.fromkeys(names, 0.0)
     for shape_name, shape in SHAPES.items():
@@ -80,7 +80,7 @@ def main() -> None:
             [score] = reward.score([sample])
             took = time.perf_counter() - started
             worst[name] = max(worst[name], took)
-            cells.append(f"{took:8.3f} ({took / decode:5.0f}×) {score.status[:2]}")
+            cells.append(f"{took:8.3f} ({took / decode:5.0f}x) {score.status[:2]}")
         print(f"{shape_name:<16}{decode:>10.4f}" + "".join(f"{c:>20}" for c in cells))
     print("worst: " + ", ".join(f"{n} {s:.3f}s" for n, s in worst.items()))
     for reward in rewards.values():
