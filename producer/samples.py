@@ -23,6 +23,7 @@ from rewardq.errors import InvalidInputError, Problem
 from rewardq.schema import AUDIT_LIMIT_ERROR, samples_checker
 
 MAX_JSON_DEPTH = 255  # orjson's limit on nesting when it encodes
+JSON_TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels, the most rewardq's JSON encoder accepts"
 
 SHAPES_HINT = (
     "a record needs 'completion' (TRL: a string or chat messages) or 'messages' ending with an "
@@ -147,7 +148,7 @@ def _size_problem(record: Any, size: int | None, limit: int | None) -> Problem |
 def unserializable_message(error: TypeError) -> str:
     """Why orjson could not encode a record, in words (it refuses nesting deeper than 255 levels)."""
     if "Recursion limit" in str(error):
-        return f"nested deeper than {MAX_JSON_DEPTH} levels, the most rewardq's JSON encoder accepts"
+        return JSON_TOO_DEEP
     return f"not JSON-serializable: {error}"
 
 
@@ -158,6 +159,14 @@ def _where(index: int, lines: list[int] | None) -> dict[str, int]:
 def record_size(record: Any) -> int:
     """Size of a record as JSON, the measure ``max_record_bytes`` limits."""
     return len(orjson.dumps(record))
+
+
+def json_size(record: Any) -> int | None:
+    """:func:`record_size`, or None when the record cannot be encoded (nested too deep)."""
+    try:
+        return record_size(record)
+    except TypeError:
+        return None
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> Problem:

@@ -8,6 +8,7 @@ fails its chunk's samples with the error text; neither crashes the worker. A mal
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import time
@@ -20,7 +21,7 @@ from celery import Celery, Task
 from pydantic import TypeAdapter, ValidationError
 
 from rewardq.errors import RewardqError
-from rewardq.samples import describe_errors, record_size
+from rewardq.samples import JSON_TOO_DEEP, describe_errors, json_size
 from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope, sample_id_of, sample_id_problem
 from rewardq.storage.text import storable_text
 from rewardq.workers.rewards.base import Score, ScoreMeta
@@ -96,14 +97,18 @@ def score_payload(
 def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample | None], list[Score | None]]:
     """Validate each sample again at the worker; invalid ones get an error score, the rest stay None."""
     scores: list[Score | None] = [None] * len(raw)
-    sizes = [record_size(s) if isinstance(s, dict) else 0 for s in raw]
-    if max(sizes) <= max_bytes:
+    sizes = [json_size(s) if isinstance(s, dict) else 0 for s in raw]
+    if all(size is not None and size <= max_bytes for size in sizes):
         try:
             return list(_SAMPLES.validate_python(raw)), scores
         except ValidationError:
             pass
     samples: list[Sample | None] = []
     for i, (item, size) in enumerate(zip(raw, sizes, strict=True)):
+        if size is None:
+            scores[i] = Score.failed(f"invalid sample: {JSON_TOO_DEEP}")
+            samples.append(None)
+            continue
         if size > max_bytes:
             scores[i] = Score.failed(
                 f"invalid sample: {size} bytes as JSON, over the limit of {max_bytes} "
@@ -181,9 +186,11 @@ def sample_hash(item: Any) -> str:
             "completion": item.get("completion"),
             "columns": item.get("columns") or {},
         }
-    return hashlib.sha256(
-        orjson.dumps(item, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    ).hexdigest()
+    try:
+        canonical = orjson.dumps(item, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # nested deeper than orjson encodes (an invalid sample): the standard encoder
+        canonical = json.dumps(item, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _sample_id(item: Any) -> str | None:

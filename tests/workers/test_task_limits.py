@@ -114,3 +114,19 @@ def test_only_transient_database_errors_are_retried(
     assert isinstance(result.result, type(error))
     assert len(attempts) == calls
     app.rewardq_runtime.close()
+
+
+def test_a_sample_nested_too_deep_fails_alone(runtime: WorkerRuntime) -> None:
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    p = payload(
+        [{"completion": "<think>a</think>\n<answer>b</answer>"}, {"completion": "a", "columns": {"x": deep}}]
+    )
+    result = score_payload(runtime, p)
+    assert result["statuses"] == ["ok", "error"]
+    assert (
+        result["errors"]["1"]
+        == "invalid sample: nested deeper than 255 levels, the most rewardq's JSON encoder accepts"
+    )
+    assert [r.status for r in rows(runtime, p["batch_id"])] == ["ok", "error"]
