@@ -96,3 +96,12 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
         "audit", "runs", env={"REWARDQ_DEBUG": "1", "REWARDQ_DATABASE_URL": "mysql://x/y"}, check=False
     )
     assert "Traceback" in proc.stderr and "UnsupportedDatabase" in proc.stderr
+
+
+def test_a_worker_whose_audit_store_is_unreachable_fails_in_one_line(redis_server: RedisServer) -> None:
+    env = {
+        "REWARDQ_BROKER_URL": redis_server.url,
+        "REWARDQ_DATABASE_URL": f"postgresql://rewardq:{SECRET}@127.0.0.1:1/audit",
+    }
+    message = fails("worker", "--rewards", "format", "--pool", "solo", env=env)
+    assert message.startswith("error: the audit store (REWARDQ_DATABASE_URL) unreachable: connection failed")
