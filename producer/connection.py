@@ -19,14 +19,20 @@ def masked(url: str | None) -> str:
     return str(maybe_sanitize_url(url or ""))
 
 
-def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S) -> None:
+def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S, *, refusals_only: bool = False) -> None:
     """Connect to ``app``'s broker and ping its result backend; raise BrokerUnavailable naming which
-    one failed and why (connection refused, authentication failed …)."""
+    one failed and why (connection refused, authentication failed …).
+
+    ``refusals_only``: raise only when a server answered and refused (wrong credentials, an untrusted
+    certificate), which retrying cannot fix; a server that is down is left to Celery's retries.
+    """
     broker = app.conf.broker_url
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
     except Exception as e:
+        if refusals_only and not _refused(e):
+            return
         raise BrokerUnavailable(f"cannot connect to the broker {masked(broker)}: {_cause(e)}") from e
     backend: Any = app.backend
     client = getattr(backend, "client", None)
@@ -35,9 +41,27 @@ def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S) -> None:
     try:
         client.ping()
     except Exception as e:
+        if refusals_only and not _refused(e):
+            return
         raise BrokerUnavailable(
             f"cannot connect to the result backend {masked(app.conf.result_backend)}: {_cause(e)}"
         ) from e
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the server refused the credentials or its certificate was not trusted."""
+    import ssl
+
+    from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, ResponseError
+
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError | ssl.SSLError):
+        return True
+    text = str(exc)
+    if isinstance(exc, ResponseError) and ("NOAUTH" in text or "WRONGPASS" in text):
+        return True
+    return "SSL" in text
 
 
 def _cause(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from celery import signals
 
+from rewardq.connection import check_connection
 from rewardq.errors import SettingsError
 from rewardq.schema import queue_for
 from rewardq.settings import Settings
@@ -98,6 +99,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     concurrency = 1 if pool == "solo" else (options.concurrency or os.cpu_count() or 1)
     upgrade(settings.database_url)
     app = create_app(settings, config)
+    check_connection(app, refusals_only=True)  # a wrong password or certificate: fail now, not retry forever
     runtime = app.rewardq_runtime
     # Every reward is built before the worker consumes: a missing model or an unreachable server
     # fails the start (RewardSetupError, exit 2), and the first task does not pay the load.

@@ -105,3 +105,18 @@ def test_a_worker_whose_audit_store_is_unreachable_fails_in_one_line(redis_serve
     }
     message = fails("worker", "--rewards", "format", "--pool", "solo", env=env)
     assert message.startswith("error: the audit store (REWARDQ_DATABASE_URL) unreachable: connection failed")
+
+
+@pytest.mark.slow
+def test_a_worker_refused_by_redis_fails_in_one_line(tmp_path: Path, sqlite_url: str) -> None:
+    server = RedisServer(tmp_path / "redis", password="right-password", user="trainer")
+    server.start()
+    try:
+        env = {"REWARDQ_BROKER_URL": server.url_as("trainer", SECRET), "REWARDQ_DATABASE_URL": sqlite_url}
+        message = fails("worker", "--rewards", "format", "--pool", "solo", env=env)
+    finally:
+        server.stop()
+    assert message == (
+        f"error: cannot connect to the broker redis://trainer:**@127.0.0.1:{server.port}/0: "
+        "invalid username-password pair or user is disabled."
+    )
