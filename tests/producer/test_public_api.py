@@ -11,6 +11,8 @@ def test_public_names_are_pinned() -> None:
         [
             "ChunkResult",
             "ConfigError",
+            "DeadlineExceeded",
+            "DeadlinePolicy",
             "EmbeddedUnavailable",
             "InvalidInputError",
             "Problem",
@@ -23,6 +25,7 @@ def test_public_names_are_pinned() -> None:
             "Settings",
             "SettingsError",
             "Status",
+            "UnknownBatchError",
             "UnknownRewardError",
             "weighted_total",
         ]
