@@ -12,7 +12,7 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -120,6 +120,58 @@ class RewardClient:
         collected by ``get``, or expired (REWARDQ_RESULT_EXPIRES).
         """
         return ScoreHandle.reopen(self.app, batch_id)
+
+    def reward_func(
+        self,
+        rewards: Mapping[str, float] | Sequence[str] | str,
+        *,
+        run_id: str | None = None,
+        asynchronous: bool = False,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        on_deadline: DeadlinePolicy = "partial",
+    ) -> Callable[..., Any]:
+        """A TRL reward function: each sample's weighted total of ``rewards`` (see rewardq.integrations.trl).
+
+        ``run_id`` defaults to REWARDQ_RUN_ID; the step is TRL's ``trainer_state.global_step``.
+        """
+        from rewardq.integrations.trl import total_reward
+
+        return total_reward(
+            self,
+            rewards,
+            run_id=run_id,
+            asynchronous=asynchronous,
+            timeout=timeout,
+            deadline=deadline,
+            on_deadline=on_deadline,
+        )
+
+    def reward_funcs(
+        self,
+        rewards: Mapping[str, float] | Sequence[str] | str,
+        *,
+        run_id: str | None = None,
+        asynchronous: bool = False,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        on_deadline: DeadlinePolicy = "partial",
+    ) -> list[Callable[..., Any]]:
+        """TRL reward functions, one per reward and named after it, sharing one submission per batch.
+
+        Give the weights to TRL (``GRPOConfig(reward_weights=...)``); see rewardq.integrations.trl.
+        """
+        from rewardq.integrations.trl import per_reward
+
+        return per_reward(
+            self,
+            rewards,
+            run_id=run_id,
+            asynchronous=asynchronous,
+            timeout=timeout,
+            deadline=deadline,
+            on_deadline=on_deadline,
+        )
 
     def score(
         self,
