@@ -174,6 +174,10 @@ class ScoreHandle:
                 collected.fill(chunk, meta)
                 if progress is not None:
                     progress(chunk.size)
+                if not pending:
+                    # Stop here: the set's own readiness barrier can miss results that landed while
+                    # another batch was being gathered, and iter_native would then wait out the timeout.
+                    break
         except (CeleryTimeoutError, TimeoutError):
             pass
         finally:
