@@ -34,7 +34,10 @@ def _audit(database_url: str, run_id: str) -> list[Any]:
         engine.dispose()
 
 
-def _train(model_dir: Path, out: Path, reward_funcs: list[Any], weights: list[float] | None) -> Any:
+def _train(
+    model_dir: Path, out: Path, reward_funcs: list[Any], weights: list[float] | None, chat: bool = False
+) -> Any:
+    """A few GRPO steps; ``chat`` makes the prompts chat messages, so TRL passes completions as messages."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -49,8 +52,10 @@ def _train(model_dir: Path, out: Path, reward_funcs: list[Any], weights: list[fl
             return rewards
 
     # Every other solution is empty: accuracy is unscorable there, None to TRL (NaN in its matrix).
+    questions = [f"What is {i} + {i}?" for i in range(8)]
+    prompts: list[Any] = [[{"role": "user", "content": q}] for q in questions] if chat else questions
     dataset = Dataset.from_list(
-        [{"prompt": f"What is {i} + {i}?", "solution": f"${2 * i}$" if i % 2 else ""} for i in range(8)]
+        [{"prompt": p, "solution": f"${2 * i}$" if i % 2 else ""} for i, p in enumerate(prompts)]
     )
     config = GRPOConfig(
         output_dir=str(out),
@@ -128,15 +133,16 @@ def test_one_reward_function_per_reward_shares_one_submission_per_step(
             assert entry.get(f"rewardq/accuracy/{status}", 0) == count
 
 
-def test_the_async_weighted_total_equals_the_audit(
+def test_the_async_weighted_total_of_chat_completions_equals_the_audit(
     worker_settings: Settings, sqlite_url: str, tmp_path: Path
 ) -> None:
     model = build_causal_lm(tmp_path / "lm")
     with RewardClient(worker_settings) as client:
         total = client.reward_func(REWARDS, run_id="trl-total", asynchronous=True)
         assert total.__name__ == "rewardq"
-        trainer = _train(model, tmp_path / "out", [total], None)
+        trainer = _train(model, tmp_path / "out", [total], None, chat=True)
 
+    assert isinstance(trainer._logs["completion"][0], list), "TRL passed the completions as chat messages"
     rows = _audit(sqlite_url, "trl-total")
     for step, matrix in trainer.computed:
         accuracy, cosine = _values(rows, step, "accuracy"), _values(rows, step, "cosine")
