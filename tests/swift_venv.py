@@ -34,6 +34,7 @@ REQUIREMENTS = [
     "typer>=0.12",
     "tqdm>=4.66",
     "rich>=13",
+    "setuptools>=77",  # builds the editable install of this repo without build isolation
 ]
 
 
