@@ -15,8 +15,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rewardq.errors import RewardqError
+from rewardq.schema import queue_for
 from rewardq.settings import Settings
 from rewardq.workers.render import Format, render
 
@@ -49,7 +51,8 @@ def _errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RewardqError as e:
-            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
+            # The message is escaped: "[rewards.rm]" in it is text, not rich markup.
+            err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, markup=True)
             raise typer.Exit(2) from e
 
     return wrapper  # type: ignore[return-value]
@@ -163,7 +166,7 @@ def rewards_(config: ConfigOpt = None) -> None:
             {
                 "reward": s.name,
                 "kind": s.kind,
-                "queue": f"rewards.{s.name}",
+                "queue": queue_for(s.name),
                 "options": s.options.model_dump(mode="json"),
             }
             for s in (loaded.specs[n] for n in loaded.names)
@@ -267,6 +270,27 @@ def audit_sample(
     with _connect() as conn:
         rows = sample_history(conn, sample_hash=sample_hash, sample_id=sample_id)
         render([_row(r) for r in rows], fmt, title=f"history of {sample_hash or sample_id}")
+
+
+@audit_app.command("verify")
+@_errors
+def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """Check a run's hash chain: says which rows were edited, deleted, inserted or reordered (exit 1)."""
+    from rewardq.storage import verify_run
+
+    with _connect() as conn:
+        report = verify_run(conn, run_id, _settings().chain_key)
+    if report.rows == 0:
+        raise typer.BadParameter(f"no scores of run {run_id!r} in the audit store", param_hint="RUN")
+    if report.intact:
+        print(
+            f"run {run_id}: {report.rows} rows, chain intact (head seq {report.head_seq}, {report.head_hash})"
+        )
+        return
+    for problem in report.problems:
+        err.print(f"{run_id}: {escape(problem)}", highlight=False)
+    err.print(f"run {run_id}: {len(report.problems)} problem(s) in {report.rows} rows", highlight=False)
+    raise typer.Exit(1)
 
 
 def _row(record: Any) -> dict[str, Any]:

@@ -13,10 +13,11 @@ def test_public_names_are_pinned() -> None:
         "COLUMNS",
         "REQUIRED",
         "Base",
+        "ChainReport",
         "InvalidScoreRow",
         "RunSummary",
-        "Score",
         "ScoreRecord",
+        "ScoreRow",
         "StepStats",
         "current",
         "downgrade",
@@ -28,6 +29,7 @@ def test_public_names_are_pinned() -> None:
         "scores_table",
         "step_stats",
         "upgrade",
+        "verify_run",
         "write_scores",
     }
     for name in rewardq.storage.__all__:
