@@ -6,7 +6,9 @@ RewardqError
 ├── UnknownRewardError   a reward name is neither built in nor configured
 ├── ConfigError          a rewards config file or plugin is invalid
 ├── RewardSetupError     a reward cannot be built at worker start (missing model, unreachable server)
-└── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
+├── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
+├── UnknownBatchError    a batch id has no record in the result backend
+└── DeadlineExceeded     a batch with the ``fail`` deadline policy is not scored in time
 """
 
 from __future__ import annotations
@@ -80,3 +82,30 @@ class RewardSetupError(RewardqError):
 
 class EmbeddedUnavailable(RewardqError, ImportError):
     """Raised when no broker is configured and the embedded worker's extras are not installed."""
+
+
+class UnknownBatchError(RewardqError, KeyError):
+    """Raised when a batch id has no record in the result backend (never submitted, collected, or expired)."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(
+            f"batch {batch_id!r} is not in the result backend: never submitted there, already collected "
+            "by get(), or past REWARDQ_RESULT_EXPIRES"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DeadlineExceeded(RewardqError, TimeoutError):
+    """Raised when a batch whose deadline policy is ``fail`` still misses scores when the wait ends."""
+
+    def __init__(self, batch_id: str, pending: int, total: int) -> None:
+        self.batch_id = batch_id
+        self.pending = pending
+        self.total = total
+        super().__init__(
+            f"batch {batch_id}: {pending} of {total} tasks not back by the deadline; "
+            "the batch is kept, get() can still collect it"
+        )
