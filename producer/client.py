@@ -73,6 +73,10 @@ class ScoreHandle:
                 _fill(chunk, meta, values, statuses, errors)
                 if progress is not None:
                     progress(chunk.size)
+                if not pending:
+                    # Stop here: the set's own readiness barrier can miss results that landed while
+                    # another batch was being gathered, and iter_native would then wait out the timeout.
+                    break
         except (CeleryTimeoutError, TimeoutError):
             log.warning(
                 "batch %s: %d of %d tasks not back within %ss",
@@ -175,8 +179,13 @@ class RewardClient:
         batch_id: str | None = None,
         lines: Sequence[int] | None = None,
         source: str | None = None,
+        priority: int | None = None,
     ) -> ScoreHandle:
-        """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first."""
+        """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first.
+
+        ``priority``: None (training traffic) or :data:`rewardq.broker.RESCORE_PRIORITY`, which workers
+        take only when no training task waits (Redis broker; the embedded one ignores it).
+        """
         weights = check_weights(rewards, self.known_rewards)
         _check_request(run_id, step, len(samples))
         wire = self._normalize(samples, lines, source)
@@ -198,7 +207,12 @@ class RewardClient:
                 # (about 0.4 ms per 64 samples) for logs and monitors.
                 summary = f"batch={batch_id} reward={reward} samples={offset}..{offset + len(part) - 1}"
                 result = self.app.send_task(
-                    TASK_NAME, args=[payload], queue=queue_for(reward), argsrepr=summary, kwargsrepr="{}"
+                    TASK_NAME,
+                    args=[payload],
+                    queue=queue_for(reward),
+                    argsrepr=summary,
+                    kwargsrepr="{}",
+                    priority=priority,
                 )
                 chunks.append(_Chunk(reward, offset, len(part), result))
         log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))

@@ -5,6 +5,7 @@ RewardqError
 ├── InvalidInputError    samples, records or a request fail validation (before anything is enqueued)
 ├── UnknownRewardError   a reward name is neither built in nor configured
 ├── ConfigError          a rewards config file or plugin is invalid
+├── BrokerError          the broker or result backend failed mid-run (a rescoring run can be resumed)
 └── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
 """
 
@@ -70,6 +71,10 @@ class UnknownRewardError(RewardqError, KeyError):
 
 class ConfigError(RewardqError, ValueError):
     """Raised when a rewards config file or a plugin it names is invalid."""
+
+
+class BrokerError(RewardqError):
+    """Raised when the broker or result backend refuses or loses a request in the middle of a run."""
 
 
 class EmbeddedUnavailable(RewardqError, ImportError):
