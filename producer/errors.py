@@ -6,6 +6,7 @@ RewardqError
 ├── UnknownRewardError   a reward name is neither built in nor configured
 ├── ConfigError          a rewards config file or plugin is invalid
 ├── BrokerError          the broker or result backend failed mid-run (a rescoring run can be resumed)
+├── RewardSetupError     a reward cannot be built at worker start (missing model, unreachable server)
 └── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
 """
 
@@ -75,6 +76,11 @@ class ConfigError(RewardqError, ValueError):
 
 class BrokerError(RewardqError):
     """Raised when the broker or result backend refuses or loses a request in the middle of a run."""
+
+
+class RewardSetupError(RewardqError):
+    """Raised when a reward cannot be built at worker start: a missing model, a model without the
+    expected head, out of memory, an unreachable server. The message names the reward and the cause."""
 
 
 class EmbeddedUnavailable(RewardqError, ImportError):

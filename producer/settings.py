@@ -37,6 +37,8 @@ class Settings:
     result_expires: seconds results stay in the backend.
     prefetch_multiplier: tasks a worker process reserves ahead (1 for long GPU tasks).
     store_text: also store prompt and completion text in the audit store (hashes are always stored).
+    cache_url: Redis URL of the result cache judges share; defaults to the broker's when it is Redis,
+        in-process when embedded.
     """
 
     broker_url: str | None = None
@@ -51,6 +53,7 @@ class Settings:
     result_expires: int = 86400
     prefetch_multiplier: int = 1
     store_text: bool = False
+    cache_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:

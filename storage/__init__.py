@@ -16,7 +16,7 @@ from __future__ import annotations
 from rewardq.storage.diff import Disagreement, RewardDiff, diff_scores
 from rewardq.storage.engine import make_engine
 from rewardq.storage.migrate import current, downgrade, head, upgrade
-from rewardq.storage.models import Base, Score, scores_table
+from rewardq.storage.models import Base, ScoreRow, scores_table
 from rewardq.storage.queries import (
     FINAL_STATUSES,
     PairedScore,
@@ -43,8 +43,8 @@ __all__ = [
     "PairedScore",
     "RewardDiff",
     "RunSummary",
-    "Score",
     "ScoreRecord",
+    "ScoreRow",
     "StepStats",
     "current",
     "diff_scores",

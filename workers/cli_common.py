@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rewardq.errors import RewardqError
 from rewardq.settings import Settings
@@ -33,7 +34,8 @@ def errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RewardqError as e:
-            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
+            # The message is escaped: "[rewards.rm]" in it is text, not rich markup.
+            err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, markup=True)
             raise typer.Exit(2) from e
 
     return wrapper  # type: ignore[return-value]
