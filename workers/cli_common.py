@@ -35,7 +35,9 @@ def errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except RewardqError as e:
             # The message is escaped: "[rewards.rm]" in it is text, not rich markup.
-            err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, markup=True)
+            err.print(
+                f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True
+            )
             raise typer.Exit(2) from e
 
     return wrapper  # type: ignore[return-value]
