@@ -25,15 +25,19 @@ class SettingsError(RewardqError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation problem: where (line or sample index), which field, what is wrong."""
+    """One validation problem: where (file of a directory, line or sample index), which field, what is
+    wrong."""
 
     field: str
     message: str
     line: int | None = None
     index: int | None = None
+    file: str | None = None
 
     def __str__(self) -> str:
         where = []
+        if self.file is not None:
+            where.append(self.file)
         if self.line is not None:
             where.append(f"line {self.line}")
         elif self.index is not None:

@@ -91,11 +91,13 @@ def parse_field_maps(specs: Iterable[str]) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One sample of a dump: its line (or Parquet row), the record written back, the row scored."""
+    """One sample of a dump: its line (or Parquet row), the record written back, the row scored, and
+    its file when the dump is a directory of files."""
 
     line: int
     record: dict[str, Any]
     row: dict[str, Any]
+    file: str | None = None
 
 
 def rows_of(fmt: RolloutFormat, line: int, record: dict[str, Any]) -> Iterator[Row | Problem]:

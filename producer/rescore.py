@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -32,7 +32,7 @@ from rewardq.client import RewardClient, ScoreHandle
 from rewardq.errors import BrokerError, InvalidInputError, Problem
 from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, rows_of
 from rewardq.results import weighted_total
-from rewardq.rollouts import RecordWriter, iter_records
+from rewardq.rollouts import RecordWriter, iter_records, rollout_files
 from rewardq.samples import to_sample
 from rewardq.schema import STATUSES, Status
 
@@ -91,7 +91,7 @@ def resolve_format(
     """The format named, or (``auto``) the one the file's first record looks like, with ``fields`` on top."""
     if name != "auto":
         return FORMATS[name].with_fields(fields)
-    for record in iter_records(source, max_record_bytes=max_bytes, problems=[]):
+    for record in iter_records(rollout_files(source)[0], max_record_bytes=max_bytes, problems=[]):
         return detect(record.data).with_fields(fields)
     return FORMATS["plain"].with_fields(fields)
 
@@ -108,12 +108,12 @@ def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
         try:
             to_sample(item.row)
         except InvalidInputError as e:
-            problems.extend(Problem(p.field, p.message, line=item.line) for p in e.problems)
+            problems.extend(Problem(p.field, p.message, line=item.line, file=item.file) for p in e.problems)
         count += 1
     if not problems and count == 0:
         problems.append(Problem("", "the file holds no records"))
     if problems:
-        listed = sorted(problems[:MAX_LISTED_PROBLEMS], key=lambda p: p.line or 0)
+        listed = sorted(problems[:MAX_LISTED_PROBLEMS], key=lambda p: (p.file or "", p.line or 0))
         if len(problems) > MAX_LISTED_PROBLEMS:
             listed.append(Problem("", f"{len(problems) - MAX_LISTED_PROBLEMS:,} more problems not listed"))
         raise InvalidInputError(listed, source=str(source))
@@ -123,8 +123,17 @@ def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
 def _rows(
     source: Path, fmt: RolloutFormat, max_bytes: int, problems: list[Problem]
 ) -> Iterator[Row | Problem]:
-    for record in iter_records(source, max_record_bytes=max_bytes, problems=problems):
-        yield from rows_of(fmt, record.line, record.data)
+    """The rows of a file, or of a directory's files in order (each row and problem naming its file)."""
+    if not source.is_dir():
+        for record in iter_records(source, max_record_bytes=max_bytes, problems=problems):
+            yield from rows_of(fmt, record.line, record.data)
+        return
+    for path in rollout_files(source):
+        found: list[Problem] = []
+        for record in iter_records(path, max_record_bytes=max_bytes, problems=found):
+            for item in rows_of(fmt, record.line, record.data):
+                yield replace(item, file=path.name)
+        problems.extend(replace(p, file=path.name) for p in found)
 
 
 @dataclass

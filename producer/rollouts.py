@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import gzip
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -62,6 +63,24 @@ def file_format(path: Path) -> Format:
         [Problem(field="", message=f"unsupported file type {path.name!r}; supported: {', '.join(SUFFIXES)}")],
         source=str(path),
     )
+
+
+def rollout_files(path: Path) -> list[Path]:
+    """The files a rollouts path names: a file itself, or a directory's files of a supported type in
+    natural order (``2.jsonl`` before ``10.jsonl``), as verl's ``rollout_data_dir`` (one file per step)
+    and TRL's ``completions/`` directory hold them. A directory without any is an InvalidInputError."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(
+        (p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(tuple(SUFFIXES))),
+        key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)],
+    )
+    if not files:
+        raise InvalidInputError(
+            [Problem(field="", message=f"no {', '.join(SUFFIXES)} files in this directory")], source=str(path)
+        )
+    return files
 
 
 def read_records(path: Path, *, max_record_bytes: int) -> list[Record]:

@@ -16,7 +16,9 @@ from rewardq.workers.render import Format, render
 def score(
     source: Annotated[
         Path,
-        typer.Argument(help="Saved rollouts: .jsonl, .jsonl.gz or .parquet (verl, ms-swift, TRL, plain)."),
+        typer.Argument(
+            help="Saved rollouts: .jsonl, .jsonl.gz or .parquet, or a directory of them (verl, ms-swift, TRL, plain)."
+        ),
     ],
     reward: Annotated[
         list[str], typer.Option("--reward", "-r", help="NAME or NAME=WEIGHT; repeat for several.")

@@ -10,6 +10,7 @@ import pytest
 from rewardq.errors import InvalidInputError, Problem
 from rewardq.formats import FORMATS, Row, detect, parse_field_maps, rows_of
 from rewardq.rescore import check_file, resolve_format
+from rewardq.rollouts import rollout_files
 
 # What verl's RayPPOTrainer._dump_generations writes to trainer.rollout_data_dir/<step>.jsonl.
 VERL = [
@@ -127,3 +128,23 @@ def test_an_empty_file_is_refused(tmp_path: Path) -> None:
     source.write_text("\n")
     with pytest.raises(InvalidInputError, match="no records"):
         check_file(source, FORMATS["plain"], 1 << 20)
+
+
+def test_a_directory_of_step_files_is_read_in_natural_order_and_problems_name_the_file(
+    tmp_path: Path,
+) -> None:
+    dump = tmp_path / "rollout_data_dir"
+    dump.mkdir()
+    for step in (1, 2, 10):
+        write_jsonl(dump / f"{step}.jsonl", [{**VERL[0], "step": step}])
+    (dump / "notes.txt").write_text("not a dump")
+    assert [p.name for p in rollout_files(dump)] == ["1.jsonl", "2.jsonl", "10.jsonl"]
+    fmt = resolve_format(dump, "auto", {}, 1 << 20)
+    assert fmt.name == "verl" and check_file(dump, fmt, 1 << 20) == 3
+    write_jsonl(dump / "2.jsonl", [{**VERL[0], "output": None}])
+    with pytest.raises(InvalidInputError) as info:
+        check_file(dump, fmt, 1 << 20)
+    assert "2.jsonl, line 1, field 'completion'" in str(info.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match=r"no \.jsonl\.gz"):
+        rollout_files(tmp_path / "empty")

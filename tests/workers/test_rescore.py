@@ -173,3 +173,16 @@ def test_another_scorer_version_or_run_is_not_taken_from_the_audit(
 def test_lookups_of_a_fresh_run_cost_no_query(client: CountingClient) -> None:
     lookup = stored(client, "never-seen", ["format"])
     assert not lookup.active and lookup.lookup([{"completion": "x"}]) == {}
+
+
+def test_a_rollout_directory_is_scored_file_after_file_in_step_order(
+    tmp_path: Path, client: CountingClient
+) -> None:
+    dump = tmp_path / "rollout_data_dir"
+    dump.mkdir()
+    for step, size in ((10, 3), (2, 2), (1, 1)):
+        verl_dump(dump / f"{step}.jsonl", size)
+    out = tmp_path / "all.jsonl"
+    summary = score_file(client, dump, out, {"format": 1.0}, run_id="dir", progress=False)
+    assert summary.samples == 6
+    assert [line["input"] for line in read_out(out)] == [f"user: {i}+0?" for i in (0, 0, 1, 0, 1, 2)]
