@@ -17,7 +17,8 @@ def score(
     source: Annotated[
         Path,
         typer.Argument(
-            help="Saved rollouts: .jsonl, .jsonl.gz or .parquet, or a directory of them (verl, ms-swift, TRL, plain)."
+            help="Saved rollouts: .jsonl, .jsonl.gz or .parquet, or a directory of them "
+            "(verl, ms-swift, TRL, plain)."
         ),
     ],
     reward: Annotated[
