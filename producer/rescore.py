@@ -33,11 +33,12 @@ from rewardq.errors import BrokerError, InvalidInputError, Problem
 from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, rows_of
 from rewardq.results import weighted_total
 from rewardq.rollouts import RecordWriter, iter_records, rollout_files
-from rewardq.samples import to_sample
+from rewardq.samples import to_samples
 from rewardq.schema import STATUSES, Status
 
 DEFAULT_WINDOW = 16
 MAX_LISTED_PROBLEMS = 1000
+CHECK_BATCH = 1024  # rows checked at once in the first pass
 # What a lost or full broker raises from send_task or while results are gathered.
 BROKER_ERRORS = (OperationalError, RedisError, ConnectionError)
 
@@ -101,15 +102,17 @@ def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
     :class:`InvalidInputError` listing the problems (at most ``MAX_LISTED_PROBLEMS``) by line."""
     problems: list[Problem] = []
     count = 0
+    batch: list[Row] = []
     for item in _rows(source, fmt, max_bytes, problems):
         if isinstance(item, Problem):
             problems.append(item)
             continue
-        try:
-            to_sample(item.row)
-        except InvalidInputError as e:
-            problems.extend(Problem(p.field, p.message, line=item.line, file=item.file) for p in e.problems)
+        if batch and (len(batch) == CHECK_BATCH or batch[-1].file != item.file):
+            problems.extend(_check_rows(batch))
+            batch = []
+        batch.append(item)
         count += 1
+    problems.extend(_check_rows(batch))
     if not problems and count == 0:
         problems.append(Problem("", "the file holds no records"))
     if problems:
@@ -118,6 +121,17 @@ def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
             listed.append(Problem("", f"{len(problems) - MAX_LISTED_PROBLEMS:,} more problems not listed"))
         raise InvalidInputError(listed, source=str(source))
     return count
+
+
+def _check_rows(rows: list[Row]) -> list[Problem]:
+    """The problems of rows of one file (their sizes were checked by the reader)."""
+    if not rows:
+        return []
+    try:
+        to_samples([r.row for r in rows], max_record_bytes=None, lines=[r.line for r in rows])
+    except InvalidInputError as e:
+        return [replace(p, file=rows[0].file) for p in e.problems]
+    return []
 
 
 def _rows(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class Settings:
     store_text: also store prompt and completion text in the audit store (hashes are always stored).
     cache_url: Redis URL of the result cache judges share; defaults to the broker's when it is Redis,
         in-process when embedded.
+    audit_key: secret key sealing the audit's hash chain (HMAC-SHA-256); without it, plain SHA-256.
+        Never printed (not in repr).
     """
 
     broker_url: str | None = None
@@ -54,6 +56,7 @@ class Settings:
     prefetch_multiplier: int = 1
     store_text: bool = False
     cache_url: str | None = None
+    audit_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -78,6 +81,11 @@ class Settings:
     def embedded(self) -> bool:
         """True when no broker is configured: an in-process worker serves requests."""
         return not self.broker_url
+
+    @property
+    def chain_key(self) -> bytes | None:
+        """The audit key as bytes, or None."""
+        return self.audit_key.encode() if self.audit_key else None
 
     @property
     def backend_url(self) -> str | None:

@@ -6,6 +6,7 @@
 - :func:`list_runs`, :func:`run_scores`, :func:`step_stats`, :func:`sample_history` — the reads behind
   ``rewardq audit``; :func:`paired_scores` and :func:`diff_scores` behind ``rewardq audit diff``.
 - :func:`run_exists`, :func:`stored_scores` — what a resumed ``rewardq score`` run already holds.
+- :func:`verify_run` checks a run's hash chain (``rewardq audit verify``).
 
 Functions take a connection and never commit; the caller owns the transaction. Nothing here connects
 at import. See docs/audit.md.
@@ -31,6 +32,7 @@ from rewardq.storage.queries import (
     step_stats,
     stored_scores,
 )
+from rewardq.storage.verify import ChainReport, verify_run
 from rewardq.storage.writer import COLUMNS, REQUIRED, InvalidScoreRow, write_scores
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "FINAL_STATUSES",
     "REQUIRED",
     "Base",
+    "ChainReport",
     "Disagreement",
     "InvalidScoreRow",
     "PairedScore",
@@ -60,5 +63,6 @@ __all__ = [
     "step_stats",
     "stored_scores",
     "upgrade",
+    "verify_run",
     "write_scores",
 ]

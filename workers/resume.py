@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rewardq.rescore import Stored
-from rewardq.samples import to_sample
+from rewardq.samples import to_samples
 from rewardq.settings import Settings
 from rewardq.workers.config import RewardsConfig
 from rewardq.workers.task import sample_hash
@@ -39,7 +39,7 @@ class AuditScores:
             return {}
         from rewardq.storage import stored_scores
 
-        hashes = [sample_hash(to_sample(row)) for row in rows]
+        hashes = [sample_hash(wire) for wire in to_samples(rows, max_record_bytes=None)]
         with self._engine.connect() as conn:
             found = stored_scores(conn, self.run_id, self.fingerprints, set(hashes))
         if not found:

@@ -14,6 +14,7 @@ def test_public_names_are_pinned() -> None:
         "FINAL_STATUSES",
         "REQUIRED",
         "Base",
+        "ChainReport",
         "Disagreement",
         "InvalidScoreRow",
         "PairedScore",
@@ -36,6 +37,7 @@ def test_public_names_are_pinned() -> None:
         "step_stats",
         "stored_scores",
         "upgrade",
+        "verify_run",
         "write_scores",
     }
     for name in rewardq.storage.__all__:
