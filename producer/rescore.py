@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -39,6 +40,7 @@ from rewardq.schema import STATUSES, Status
 DEFAULT_WINDOW = 16
 MAX_LISTED_PROBLEMS = 1000
 CHECK_BATCH = 1024  # rows checked at once in the first pass
+LOOKUP_AHEAD = 4  # chunks whose audit lookup runs ahead of their sending, when resuming
 # What a lost or full broker raises from send_task or while results are gathered.
 BROKER_ERRORS = (OperationalError, RedisError, ConnectionError)
 
@@ -204,9 +206,10 @@ def score_file(
     ):
         problems: list[Problem] = []
         rows = (r for r in _rows(source, fmt, max_bytes, problems) if isinstance(r, Row))
+        chunks = iter(lambda: list(islice(rows, client.settings.chunk_size)), [])
         try:
-            while chunk_rows := list(islice(rows, client.settings.chunk_size)):
-                chunk = _send(client, chunk_rows, weights, stored, run_id, step, str(source), priority)
+            for chunk_rows, found in _looked_up(chunks, stored):
+                chunk = _send(client, chunk_rows, weights, found, run_id, step, str(source), priority)
                 inflight.append(chunk)
                 if len(inflight) >= window:
                     _finish(inflight.popleft(), weights, wait, writer, summary, bar)
@@ -224,11 +227,32 @@ def score_file(
     return summary
 
 
+def _looked_up(
+    chunks: Iterator[list[Row]], stored: StoredScores | None
+) -> Iterator[tuple[list[Row], Mapping[str, Sequence[Stored | None]]]]:
+    """Each chunk with what the audit holds of it. The lookups run in a thread of their own, up to
+    ``LOOKUP_AHEAD`` chunks ahead, so that they overlap the waits for results instead of adding to them."""
+    if stored is None:
+        for rows in chunks:
+            yield rows, {}
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardq-resume") as pool:
+        ahead: deque[tuple[list[Row], Future[Mapping[str, Sequence[Stored | None]]]]] = deque()
+        for rows in chunks:
+            ahead.append((rows, pool.submit(stored.lookup, [r.row for r in rows])))
+            if len(ahead) > LOOKUP_AHEAD:
+                done, found = ahead.popleft()
+                yield done, found.result()
+        while ahead:
+            done, found = ahead.popleft()
+            yield done, found.result()
+
+
 def _send(
     client: RewardClient,
     rows: list[Row],
     weights: Mapping[str, float],
-    stored: StoredScores | None,
+    found: Mapping[str, Sequence[Stored | None]],
     run_id: str,
     step: int | None,
     source: str,
@@ -242,7 +266,6 @@ def _send(
         statuses={r: ["timeout"] * n for r in weights},
         errors={r: {} for r in weights},
     )
-    found = stored.lookup([r.row for r in rows]) if stored is not None else {}
     missing_by_reward: dict[tuple[int, ...], list[str]] = {}
     for reward in weights:
         have = found.get(reward)
