@@ -75,6 +75,7 @@ class RewardClient:
         source: str | None = None,
         deadline: float | None = None,
         on_deadline: DeadlinePolicy = "partial",
+        priority: int | None = None,
     ) -> ScoreHandle:
         """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first.
 
@@ -82,6 +83,9 @@ class RewardClient:
         size as JSON, which is then not measured again. ``deadline``: seconds from now by which the
         batch should be scored; ``on_deadline`` says what ``get`` does with scores still missing then
         (see :mod:`rewardq.handles`).
+
+        ``priority``: None (training traffic) or :data:`rewardq.broker.RESCORE_PRIORITY`, which workers
+        take only when no training task waits (Redis broker; the embedded one ignores it).
         """
         weights = check_weights(rewards, self.known_rewards)
         _check_request(run_id, step, len(samples))
@@ -106,7 +110,12 @@ class RewardClient:
                 # (about 0.4 ms per 64 samples) for logs and monitors.
                 summary = f"batch={batch_id} reward={reward} samples={offset}..{offset + len(part) - 1}"
                 result = self.app.send_task(
-                    TASK_NAME, args=[payload], queue=queue_for(reward), argsrepr=summary, kwargsrepr="{}"
+                    TASK_NAME,
+                    args=[payload],
+                    queue=queue_for(reward),
+                    argsrepr=summary,
+                    kwargsrepr="{}",
+                    priority=priority,
                 )
                 chunks.append(Chunk(reward, offset, len(part), result))
         log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))

@@ -5,6 +5,7 @@ RewardqError
 ├── InvalidInputError    samples, records or a request fail validation (before anything is enqueued)
 ├── UnknownRewardError   a reward name is neither built in nor configured
 ├── ConfigError          a rewards config file or plugin is invalid
+├── BrokerError          the broker or result backend failed mid-run (a rescoring run can be resumed)
 ├── RewardSetupError     a reward cannot be built at worker start (missing model, unreachable server)
 ├── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
 ├── UnknownBatchError    a batch id has no record in the result backend
@@ -26,15 +27,19 @@ class SettingsError(RewardqError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation problem: where (line or sample index), which field, what is wrong."""
+    """One validation problem: where (file of a directory, line or sample index), which field, what is
+    wrong."""
 
     field: str
     message: str
     line: int | None = None
     index: int | None = None
+    file: str | None = None
 
     def __str__(self) -> str:
         where = []
+        if self.file is not None:
+            where.append(self.file)
         if self.line is not None:
             where.append(f"line {self.line}")
         elif self.index is not None:
@@ -73,6 +78,10 @@ class UnknownRewardError(RewardqError, KeyError):
 
 class ConfigError(RewardqError, ValueError):
     """Raised when a rewards config file or a plugin it names is invalid."""
+
+
+class BrokerError(RewardqError):
+    """Raised when the broker or result backend refuses or loses a request in the middle of a run."""
 
 
 class RewardSetupError(RewardqError):
