@@ -4,16 +4,19 @@ This package is what a trainer imports (``pip install rewardq``): the wire schem
 the reward catalog. It never imports the workers, the audit store, torch or SQLAlchemy.
 """
 
-from rewardq.client import RewardClient, ScoreHandle
+from rewardq.client import RewardClient
 from rewardq.errors import (
     ConfigError,
+    DeadlineExceeded,
     EmbeddedUnavailable,
     InvalidInputError,
     Problem,
     RewardqError,
     SettingsError,
+    UnknownBatchError,
     UnknownRewardError,
 )
+from rewardq.handles import DeadlinePolicy, ScoreHandle
 from rewardq.results import ScoreResult, weighted_total
 from rewardq.schema import ChunkResult, Sample, ScoreTask, Status
 from rewardq.settings import Settings
@@ -21,6 +24,8 @@ from rewardq.settings import Settings
 __all__ = [
     "ChunkResult",
     "ConfigError",
+    "DeadlineExceeded",
+    "DeadlinePolicy",
     "EmbeddedUnavailable",
     "InvalidInputError",
     "Problem",
@@ -33,6 +38,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Status",
+    "UnknownBatchError",
     "UnknownRewardError",
     "weighted_total",
 ]

@@ -14,10 +14,23 @@ EMBEDDED_BROKER = "memory://localhost/"
 EMBEDDED_BACKEND = "cache+memory://"
 EMBEDDED_POLL_S = 0.001
 
+# Message priorities on Redis (kombu: 0 is served first). Trainers send at the default, 0; offline
+# rescoring sends RESCORE_PRIORITY. kombu keeps one Redis list per step and a worker's BRPOP names every
+# queue's step-0 list before any step-9 list, so a waiting training task is always taken before a
+# waiting rescoring task (docs/rescoring.md). Both ends must share the steps: a producer that sent a
+# priority whose list the workers do not poll would strand its tasks, so they live here, in the
+# configuration both ends are built from. Two steps instead of kombu's four halve the lists polled.
+TRAINING_PRIORITY = 0
+RESCORE_PRIORITY = 9
+PRIORITY_STEPS = [TRAINING_PRIORITY, RESCORE_PRIORITY]
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Configuration both ends agree on. Workers add their own on top (see rewardq.workers.app)."""
-    transport_options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout}
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout,
+        "priority_steps": PRIORITY_STEPS,
+    }
     if settings.embedded:
         transport_options["polling_interval"] = EMBEDDED_POLL_S
     tls: dict[str, Any] = {}

@@ -1,147 +1,34 @@
 """RewardClient: what a trainer calls to score completions through rewardq.
 
 ``submit`` validates everything before anything is enqueued, splits the batch into chunks and sends
-one task per (chunk, reward) by name to the reward's queue; ``ScoreHandle.get`` gathers the chunks
-(no chords) into a :class:`ScoreResult` in input order.
+one task per (chunk, reward) by name to the reward's queue; the :class:`~rewardq.handles.ScoreHandle`
+it returns gathers the chunks (no chords) into a :class:`ScoreResult` in input order, and ``handle``
+re-opens one by batch id.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from celery import Celery, states
-from celery.exceptions import TimeoutError as CeleryTimeoutError
-from celery.result import AsyncResult, ResultSet
-from pydantic import ValidationError
+from celery import Celery
 
-from rewardq.broker import GATHER_POLL_S, make_app
+from rewardq.broker import make_app
 from rewardq.catalog import check_weights, known_rewards
 from rewardq.connection import check_connection
 from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
+from rewardq.handles import Chunk, DeadlinePolicy, ScoreHandle, check_deadline
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
-from rewardq.schema import (
-    SCHEMA_VERSION,
-    TASK_NAME,
-    ChunkResult,
-    Sample,
-    Status,
-    queue_for,
-    run_id_problem,
-    step_problem,
-)
+from rewardq.schema import SCHEMA_VERSION, TASK_NAME, Sample, queue_for, run_id_problem, step_problem
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    reward: str
-    offset: int
-    size: int
-    result: AsyncResult
-
-
-class ScoreHandle:
-    """A submitted batch; ``get`` waits for its scores."""
-
-    def __init__(self, batch_id: str, size: int, weights: dict[str, float], chunks: list[_Chunk]) -> None:
-        self.batch_id = batch_id
-        self.size = size
-        self.weights = weights
-        self.chunks = chunks
-
-    @property
-    def task_ids(self) -> list[str]:
-        return [c.result.id for c in self.chunks]
-
-    def get(self, timeout: float | None = None, progress: Callable[[int], None] | None = None) -> ScoreResult:
-        """Wait up to ``timeout`` seconds; chunks not back by then get status ``timeout`` (value None).
-
-        ``progress(n)`` is called with the number of (sample, reward) scores of each chunk as it lands.
-        """
-        values: dict[str, list[float | None]] = {r: [None] * self.size for r in self.weights}
-        statuses: dict[str, list[Status]] = {r: ["timeout"] * self.size for r in self.weights}
-        errors: dict[str, dict[int, str]] = {r: {} for r in self.weights}
-        pending = {c.result.id: c for c in self.chunks}
-        app = self.chunks[0].result.app
-        results = ResultSet([c.result for c in self.chunks], app=app)
-        try:
-            for task_id, meta in results.iter_native(timeout=timeout, interval=GATHER_POLL_S):
-                chunk = pending.pop(task_id, None)
-                if chunk is None:
-                    continue
-                _fill(chunk, meta, values, statuses, errors)
-                if progress is not None:
-                    progress(chunk.size)
-        except (CeleryTimeoutError, TimeoutError):
-            log.warning(
-                "batch %s: %d of %d tasks not back within %ss",
-                self.batch_id,
-                len(pending),
-                len(self.chunks),
-                timeout,
-            )
-        _forget(app.backend, self.chunks, pending)
-        for chunk in pending.values():
-            for i in range(chunk.offset, chunk.offset + chunk.size):
-                errors[chunk.reward][i] = f"no result within {timeout}s (task {chunk.result.id})"
-        return ScoreResult(self.batch_id, self.weights, values, statuses, errors)
-
-
-def _forget(backend: Any, chunks: list[_Chunk], pending: Mapping[str, _Chunk]) -> None:
-    """Drop a finished batch's results from the backend now rather than at expiry, and stop listening
-    for those that timed out: a trainer scores for days, and a Redis that keeps every result until it
-    expires fills up (with noeviction it then refuses writes), as would a client's subscriptions."""
-    for chunk in pending.values():
-        if hasattr(backend, "remove_pending_result"):  # the Redis backend's pub/sub subscription
-            backend.remove_pending_result(chunk.result)
-    keys = [backend.get_key_for_task(c.result.id) for c in chunks]
-    client = getattr(backend, "client", None)
-    if client is not None and hasattr(client, "unlink"):  # Redis: one round trip for the batch
-        client.unlink(*keys)
-        return
-    for key in keys:
-        backend.delete(key)
-
-
-def _fill(
-    chunk: _Chunk,
-    meta: Mapping[str, Any],
-    values: dict[str, list[float | None]],
-    statuses: dict[str, list[Status]],
-    errors: dict[str, dict[int, str]],
-) -> None:
-    span = range(chunk.offset, chunk.offset + chunk.size)
-    problem: str | None = None
-    if meta.get("status") == states.SUCCESS:
-        try:
-            answer = ChunkResult.model_validate(meta.get("result"))
-        except ValidationError as e:
-            problem = f"malformed worker result: {e}"
-        else:
-            if answer.offset != chunk.offset or len(answer.values) != chunk.size:
-                problem = f"worker answered for {len(answer.values)} samples at {answer.offset}"
-            else:
-                values[chunk.reward][span.start : span.stop] = answer.values
-                statuses[chunk.reward][span.start : span.stop] = answer.statuses
-                for i, text in answer.errors.items():
-                    errors[chunk.reward][chunk.offset + i] = text
-                return
-    else:
-        exc = meta.get("result")
-        problem = f"task {meta.get('status', 'failed').lower()}: {type(exc).__name__}: {exc}"
-    for i in span:
-        statuses[chunk.reward][i] = "error"
-        values[chunk.reward][i] = None
-        errors[chunk.reward][i] = problem
 
 
 class RewardClient:
@@ -186,18 +73,27 @@ class RewardClient:
         lines: Sequence[int] | None = None,
         sizes: Sequence[int] | None = None,
         source: str | None = None,
+        deadline: float | None = None,
+        on_deadline: DeadlinePolicy = "partial",
+        priority: int | None = None,
     ) -> ScoreHandle:
         """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first.
 
         ``lines`` and ``sizes`` come from a file reader: each row's line number (for problems) and its
-        size as JSON, which is then not measured again.
+        size as JSON, which is then not measured again. ``deadline``: seconds from now by which the
+        batch should be scored; ``on_deadline`` says what ``get`` does with scores still missing then
+        (see :mod:`rewardq.handles`).
+
+        ``priority``: None (training traffic) or :data:`rewardq.broker.RESCORE_PRIORITY`, which workers
+        take only when no training task waits (Redis broker; the embedded one ignores it).
         """
         weights = check_weights(rewards, self.known_rewards)
         _check_request(run_id, step, len(samples))
+        check_deadline(deadline, on_deadline)
         wire = self._normalize(samples, lines, sizes, source)
         batch_id = batch_id or uuid.uuid4().hex
         size = self.settings.chunk_size
-        chunks: list[_Chunk] = []
+        chunks: list[Chunk] = []
         for offset in range(0, len(wire), size):
             part = wire[offset : offset + size]
             for reward in weights:
@@ -214,11 +110,81 @@ class RewardClient:
                 # (about 0.4 ms per 64 samples) for logs and monitors.
                 summary = f"batch={batch_id} reward={reward} samples={offset}..{offset + len(part) - 1}"
                 result = self.app.send_task(
-                    TASK_NAME, args=[payload], queue=queue_for(reward), argsrepr=summary, kwargsrepr="{}"
+                    TASK_NAME,
+                    args=[payload],
+                    queue=queue_for(reward),
+                    argsrepr=summary,
+                    kwargsrepr="{}",
+                    priority=priority,
                 )
-                chunks.append(_Chunk(reward, offset, len(part), result))
+                chunks.append(Chunk(reward, offset, len(part), result))
         log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))
-        return ScoreHandle(batch_id, len(wire), weights, chunks)
+        deadline_at = None if deadline is None else time.time() + deadline
+        handle = ScoreHandle(
+            batch_id, len(wire), weights, chunks, deadline_at=deadline_at, on_deadline=on_deadline
+        )
+        handle.remember()
+        return handle
+
+    def handle(self, batch_id: str) -> ScoreHandle:
+        """Re-open a batch submitted by this or another process (same result backend) by its id.
+
+        Raises UnknownBatchError when the backend has no record of it: never submitted there, already
+        collected by ``get``, or expired (REWARDQ_RESULT_EXPIRES).
+        """
+        return ScoreHandle.reopen(self.app, batch_id)
+
+    def reward_func(
+        self,
+        rewards: Mapping[str, float] | Sequence[str] | str,
+        *,
+        run_id: str | None = None,
+        asynchronous: bool = False,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        on_deadline: DeadlinePolicy = "partial",
+    ) -> Callable[..., Any]:
+        """A TRL reward function: each sample's weighted total of ``rewards`` (see rewardq.integrations.trl).
+
+        ``run_id`` defaults to REWARDQ_RUN_ID; the step is TRL's ``trainer_state.global_step``.
+        """
+        from rewardq.integrations.trl import total_reward
+
+        return total_reward(
+            self,
+            rewards,
+            run_id=run_id,
+            asynchronous=asynchronous,
+            timeout=timeout,
+            deadline=deadline,
+            on_deadline=on_deadline,
+        )
+
+    def reward_funcs(
+        self,
+        rewards: Mapping[str, float] | Sequence[str] | str,
+        *,
+        run_id: str | None = None,
+        asynchronous: bool = False,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        on_deadline: DeadlinePolicy = "partial",
+    ) -> list[Callable[..., Any]]:
+        """TRL reward functions, one per reward and named after it, sharing one submission per batch.
+
+        Give the weights to TRL (``GRPOConfig(reward_weights=...)``); see rewardq.integrations.trl.
+        """
+        from rewardq.integrations.trl import per_reward
+
+        return per_reward(
+            self,
+            rewards,
+            run_id=run_id,
+            asynchronous=asynchronous,
+            timeout=timeout,
+            deadline=deadline,
+            on_deadline=on_deadline,
+        )
 
     def score(
         self,

@@ -6,8 +6,11 @@ RewardqError
 ├── InvalidInputError    samples, records or a request fail validation (before anything is enqueued)
 ├── UnknownRewardError   a reward name is neither built in nor configured
 ├── ConfigError          a rewards config file or plugin is invalid
+├── BrokerError          the broker or result backend failed mid-run (a rescoring run can be resumed)
 ├── RewardSetupError     a reward cannot be built at worker start (missing model, unreachable server)
 ├── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
+├── UnknownBatchError    a batch id has no record in the result backend
+├── DeadlineExceeded     a batch with the ``fail`` deadline policy is not scored in time
 └── BrokerUnavailable    the broker or result backend is unreachable or refuses the credentials
 """
 
@@ -30,15 +33,19 @@ class UnsupportedDatabase(SettingsError, ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation problem: where (line or sample index), which field, what is wrong."""
+    """One validation problem: where (file of a directory, line or sample index), which field, what is
+    wrong."""
 
     field: str
     message: str
     line: int | None = None
     index: int | None = None
+    file: str | None = None
 
     def __str__(self) -> str:
         where = []
+        if self.file is not None:
+            where.append(self.file)
         if self.line is not None:
             where.append(f"line {self.line}")
         elif self.index is not None:
@@ -79,6 +86,10 @@ class ConfigError(RewardqError, ValueError):
     """Raised when a rewards config file or a plugin it names is invalid."""
 
 
+class BrokerError(RewardqError):
+    """Raised when the broker or result backend refuses or loses a request in the middle of a run."""
+
+
 class RewardSetupError(RewardqError):
     """Raised when a reward cannot be built at worker start: a missing model, a model without the
     expected head, out of memory, an unreachable server. The message names the reward and the cause."""
@@ -86,6 +97,33 @@ class RewardSetupError(RewardqError):
 
 class EmbeddedUnavailable(RewardqError, ImportError):
     """Raised when no broker is configured and the embedded worker's extras are not installed."""
+
+
+class UnknownBatchError(RewardqError, KeyError):
+    """Raised when a batch id has no record in the result backend (never submitted, collected, or expired)."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(
+            f"batch {batch_id!r} is not in the result backend: never submitted there, already collected "
+            "by get(), or past REWARDQ_RESULT_EXPIRES"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DeadlineExceeded(RewardqError, TimeoutError):
+    """Raised when a batch whose deadline policy is ``fail`` still misses scores when the wait ends."""
+
+    def __init__(self, batch_id: str, pending: int, total: int) -> None:
+        self.batch_id = batch_id
+        self.pending = pending
+        self.total = total
+        super().__init__(
+            f"batch {batch_id}: {pending} of {total} tasks not back by the deadline; "
+            "the batch is kept, get() can still collect it"
+        )
 
 
 class BrokerUnavailable(RewardqError, ConnectionError):

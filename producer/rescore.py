@@ -1,18 +1,164 @@
-"""Offline scoring of saved rollouts: read a file, score it through the queue, write records + rewards."""
+"""Offline rescoring of saved rollouts, streamed in constant memory: ``rewardq score``.
+
+Two passes over the file. The first reads and checks every record (with its line number) and enqueues
+nothing: bad input is rejected before anything is sent. The second reads the file again a chunk at a
+time and keeps at most ``window`` chunks in flight: it enqueues a chunk (at rescoring priority, so
+training traffic goes first), and once the window is full it waits for the oldest chunk and writes it,
+so the output is in input order and the client's memory and the broker's queue are bounded by the
+window, not by the file.
+
+Resuming: given the scores an earlier, interrupted run of the same job left in the audit
+(:class:`StoredScores`, looked up by sample content and scorer fingerprint), only the rest is sent;
+the output file is written whole again, in order.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 from tqdm import tqdm
 
+from rewardq.broker import RESCORE_PRIORITY
 from rewardq.catalog import check_weights
-from rewardq.client import RewardClient
-from rewardq.errors import InvalidInputError, Problem
-from rewardq.results import ScoreResult
-from rewardq.rollouts import scan_records, write_records
+from rewardq.client import RewardClient, ScoreHandle
+from rewardq.errors import BrokerError, InvalidInputError, Problem
+from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, rows_of
+from rewardq.results import weighted_total
+from rewardq.rollouts import RecordWriter, iter_records, rollout_files
 from rewardq.samples import to_samples
+from rewardq.schema import STATUSES, Status
+
+DEFAULT_WINDOW = 16
+MAX_LISTED_PROBLEMS = 1000
+CHECK_BATCH = 1024  # rows checked at once in the first pass
+LOOKUP_AHEAD = 4  # chunks whose audit lookup runs ahead of their sending, when resuming
+# What a lost or full broker raises from send_task or while results are gathered.
+BROKER_ERRORS = (OperationalError, RedisError, ConnectionError)
+
+
+class Stored(NamedTuple):
+    """A score an earlier run of the same job left in the audit."""
+
+    value: float | None
+    status: Status
+    error: str | None
+
+
+class StoredScores(Protocol):
+    """Scores already in the audit for this run: per reward, each row's stored score or None."""
+
+    def lookup(self, rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Sequence[Stored | None]]: ...
+
+
+@dataclass
+class RescoreSummary:
+    """What a run did, per reward: how many rows got each status, the mean of the ok values, and how
+    many scores were taken from the audit instead of being sent."""
+
+    weights: dict[str, float]
+    samples: int = 0
+    sent: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    ok_sums: dict[str, float] = field(default_factory=dict)
+    resumed: dict[str, int] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for name, weight in self.weights.items():
+            counts = self.counts.get(name, {})
+            ok = counts.get("ok", 0)
+            out.append(
+                {
+                    "reward": name,
+                    "weight": weight,
+                    "mean": self.ok_sums.get(name, 0.0) / ok if ok else None,
+                    **{status: counts.get(status, 0) for status in STATUSES},
+                    "from audit": self.resumed.get(name, 0),
+                }
+            )
+        return out
+
+
+def resolve_format(
+    source: Path, name: FormatName, fields: Mapping[str, str], max_bytes: int
+) -> RolloutFormat:
+    """The format named, or (``auto``) the one the file's first record looks like, with ``fields`` on top."""
+    if name != "auto":
+        return FORMATS[name].with_fields(fields)
+    for record in iter_records(rollout_files(source)[0], max_record_bytes=max_bytes, problems=[]):
+        return detect(record.data).with_fields(fields)
+    return FORMATS["plain"].with_fields(fields)
+
+
+def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
+    """First pass: read and check every record; return how many samples it holds, or raise one
+    :class:`InvalidInputError` listing the problems (at most ``MAX_LISTED_PROBLEMS``) by line."""
+    problems: list[Problem] = []
+    count = 0
+    batch: list[Row] = []
+    for item in _rows(source, fmt, max_bytes, problems):
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        if batch and (len(batch) == CHECK_BATCH or batch[-1].file != item.file):
+            problems.extend(_check_rows(batch))
+            batch = []
+        batch.append(item)
+        count += 1
+    problems.extend(_check_rows(batch))
+    if not problems and count == 0:
+        problems.append(Problem("", "the file holds no records"))
+    if problems:
+        listed = sorted(problems[:MAX_LISTED_PROBLEMS], key=lambda p: (p.file or "", p.line or 0))
+        if len(problems) > MAX_LISTED_PROBLEMS:
+            listed.append(Problem("", f"{len(problems) - MAX_LISTED_PROBLEMS:,} more problems not listed"))
+        raise InvalidInputError(listed, source=str(source))
+    return count
+
+
+def _check_rows(rows: list[Row]) -> list[Problem]:
+    """The problems of rows of one file (their sizes were checked by the reader)."""
+    if not rows:
+        return []
+    try:
+        to_samples([r.row for r in rows], max_record_bytes=None, lines=[r.line for r in rows])
+    except InvalidInputError as e:
+        return [replace(p, file=rows[0].file) for p in e.problems]
+    return []
+
+
+def _rows(
+    source: Path, fmt: RolloutFormat, max_bytes: int, problems: list[Problem]
+) -> Iterator[Row | Problem]:
+    """The rows of a file, or of a directory's files in order (each row and problem naming its file)."""
+    if not source.is_dir():
+        for record in iter_records(source, max_record_bytes=max_bytes, problems=problems):
+            yield from rows_of(fmt, record.line, record.data)
+        return
+    for path in rollout_files(source):
+        found: list[Problem] = []
+        for record in iter_records(path, max_record_bytes=max_bytes, problems=found):
+            for item in rows_of(fmt, record.line, record.data):
+                yield replace(item, file=path.name)
+        problems.extend(replace(p, file=path.name) for p in found)
+
+
+@dataclass
+class _Chunk:
+    rows: list[Row]
+    values: dict[str, list[float | None]]
+    statuses: dict[str, list[Status]]
+    errors: dict[str, dict[int, str]]
+    sent: list[tuple[list[int], ScoreHandle]] = field(default_factory=list)
 
 
 def score_file(
@@ -25,42 +171,175 @@ def score_file(
     step: int | None = None,
     timeout: float | None = None,
     progress: bool = True,
-) -> ScoreResult:
-    """Score every record of ``source``; each output line is the input record plus ``rewards``,
+    window: int = DEFAULT_WINDOW,
+    rollout_format: FormatName = "auto",
+    fields: Mapping[str, str] | None = None,
+    stored: StoredScores | None = None,
+    priority: int | None = RESCORE_PRIORITY,
+) -> RescoreSummary:
+    """Score every sample of ``source``; each output line is the input record plus ``rewards``,
     ``reward`` (the weighted total), ``reward_status`` and, where any, ``reward_errors``.
 
-    Every record is validated (with its line number) before anything is enqueued.
+    ``timeout`` bounds the wait for each chunk (default REWARDQ_TIMEOUT). A broker failure mid-run is
+    a :class:`BrokerError`; what was sent before it is scored and audited by the workers, and a rerun
+    with the same ``run_id`` and ``stored`` takes it from the audit.
     """
+    if window < 1:
+        raise InvalidInputError([Problem("--window", f"must be at least 1, got {window}")])
     weights = check_weights(weights, client.known_rewards)  # fail on names before reading a large file
-    records, problems = scan_records(source, max_record_bytes=client.settings.max_record_bytes)
-    if not records and not problems:
-        raise InvalidInputError([Problem("", "the file holds no records")], source=str(source))
-    if problems:  # report the fields of the readable records too, in one list
+    max_bytes = client.settings.max_record_bytes
+    fmt = resolve_format(source, rollout_format, fields or {}, max_bytes)
+    total = check_file(source, fmt, max_bytes)
+    wait = client.settings.timeout if timeout is None else timeout
+    summary = RescoreSummary(dict(weights))
+    inflight: deque[_Chunk] = deque()
+    writer = RecordWriter(out) if out is not None else None
+    with (
+        writer if writer is not None else nullcontext(),
+        tqdm(
+            total=total,
+            unit="sample",
+            desc=f"scoring {source.name}",
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
+        problems: list[Problem] = []
+        rows = (r for r in _rows(source, fmt, max_bytes, problems) if isinstance(r, Row))
+        chunks = iter(lambda: list(islice(rows, client.settings.chunk_size)), [])
         try:
-            to_samples(
-                [r.data for r in records],
-                max_record_bytes=client.settings.max_record_bytes,
-                lines=[r.line for r in records],
-            )
-        except InvalidInputError as e:
-            problems.extend(e.problems)
-        problems.sort(key=lambda p: p.line or 0)
-        raise InvalidInputError(problems, source=str(source))
-    handle = client.submit(
-        [r.data for r in records],
-        dict(weights),
-        run_id=run_id,
-        step=step,
-        lines=[r.line for r in records],
-        source=str(source),
+            for chunk_rows, found in _looked_up(chunks, stored):
+                chunk = _send(client, chunk_rows, weights, found, run_id, step, str(source), priority)
+                inflight.append(chunk)
+                if len(inflight) >= window:
+                    _finish(inflight.popleft(), weights, wait, writer, summary, bar)
+            while inflight:
+                _finish(inflight.popleft(), weights, wait, writer, summary, bar)
+        except BROKER_ERRORS as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise BrokerError(
+                f"the broker failed after {summary.samples:,} of {total:,} samples "
+                f"({type(e).__name__}: {first_line}); what was sent is scored and audited by the workers: "
+                f"rerun the same command (same --run-id) to resume"
+            ) from e
+        if writer is not None:
+            writer.commit()
+    return summary
+
+
+def _looked_up(
+    chunks: Iterator[list[Row]], stored: StoredScores | None
+) -> Iterator[tuple[list[Row], Mapping[str, Sequence[Stored | None]]]]:
+    """Each chunk with what the audit holds of it. The lookups run in a thread of their own, up to
+    ``LOOKUP_AHEAD`` chunks ahead, so that they overlap the waits for results instead of adding to them."""
+    if stored is None:
+        for rows in chunks:
+            yield rows, {}
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardq-resume") as pool:
+        ahead: deque[tuple[list[Row], Future[Mapping[str, Sequence[Stored | None]]]]] = deque()
+        for rows in chunks:
+            ahead.append((rows, pool.submit(stored.lookup, [r.row for r in rows])))
+            if len(ahead) > LOOKUP_AHEAD:
+                done, found = ahead.popleft()
+                yield done, found.result()
+        while ahead:
+            done, found = ahead.popleft()
+            yield done, found.result()
+
+
+def _send(
+    client: RewardClient,
+    rows: list[Row],
+    weights: Mapping[str, float],
+    found: Mapping[str, Sequence[Stored | None]],
+    run_id: str,
+    step: int | None,
+    source: str,
+    priority: int | None,
+) -> _Chunk:
+    """Enqueue what is not in the audit yet: one submission per set of rewards missing the same rows."""
+    n = len(rows)
+    chunk = _Chunk(
+        rows,
+        values={r: [None] * n for r in weights},
+        statuses={r: ["timeout"] * n for r in weights},
+        errors={r: {} for r in weights},
     )
-    total = handle.size * len(handle.weights)
-    with tqdm(
-        total=total, unit="score", desc=f"scoring {source.name}", disable=not progress, dynamic_ncols=True
-    ) as bar:
-        result = handle.get(
-            timeout=client.settings.timeout if timeout is None else timeout, progress=bar.update
+    missing_by_reward: dict[tuple[int, ...], list[str]] = {}
+    for reward in weights:
+        have = found.get(reward)
+        missing: list[int] = []
+        for i in range(n):
+            hit = have[i] if have is not None else None
+            if hit is None:
+                missing.append(i)
+                continue
+            chunk.values[reward][i], chunk.statuses[reward][i] = hit.value, hit.status
+            if hit.error is not None:
+                chunk.errors[reward][i] = hit.error
+        if missing:
+            missing_by_reward.setdefault(tuple(missing), []).append(reward)
+    for missing_rows, rewards in missing_by_reward.items():
+        handle = client.submit(
+            [rows[i].row for i in missing_rows],
+            {r: 1.0 for r in rewards},
+            run_id=run_id,
+            step=step,
+            lines=[rows[i].line for i in missing_rows],
+            source=source,
+            priority=priority,
         )
-    if out is not None:
-        write_records(out, ({**r.data, **result.record(i)} for i, r in enumerate(records)))
-    return result
+        chunk.sent.append((list(missing_rows), handle))
+    return chunk
+
+
+def _finish(
+    chunk: _Chunk,
+    weights: Mapping[str, float],
+    timeout: float,
+    writer: RecordWriter | None,
+    summary: RescoreSummary,
+    bar: tqdm[Any],
+) -> None:
+    """Wait for a chunk's scores, write its records in order and count them."""
+    sent = 0
+    for missing, handle in chunk.sent:
+        result = handle.get(timeout=timeout)
+        for reward in handle.weights:
+            for j, i in enumerate(missing):
+                chunk.values[reward][i] = result.rewards[reward][j]
+                chunk.statuses[reward][i] = result.statuses[reward][j]
+                if j in result.errors[reward]:
+                    chunk.errors[reward][i] = result.errors[reward][j]
+        sent = max(sent, len(missing))
+    n = len(chunk.rows)
+    for reward in weights:
+        counts = summary.counts.setdefault(reward, {})
+        for i in range(n):
+            status = chunk.statuses[reward][i]
+            counts[status] = counts.get(status, 0) + 1
+            if status == "ok":
+                summary.ok_sums[reward] = summary.ok_sums.get(reward, 0.0) + (chunk.values[reward][i] or 0.0)
+        unsent = n - sum(len(m) for m, h in chunk.sent if reward in h.weights)
+        summary.resumed[reward] = summary.resumed.get(reward, 0) + unsent
+    if writer is not None:
+        writer.write([{**row.record, **_fields(chunk, weights, i)} for i, row in enumerate(chunk.rows)])
+    summary.samples += n
+    summary.sent += sent
+    if sent < n:  # rows taken from the audit do not count towards the rate and ETA of this run
+        bar.total -= n - sent
+    bar.update(sent)
+
+
+def _fields(chunk: _Chunk, weights: Mapping[str, float], i: int) -> dict[str, Any]:
+    values = {r: chunk.values[r][i] for r in weights}
+    out: dict[str, Any] = {
+        "rewards": values,
+        "reward": weighted_total(values, weights),
+        "reward_status": {r: chunk.statuses[r][i] for r in weights},
+    }
+    errors = {r: chunk.errors[r][i] for r in weights if i in chunk.errors[r]}
+    if errors:
+        out["reward_errors"] = errors
+    return out

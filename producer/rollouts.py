@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import gzip
+import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -63,6 +65,24 @@ def file_format(path: Path) -> Format:
     )
 
 
+def rollout_files(path: Path) -> list[Path]:
+    """The files a rollouts path names: a file itself, or a directory's files of a supported type in
+    natural order (``2.jsonl`` before ``10.jsonl``), as verl's ``rollout_data_dir`` (one file per step)
+    and TRL's ``completions/`` directory hold them. A directory without any is an InvalidInputError."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(
+        (p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(tuple(SUFFIXES))),
+        key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)],
+    )
+    if not files:
+        raise InvalidInputError(
+            [Problem(field="", message=f"no {', '.join(SUFFIXES)} files in this directory")], source=str(path)
+        )
+    return files
+
+
 def read_records(path: Path, *, max_record_bytes: int) -> list[Record]:
     """Every record of a rollouts file, in order; raise one InvalidInputError listing all problems.
 
@@ -78,16 +98,27 @@ def read_records(path: Path, *, max_record_bytes: int) -> list[Record]:
 def scan_records(path: Path, *, max_record_bytes: int) -> tuple[list[Record], list[Problem]]:
     """The records that could be read and the problems of those that could not, for callers that
     add problems of their own (field checks) before reporting them all at once."""
-    path = Path(path)
-    fmt = file_format(path)
     problems: list[Problem] = []
     with _gc_paused():
-        if fmt == "parquet":
-            records = _read_parquet(path, max_record_bytes, problems)
-        else:
-            with gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb") as f:
-                records = _read_jsonl(f, max_record_bytes, problems)
+        records = list(iter_records(path, max_record_bytes=max_record_bytes, problems=problems))
     return records, problems
+
+
+def iter_records(
+    path: Path, *, max_record_bytes: int, problems: list[Problem], batch_rows: int = 1024
+) -> Iterator[Record]:
+    """The records of a file one by one, in constant memory; each unreadable one adds to ``problems``.
+
+    Parquet is read ``batch_rows`` rows at a time. A file that is not Parquet at all raises
+    :class:`InvalidInputError` at once.
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt == "parquet":
+        yield from _iter_parquet(path, max_record_bytes, problems, batch_rows)
+        return
+    with gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb") as f:
+        yield from _iter_jsonl(f, max_record_bytes, problems)
 
 
 @contextmanager
@@ -104,8 +135,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_jsonl(f: Iterable[bytes], max_record_bytes: int, problems: list[Problem]) -> list[Record]:
-    records: list[Record] = []
+def _iter_jsonl(f: Iterable[bytes], max_record_bytes: int, problems: list[Problem]) -> Iterator[Record]:
     lineno = 0
     try:
         for lineno, raw in enumerate(f, 1):
@@ -132,33 +162,43 @@ def _read_jsonl(f: Iterable[bytes], max_record_bytes: int, problems: list[Proble
                 kind = _JSON_TYPES[type(data)]
                 problems.append(Problem(field="", message=f"expected a JSON object, got {kind}", line=lineno))
                 continue
-            records.append(Record(lineno, data))
+            yield Record(lineno, data)
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         problems.append(Problem(field="", message=f"corrupt gzip data after line {lineno}: {e}"))
-    return records
 
 
-def _read_parquet(path: Path, max_record_bytes: int, problems: list[Problem]) -> list[Record]:
+def _iter_parquet(
+    path: Path, max_record_bytes: int, problems: list[Problem], batch_rows: int
+) -> Iterator[Record]:
     pa, pq = _pyarrow()
     with path.open("rb") as f:
         try:
-            rows = pq.read_table(f).to_pylist()
+            batches = pq.ParquetFile(f).iter_batches(batch_size=batch_rows)
+            rowno = 0
+            for batch in batches:
+                for row in batch.to_pylist():
+                    rowno += 1
+                    record = _checked_row(row, rowno, max_record_bytes, problems)
+                    if record is not None:
+                        yield record
         except pa.ArrowException as e:
             raise InvalidInputError(
                 [Problem(field="", message=f"not a readable Parquet file: {e}")], source=str(path)
             ) from e
-    records: list[Record] = []
-    for rowno, row in enumerate(rows, 1):
-        try:
-            size = len(orjson.dumps(row))
-        except orjson.JSONEncodeError:
-            problems.extend(_unserializable(row, rowno))
-            continue
-        if size > max_record_bytes:
-            problems.append(Problem(field="", message=_too_large(size, max_record_bytes), line=rowno))
-            continue
-        records.append(Record(rowno, row))
-    return records
+
+
+def _checked_row(
+    row: dict[str, Any], rowno: int, max_record_bytes: int, problems: list[Problem]
+) -> Record | None:
+    try:
+        size = len(orjson.dumps(row))
+    except orjson.JSONEncodeError:
+        problems.extend(_unserializable(row, rowno))
+        return None
+    if size > max_record_bytes:
+        problems.append(Problem(field="", message=_too_large(size, max_record_bytes), line=rowno))
+        return None
+    return Record(rowno, row)
 
 
 def _unserializable(row: dict[str, Any], rowno: int) -> Iterator[Problem]:
@@ -197,6 +237,11 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> int:
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
+    pq.write_table(_table(pa, path, rows, list(columns)), path)
+    return len(rows)
+
+
+def _table(pa: Any, path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Any:
     arrays: dict[str, Any] = {}
     problems: list[Problem] = []
     for column in columns:
@@ -206,8 +251,96 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> int:
             problems.append(Problem(field=column, message=f"values cannot share one Parquet type: {e}"))
     if problems:
         raise InvalidInputError(problems, source=str(path))
-    pq.write_table(pa.table(arrays), path)
-    return len(rows)
+    return pa.table(arrays)
+
+
+class RecordWriter:
+    """Writes records chunk by chunk, in constant memory, to ``<path>.partial``, renamed to ``path`` by
+    :meth:`commit`; an interrupted run leaves the partial file and never a complete-looking one.
+
+    Parquet output takes its columns and types from the first chunk; a later chunk with a new column,
+    or a value of another type, is an :class:`InvalidInputError` (write JSON Lines for such data).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.format = file_format(self.path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.count = 0
+        self._file: Any = None
+        self._parquet: Any = None
+        self._columns: list[str] = []
+
+    def __enter__(self) -> RecordWriter:
+        if self.format == "jsonl.gz":
+            self._file = gzip.open(self.partial, "wb")
+        elif self.format == "jsonl":
+            self._file = self.partial.open("wb")
+        return self
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        if self.format != "parquet":
+            self._file.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
+        elif records:
+            self._write_parquet_chunk(records)
+        self.count += len(records)
+
+    def _write_parquet_chunk(self, records: list[dict[str, Any]]) -> None:
+        pa, pq = _pyarrow()
+        if self._parquet is None:
+            columns: dict[str, None] = {}
+            for record in records:
+                columns.update(dict.fromkeys(record))
+            self._columns = list(columns)
+            table = _table(pa, self.path, records, self._columns)
+            self._parquet = pq.ParquetWriter(self.partial, table.schema)
+        else:
+            known = set(self._columns)
+            new = next((k for r in records for k in r if k not in known), None)
+            if new is not None:
+                raise InvalidInputError(
+                    [
+                        Problem(
+                            new,
+                            "column first appears after the first chunk; Parquet output needs "
+                            "every column from the start (write .jsonl instead)",
+                            index=self.count,
+                        )
+                    ],
+                    source=str(self.path),
+                )
+            try:
+                table = _table(pa, self.path, records, self._columns).cast(self._parquet.schema)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+                raise InvalidInputError(
+                    [
+                        Problem(
+                            "",
+                            f"a chunk's types differ from the first chunk's: {e} (write .jsonl instead)",
+                            index=self.count,
+                        )
+                    ],
+                    source=str(self.path),
+                ) from e
+        self._parquet.write_table(table)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+
+    def commit(self) -> None:
+        """Close the partial file and move it to ``path``."""
+        if self.format == "parquet" and self._parquet is None:  # no record at all: an empty table
+            _write_parquet(self.partial, [])
+        self.close()
+        os.replace(self.partial, self.path)
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _pyarrow() -> tuple[Any, Any]:

@@ -4,7 +4,9 @@
 - :func:`upgrade` / :func:`current` / :func:`head` — the schema, by Alembic migrations shipped here.
 - :func:`write_scores` — the idempotent bulk insert workers call, in their own transaction.
 - :func:`list_runs`, :func:`run_scores`, :func:`step_stats`, :func:`sample_history` — the reads behind
-  ``rewardq audit``; :func:`verify_run` checks a run's hash chain (``rewardq audit verify``).
+  ``rewardq audit``; :func:`paired_scores` and :func:`diff_scores` behind ``rewardq audit diff``.
+- :func:`run_exists`, :func:`stored_scores` — what a resumed ``rewardq score`` run already holds.
+- :func:`verify_run` checks a run's hash chain (``rewardq audit verify``).
 
 Functions take a connection and never commit; the caller owns the transaction. Nothing here connects
 at import. See docs/audit.md.
@@ -12,40 +14,54 @@ at import. See docs/audit.md.
 
 from __future__ import annotations
 
+from rewardq.storage.diff import Disagreement, RewardDiff, diff_scores
 from rewardq.storage.engine import make_engine
 from rewardq.storage.migrate import current, downgrade, head, upgrade
 from rewardq.storage.models import Base, ScoreRow, scores_table
 from rewardq.storage.queries import (
+    FINAL_STATUSES,
+    PairedScore,
     RunSummary,
     ScoreRecord,
     StepStats,
     list_runs,
+    paired_scores,
+    run_exists,
     run_scores,
     sample_history,
     step_stats,
+    stored_scores,
 )
 from rewardq.storage.verify import ChainReport, verify_run
 from rewardq.storage.writer import COLUMNS, REQUIRED, InvalidScoreRow, write_scores
 
 __all__ = [
     "COLUMNS",
+    "FINAL_STATUSES",
     "REQUIRED",
     "Base",
     "ChainReport",
+    "Disagreement",
     "InvalidScoreRow",
+    "PairedScore",
+    "RewardDiff",
     "RunSummary",
     "ScoreRecord",
     "ScoreRow",
     "StepStats",
     "current",
+    "diff_scores",
     "downgrade",
     "head",
     "list_runs",
     "make_engine",
+    "paired_scores",
+    "run_exists",
     "run_scores",
     "sample_history",
     "scores_table",
     "step_stats",
+    "stored_scores",
     "upgrade",
     "verify_run",
     "write_scores",

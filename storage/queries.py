@@ -1,5 +1,6 @@
-"""The read side of the audit store, behind ``rewardq audit``: runs, a run's scores and statistics, and
-the history of one sample.
+"""The read side of the audit store, behind ``rewardq audit``: runs, a run's scores and statistics, the
+history of one sample, the scores a run already holds (to resume a rescoring) and the scores two runs
+gave the same samples (``rewardq audit diff``).
 
 Every function takes a :class:`sqlalchemy.Connection` (``session.connection()`` from a Session) and
 returns frozen dataclasses; none commits or writes. The same SQL runs on SQLite and PostgreSQL.
@@ -14,25 +15,33 @@ only when the mean is many orders of magnitude larger than the spread — not th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, func, select, true
 
 from rewardq.schema import STATUSES
 from rewardq.storage.models import scores_table
 
 __all__ = [
+    "FINAL_STATUSES",
+    "PairedScore",
     "RunSummary",
     "ScoreRecord",
     "StepStats",
     "list_runs",
+    "paired_scores",
+    "run_exists",
     "run_scores",
     "sample_history",
     "step_stats",
+    "stored_scores",
 ]
+
+# Statuses a resumed run keeps; ``error`` (a judge that was down, a crash) is scored again.
+FINAL_STATUSES = ("ok", "unscorable")
 
 _c = scores_table.c
 
@@ -238,6 +247,83 @@ def sample_history(
         query = query.where(_c.sample_id == sample_id)
     query = query.order_by(_c.created_at, _c.id)
     return [ScoreRecord(**row) for row in conn.execute(query).mappings()]
+
+
+def run_exists(conn: Connection, run_id: str) -> bool:
+    """Whether the store holds any score of ``run_id``."""
+    return conn.execute(select(true()).where(_c.run_id == run_id).limit(1)).first() is not None
+
+
+def stored_scores(
+    conn: Connection, run_id: str, scorers: Mapping[str, str], hashes: Collection[str]
+) -> dict[tuple[str, str], tuple[float | None, str, str | None]]:
+    """The final scores (``ok``/``unscorable``) ``run_id`` holds for samples of these content hashes,
+    by reward, from the scorer of that fingerprint only: ``{(sample_hash, reward): (value, status,
+    error)}``. ``scorers`` maps each reward to its fingerprint; the latest score wins."""
+    if not hashes or not scorers:
+        return {}
+    query = (
+        select(_c.sample_hash, _c.reward, _c.scorer, _c.value, _c.status, _c.error)
+        .where(_c.run_id == run_id)
+        .where(_c.reward.in_(list(scorers)))
+        .where(_c.sample_hash.in_(list(hashes)))
+        .where(_c.status.in_(FINAL_STATUSES))
+        .order_by(_c.id)
+    )
+    found: dict[tuple[str, str], tuple[float | None, str, str | None]] = {}
+    for sample_hash, reward, scorer, value, status, error in conn.execute(query):
+        if scorers[reward] == scorer:
+            found[(sample_hash, reward)] = (value, status, error)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class PairedScore:
+    """One sample's score for one reward in each of two runs (or by two scorers)."""
+
+    sample_hash: str
+    sample_id: str | None
+    reward: str
+    value_a: float | None
+    status_a: str
+    value_b: float | None
+    status_b: str
+
+
+def paired_scores(
+    conn: Connection,
+    run_a: str,
+    run_b: str,
+    *,
+    rewards: Iterable[str] | None = None,
+    scorer_a: str | None = None,
+    scorer_b: str | None = None,
+) -> Iterator[PairedScore]:
+    """The samples (by content hash) scored for the same reward in both runs, each side's latest score.
+
+    ``scorer_a``/``scorer_b`` keep only scores whose scorer fingerprint starts with them: with them,
+    ``run_a`` and ``run_b`` may be the same run rescored by two scorer versions.
+    """
+
+    def latest(run_id: str, scorer: str | None) -> Any:
+        query = select(func.max(_c.id).label("id")).where(_c.run_id == run_id)
+        if scorer is not None:
+            query = query.where(_c.scorer.startswith(scorer, autoescape=True))
+        if rewards is not None:
+            query = query.where(_c.reward.in_(list(rewards)))
+        return query.group_by(_c.sample_hash, _c.reward).subquery()
+
+    ids_a, ids_b = latest(run_a, scorer_a), latest(run_b, scorer_b)
+    a, b = scores_table.alias("a"), scores_table.alias("b")
+    query = (
+        select(a.c.sample_hash, a.c.sample_id, a.c.reward, a.c.value, a.c.status, b.c.value, b.c.status)
+        .select_from(a.join(ids_a, a.c.id == ids_a.c.id))
+        .join(b, (b.c.sample_hash == a.c.sample_hash) & (b.c.reward == a.c.reward))
+        .join(ids_b, b.c.id == ids_b.c.id)
+        .order_by(a.c.reward, a.c.id)
+    )
+    for row in conn.execute(query):
+        yield PairedScore(*row)
 
 
 def _run_filter(

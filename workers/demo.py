@@ -10,9 +10,8 @@ from typing import Any
 from rich.console import Console
 
 from rewardq.client import RewardClient
-from rewardq.rescore import score_file
 from rewardq.results import ScoreResult
-from rewardq.rollouts import read_records
+from rewardq.rollouts import read_records, write_records
 from rewardq.schema import STATUSES
 from rewardq.settings import Settings
 from rewardq.workers.render import Format, render
@@ -51,9 +50,11 @@ def run_demo(settings: Settings, run_id: str, out: Path | None) -> ScoreResult:
     source = demo_rollouts()
     mode = "embedded worker (no broker set)" if settings.embedded else f"broker {settings.broker_url}"
     console.print(f"[bold]rewardq demo[/bold]: scoring {source.name} via the {mode}")
-    with RewardClient(settings) as client:
-        result = score_file(client, source, out, DEMO_WEIGHTS, run_id=run_id, step=0, progress=False)
     records = read_records(source, max_record_bytes=settings.max_record_bytes)
+    with RewardClient(settings) as client:
+        result = client.score([r.data for r in records], DEMO_WEIGHTS, run_id=run_id, step=0)
+    if out is not None:
+        write_records(out, ({**r.data, **result.record(i)} for i, r in enumerate(records)))
     rows = []
     for i, record in enumerate(records):
         data = record.data

@@ -45,7 +45,9 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
 
     from rewardq.storage.errors import is_transient
 
-    @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES)
+    # shared=False: a shared task would also be registered on every app finalized later in this
+    # process (a second embedded worker), which would then run the first app's runtime.
+    @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES, shared=False)
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         try:
             return score_payload(

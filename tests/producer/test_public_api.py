@@ -11,6 +11,8 @@ def test_public_names_are_pinned() -> None:
         [
             "ChunkResult",
             "ConfigError",
+            "DeadlineExceeded",
+            "DeadlinePolicy",
             "EmbeddedUnavailable",
             "InvalidInputError",
             "Problem",
@@ -23,6 +25,7 @@ def test_public_names_are_pinned() -> None:
             "Settings",
             "SettingsError",
             "Status",
+            "UnknownBatchError",
             "UnknownRewardError",
             "weighted_total",
         ]
@@ -34,7 +37,8 @@ def test_public_names_are_pinned() -> None:
 def test_importing_the_producer_imports_no_worker_storage_or_heavy_code() -> None:
     code = (
         "import sys, rewardq, rewardq.rescore;"
-        "heavy = ('torch', 'transformers', 'sqlalchemy', 'math_verify');"
+        "import rewardq.integrations.trl, rewardq.integrations.swift, rewardq.integrations.verl;"
+        "heavy = ('torch', 'transformers', 'sqlalchemy', 'math_verify', 'trl', 'swift', 'verl');"
         "bad = [m for m in sys.modules if m.split('.')[0] in heavy"
         " or m.startswith(('rewardq.workers', 'rewardq.storage'))];"
         "print(bad); sys.exit(1 if bad else 0)"

@@ -1,10 +1,7 @@
 """Value parity of the five rule rewards with ms-swift 4.6's own (``swift/rewards/orm.py``).
 
-ms-swift pins its own transformers and trl, so it runs in a venv of its own, made once under
-``.cache/venv-swift`` (about 90 s with a warm pip cache) and reused while its requirements stay the
-same; ``swift_reference.py`` runs ms-swift's ORM classes there on the inputs below. math-verify is not
-an ms-swift dependency: the venv gets the versions of math-verify, its LaTeX parser and sympy that this
-venv has, so that the test compares ms-swift's logic, not two math-verify releases.
+ms-swift pins its own transformers and trl, so it runs in a venv of its own (``tests/swift_venv.py``);
+``swift_reference.py`` runs ms-swift's ORM classes there on the inputs below.
 
 Values must agree to 1e-9. The one documented difference: where ms-swift gives 0.0 for an empty or
 unparseable reference solution, rewardq's ``accuracy`` and ``cosine`` say ``unscorable``.
@@ -12,15 +9,10 @@ unparseable reference solution, rewardq's ``accuracy`` and ``cosine`` say ``unsc
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +25,11 @@ from rewardq.workers.rewards.cosine import CosineReward
 from rewardq.workers.rewards.format import FormatReward
 from rewardq.workers.rewards.overlong import SoftOverlongReward
 from rewardq.workers.rewards.repetition import RepetitionReward
+from tests.swift_venv import swift_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[3]
-VENV = ROOT / ".cache" / "venv-swift"
-MARKER = VENV / "rewardq-requirements.txt"
 REFERENCE = Path(__file__).with_name("swift_reference.py")
-REQUIREMENTS = [
-    "ms-swift==4.6.0",
-    "torch==2.13.0",  # pinned: an unpinned torch pulls a multi-GB CUDA build
-    *(f"{name}=={version(name)}" for name in ("math-verify", "latex2sympy2_extended", "sympy")),
-]
 
 
 @dataclass(frozen=True)
@@ -181,33 +166,6 @@ RUNS = {
     "soft_overlong": length_run({}),
     "soft_overlong-long": length_run({"soft_max_length": 1024, "soft_cache_length": 512}),
 }
-
-
-def _unavailable(reason: str) -> None:
-    """Skip on a laptop, fail in CI (the policy of tests/conftest.py)."""
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def swift_python() -> Path:
-    """The ms-swift venv's python, making the venv first unless it has these requirements already."""
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    wanted = "\n".join(REQUIREMENTS) + "\n"
-    with (VENV.parent / "venv-swift.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not MARKER.exists() or MARKER.read_text() != wanted:
-            shutil.rmtree(VENV, ignore_errors=True)
-            steps = [
-                [sys.executable, "-m", "venv", str(VENV)],
-                [str(VENV / "bin" / "pip"), "install", *REQUIREMENTS],
-            ]
-            for step in steps:
-                done = subprocess.run(step, capture_output=True, text=True, check=False)
-                if done.returncode != 0:
-                    _unavailable(f"cannot make the ms-swift venv: {' '.join(step)}\n{done.stderr[-3000:]}")
-            MARKER.write_text(wanted)
-    return VENV / "bin" / "python"
 
 
 def reference(python: Path, mode: str, runs: list[dict[str, Any]] | None = None) -> Any:

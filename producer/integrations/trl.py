@@ -1,0 +1,172 @@
+"""rewardq as TRL reward functions (``GRPOTrainer(reward_funcs=...)``).
+
+TRL calls each reward function by keyword with the batch: ``prompts``, ``completions`` (strings, or
+message lists for conversational data), ``completion_ids``, ``trainer_state``, ``log_extra``,
+``log_metric`` and one list per dataset column; it runs async reward functions concurrently and treats
+``None`` as "no reward" (NaN, left out of the weighted sum).
+
+- :func:`total_reward` (``RewardClient.reward_func``): one callable, the weighted total of the rewards.
+- :func:`per_reward` (``RewardClient.reward_funcs``): one callable per reward, named after it, so that
+  TRL logs each one and applies its ``reward_weights``; they share one submission per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rewardq.catalog import check_weights
+from rewardq.client import RewardClient
+from rewardq.handles import DeadlinePolicy
+from rewardq.integrations.batches import (
+    SharedBatches,
+    batch_key,
+    json_columns,
+    metrics,
+    resolve_run_id,
+    step_of,
+)
+from rewardq.results import ScoreResult
+
+# Keyword arguments of TRL's that are not dataset columns.
+NOT_COLUMNS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+
+RewardFunc = Callable[..., Any]
+
+
+def trl_rows(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """TRL's keyword arguments as rewardq rows: prompt, completion, completion_ids and the JSON columns."""
+    completions = kwargs["completions"]
+    size = len(completions)
+    prompts = kwargs.get("prompts") or [None] * size
+    ids = kwargs.get("completion_ids")
+    columns = json_columns(kwargs, size, NOT_COLUMNS)
+    rows = []
+    for i, completion in enumerate(completions):
+        row: dict[str, Any] = {"prompt": prompts[i], "completion": completion}
+        if ids is not None:
+            row["completion_ids"] = list(ids[i])
+        row.update({name: values[i] for name, values in columns.items()})
+        rows.append(row)
+    return rows
+
+
+class _TrlBatches:
+    """The TRL side of :class:`SharedBatches`: keys, rows and metrics from TRL's keyword arguments."""
+
+    def __init__(self, batches: SharedBatches) -> None:
+        self.batches = batches
+
+    def _args(
+        self, kwargs: Mapping[str, Any]
+    ) -> tuple[bytes, Callable[[], list[dict[str, Any]]], int | None]:
+        step = step_of(kwargs.get("trainer_state"))
+        key = batch_key(step, kwargs.get("prompts"), kwargs["completions"])
+        return key, lambda: trl_rows(kwargs), step
+
+    @staticmethod
+    def _report(kwargs: Mapping[str, Any]) -> Callable[[ScoreResult], None] | None:
+        log_metric = kwargs.get("log_metric")
+        if not callable(log_metric):
+            return None
+
+        def report(result: ScoreResult) -> None:
+            for name, value in metrics(result).items():
+                log_metric(name, value)
+
+        return report
+
+    def score(self, kwargs: Mapping[str, Any]) -> ScoreResult:
+        return self.batches.score(*self._args(kwargs), self._report(kwargs))
+
+    async def ascore(self, kwargs: Mapping[str, Any]) -> ScoreResult:
+        return await self.batches.ascore(*self._args(kwargs), self._report(kwargs))
+
+
+def _named(func: RewardFunc, name: str) -> RewardFunc:
+    func.__name__ = func.__qualname__ = name
+    return func
+
+
+def total_reward(
+    client: RewardClient,
+    rewards: Mapping[str, float] | Sequence[str] | str,
+    *,
+    run_id: str | None = None,
+    asynchronous: bool = False,
+    timeout: float | None = None,
+    deadline: float | None = None,
+    on_deadline: DeadlinePolicy = "partial",
+    name: str = "rewardq",
+) -> RewardFunc:
+    """One TRL reward function returning each sample's weighted total (None where no reward has a value)."""
+    weights = _weights(client, rewards)
+    batches = _TrlBatches(
+        SharedBatches(
+            client,
+            weights,
+            run_id=resolve_run_id(run_id),
+            timeout=timeout,
+            deadline=deadline,
+            on_deadline=on_deadline,
+        )
+    )
+    if asynchronous:
+
+        async def total_async(**kwargs: Any) -> list[float | None]:
+            return (await batches.ascore(kwargs)).totals
+
+        return _named(total_async, name)
+
+    def total(**kwargs: Any) -> list[float | None]:
+        return batches.score(kwargs).totals
+
+    return _named(total, name)
+
+
+def per_reward(
+    client: RewardClient,
+    rewards: Mapping[str, float] | Sequence[str] | str,
+    *,
+    run_id: str | None = None,
+    asynchronous: bool = False,
+    timeout: float | None = None,
+    deadline: float | None = None,
+    on_deadline: DeadlinePolicy = "partial",
+) -> list[RewardFunc]:
+    """One TRL reward function per reward, named after it; values are None unless the status is ``ok``.
+
+    The weights given here are not applied (each callable returns its reward's raw value): give them
+    to TRL as ``GRPOConfig(reward_weights=[...])``, in this order.
+    """
+    weights = _weights(client, rewards)
+    batches = _TrlBatches(
+        SharedBatches(
+            client,
+            weights,
+            run_id=resolve_run_id(run_id),
+            readers=len(weights),
+            timeout=timeout,
+            deadline=deadline,
+            on_deadline=on_deadline,
+        )
+    )
+    return [_one(batches, name, asynchronous) for name in weights]
+
+
+def _one(batches: _TrlBatches, name: str, asynchronous: bool) -> RewardFunc:
+    if asynchronous:
+
+        async def one_async(**kwargs: Any) -> list[float | None]:
+            return (await batches.ascore(kwargs)).rewards[name]
+
+        return _named(one_async, name)
+
+    def one(**kwargs: Any) -> list[float | None]:
+        return batches.score(kwargs).rewards[name]
+
+    return _named(one, name)
+
+
+def _weights(client: RewardClient, rewards: Mapping[str, float] | Sequence[str] | str) -> dict[str, float]:
+    return check_weights(rewards, client.known_rewards)

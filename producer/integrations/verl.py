@@ -1,0 +1,213 @@
+"""rewardq as verl's custom reward function (``custom_reward_function.path/name``).
+
+verl calls ``compute_score`` in one of two ways, with ``custom_reward_function.reward_kwargs`` added
+as keyword arguments (here: ``rewards``, and optionally ``run_id``, ``timeout``, ``missing``,
+``window_ms``):
+
+- per sample (the naive and dapo reward managers, and the reward loop, which runs many such calls at
+  once in threads): ``compute_score(data_source=, solution_str=, ground_truth=, extra_info=)`` → a float;
+- per batch (``reward_model.reward_manager=batch``): ``compute_score(data_sources=, solution_strs=,
+  ground_truths=, extra_infos=)`` → a list of floats, one submission.
+
+Per-sample calls are coalesced: a background batcher sends the calls that queued up while the previous
+batch was in flight, and those that follow until none arrives for ``window_ms``, as one batch, so
+concurrent callers share a round trip. (verl's older naive manager calls one sample at a time and waits
+for each: coalescing cannot help there; use ``reward_manager=batch`` or the reward loop.)
+A sample whose rewards all lack a value gets ``missing`` (default NaN: a failed score is never a silent
+0.0; set ``missing: 0.0`` in reward_kwargs to train through failures knowingly).
+
+verl imports the module by path and calls a plain function, so the clients and batchers live in a
+small per-process table keyed by the settings they were built with, created on first call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from rewardq.catalog import check_weights
+from rewardq.client import RewardClient
+from rewardq.errors import InvalidInputError, Problem
+from rewardq.integrations.batches import resolve_run_id
+from rewardq.results import ScoreResult
+from rewardq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_MS = 5.0
+MAX_COALESCED = 4096
+
+Rewards = Mapping[str, float] | Sequence[str] | str
+
+
+def compute_score(
+    data_source: Any = None,
+    solution_str: str | None = None,
+    ground_truth: Any = None,
+    extra_info: Any = None,
+    *,
+    data_sources: Sequence[Any] | None = None,
+    solution_strs: Sequence[str] | None = None,
+    ground_truths: Sequence[Any] | None = None,
+    extra_infos: Sequence[Any] | None = None,
+    rewards: Rewards | None = None,
+    run_id: str | None = None,
+    timeout: float | None = None,
+    missing: float = math.nan,
+    window_ms: float = DEFAULT_WINDOW_MS,
+    **_ignored: Any,
+) -> float | list[float]:
+    """verl's reward function: one sample's weighted total, or a batch's (lists in, list out)."""
+    scorer = _scorer(rewards, run_id, timeout, window_ms)
+    if solution_strs is not None:
+        size = len(solution_strs)
+        rows = [
+            verl_row(
+                _at(data_sources, i, size, "data_sources"),
+                solution_strs[i],
+                _at(ground_truths, i, size, "ground_truths"),
+                _at(extra_infos, i, size, "extra_infos"),
+            )
+            for i in range(size)
+        ]
+        return [_value(total, missing) for total in scorer.score_batch(rows).totals]
+    if solution_str is None:
+        raise InvalidInputError([Problem("solution_str", "missing: verl passes the decoded completion")])
+    return _value(scorer.score_one(verl_row(data_source, solution_str, ground_truth, extra_info)), missing)
+
+
+def verl_row(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Any) -> dict[str, Any]:
+    """One verl sample as a rewardq row: the completion, ``solution`` (the ground truth) and the rest."""
+    row: dict[str, Any] = {"completion": solution_str, "solution": _plain(ground_truth)}
+    if data_source is not None:
+        row["data_source"] = _plain(data_source)
+    info = _jsonable(extra_info)
+    if info:
+        row["extra_info"] = info
+    return row
+
+
+def _value(total: float | None, missing: float) -> float:
+    return missing if total is None else total
+
+
+def _at(values: Sequence[Any] | None, i: int, size: int, name: str) -> Any:
+    if values is None:
+        return None
+    if len(values) != size:
+        raise InvalidInputError([Problem(name, f"has {len(values)} items for {size} solution_strs")])
+    return values[i]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays (verl's non-tensor batch) as Python values."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` if it is JSON; for a mapping, its JSON entries; otherwise None (not sent)."""
+    value = _plain(value)
+    try:
+        orjson.dumps(value)
+        return value
+    except TypeError:
+        if isinstance(value, Mapping):
+            return {str(k): v for k, v in ((k, _jsonable(v)) for k, v in value.items()) if v is not None}
+        return None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    row: dict[str, Any]
+    future: Future[float | None]
+
+
+class VerlScorer:
+    """A client for one (rewards, run id) and a batcher that coalesces per-sample calls."""
+
+    def __init__(
+        self, client: RewardClient, weights: dict[str, float], run_id: str, timeout: float, window: float
+    ) -> None:
+        self.client = client
+        self.weights = weights
+        self.run_id = run_id
+        self.timeout = timeout
+        self.window = window
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def score_batch(self, rows: Sequence[Mapping[str, Any]]) -> ScoreResult:
+        handle = self.client.submit(rows, self.weights, run_id=self.run_id)
+        return handle.get(timeout=self.timeout)
+
+    def score_one(self, row: dict[str, Any]) -> float | None:
+        """Queue one sample for the batcher and wait for its total."""
+        pending = _Pending(row, Future())
+        self._queue.put(pending)
+        self._ensure_batcher()
+        return pending.future.result()
+
+    def _ensure_batcher(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._batch_forever, name="rewardq-verl", daemon=True)
+                self._thread.start()
+
+    def _batch_forever(self) -> None:
+        while True:
+            batch = self._next_batch()
+            try:
+                totals = self.score_batch([p.row for p in batch]).totals
+            except Exception as e:
+                for p in batch:
+                    p.future.set_exception(e)
+                continue
+            for p, total in zip(batch, totals, strict=True):
+                p.future.set_result(total)
+
+    def _next_batch(self) -> list[_Pending]:
+        """The first waiting call and those that follow it, until none arrives for a window."""
+        batch = [self._queue.get()]
+        while len(batch) < MAX_COALESCED:
+            try:
+                batch.append(self._queue.get(timeout=self.window))
+            except queue.Empty:
+                break
+        return batch
+
+
+_scorers: dict[tuple[Any, ...], VerlScorer] = {}
+_scorers_lock = threading.Lock()
+
+
+def _scorer(
+    rewards: Rewards | None, run_id: str | None, timeout: float | None, window_ms: float
+) -> VerlScorer:
+    if rewards is None:
+        hint = "missing: set custom_reward_function.reward_kwargs.rewards, e.g. {accuracy: 1.0}"
+        raise InvalidInputError([Problem("rewards", hint)])
+    if isinstance(rewards, Mapping):
+        rewards = {str(k): v for k, v in rewards.items()}
+    elif not isinstance(rewards, str):
+        rewards = [str(r) for r in rewards]
+    resolved_run = resolve_run_id(run_id)
+    settings = Settings.from_env()
+    key = (settings, orjson.dumps(rewards), resolved_run, timeout, window_ms)
+    with _scorers_lock:
+        scorer = _scorers.get(key)
+        if scorer is None:
+            client = RewardClient(settings)
+            weights = check_weights(rewards, client.known_rewards)
+            wait = client.settings.timeout if timeout is None else timeout
+            scorer = _scorers[key] = VerlScorer(client, weights, resolved_run, wait, window_ms / 1000)
+        return scorer

@@ -1,0 +1,150 @@
+"""How two runs (or two scorer versions) disagree on the same samples: ``rewardq audit diff``.
+
+Built on :func:`rewardq.storage.queries.paired_scores`. Per reward, over the samples both sides scored
+``ok``: the mean of each side and of the delta (b - a), Pearson's and Spearman's correlation (ranks with
+ties averaged; None when either side is constant), the flip rate when both sides are binary (every
+value 0 or 1), and the largest disagreements. Samples whose status differs (``ok`` on one side,
+``error`` on the other …) are counted by transition.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rewardq.storage.queries import PairedScore
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    """One sample on which the two sides differ, by ``delta = value_b - value_a``."""
+
+    reward: str
+    sample_hash: str
+    sample_id: str | None
+    value_a: float
+    value_b: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class RewardDiff:
+    """The comparison of one reward's scores between side a and side b."""
+
+    reward: str
+    paired: int  # samples scored for this reward on both sides
+    both_ok: int  # of which both sides have a value; the statistics are over these
+    mean_a: float | None
+    mean_b: float | None
+    mean_delta: float | None
+    pearson: float | None
+    spearman: float | None
+    flip_rate: float | None  # None unless both sides are binary
+    flips: int | None
+    status_changes: dict[str, int]  # "ok→error": count
+    largest: list[Disagreement] = field(default_factory=list)
+    values_a: list[float] = field(default_factory=list, repr=False)  # for plots
+    values_b: list[float] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, object]:
+        """The row ``rewardq audit diff`` shows."""
+        return {
+            "reward": self.reward,
+            "paired": self.paired,
+            "both ok": self.both_ok,
+            "mean a": self.mean_a,
+            "mean b": self.mean_b,
+            "mean delta": self.mean_delta,
+            "pearson": self.pearson,
+            "spearman": self.spearman,
+            "flip rate": self.flip_rate,
+            "flips": self.flips,
+            "status changes": ", ".join(f"{k}: {v}" for k, v in sorted(self.status_changes.items())) or None,
+        }
+
+
+def diff_scores(pairs: Iterable[PairedScore], *, top: int = 10) -> list[RewardDiff]:
+    """One :class:`RewardDiff` per reward present in ``pairs``, ordered by reward."""
+    by_reward: dict[str, list[PairedScore]] = {}
+    for pair in pairs:
+        by_reward.setdefault(pair.reward, []).append(pair)
+    return [_diff(reward, by_reward[reward], top) for reward in sorted(by_reward)]
+
+
+def _diff(reward: str, pairs: list[PairedScore], top: int) -> RewardDiff:
+    values_a: list[float] = []
+    values_b: list[float] = []
+    ok_pairs: list[PairedScore] = []
+    changes: dict[str, int] = {}
+    for p in pairs:
+        if p.status_a != p.status_b:
+            key = f"{p.status_a}→{p.status_b}"
+            changes[key] = changes.get(key, 0) + 1
+        if p.status_a == "ok" and p.status_b == "ok" and p.value_a is not None and p.value_b is not None:
+            values_a.append(p.value_a)
+            values_b.append(p.value_b)
+            ok_pairs.append(p)
+    n = len(values_a)
+    binary = n > 0 and all(v in (0.0, 1.0) for v in values_a) and all(v in (0.0, 1.0) for v in values_b)
+    flips = sum(a != b for a, b in zip(values_a, values_b, strict=True)) if binary else None
+    largest = heapq.nlargest(
+        top,
+        (
+            Disagreement(reward, p.sample_hash, p.sample_id, a, b, b - a)
+            for p, a, b in zip(ok_pairs, values_a, values_b, strict=True)
+            if a != b
+        ),
+        key=lambda d: abs(d.delta),
+    )
+    return RewardDiff(
+        reward=reward,
+        paired=len(pairs),
+        both_ok=n,
+        mean_a=_mean(values_a),
+        mean_b=_mean(values_b),
+        mean_delta=_mean([b - a for a, b in zip(values_a, values_b, strict=True)]),
+        pearson=pearson(values_a, values_b),
+        spearman=pearson(ranks(values_a), ranks(values_b)),
+        flip_rate=flips / n if flips is not None else None,
+        flips=flips,
+        status_changes=changes,
+        largest=largest,
+        values_a=values_a,
+        values_b=values_b,
+    )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Pearson's correlation; None with fewer than two pairs or when either side is constant."""
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = math.fsum(xs) / n, math.fsum(ys) / n
+    sxy = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    sxx = math.fsum((x - mx) ** 2 for x in xs)
+    syy = math.fsum((y - my) ** 2 for y in ys)
+    if sxx == 0 or syy == 0:
+        return None
+    return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
+
+
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties getting the mean of the ranks they span (as Spearman's correlation needs)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        rank = (i + j) / 2 + 1
+        for k in range(i, j + 1):
+            out[order[k]] = rank
+        i = j + 1
+    return out

@@ -1,0 +1,71 @@
+"""How the adapters turn a trainer's keyword arguments into rewardq rows, and what they leave out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from rewardq import InvalidInputError
+from rewardq.integrations.batches import batch_key, resolve_run_id, step_of
+from rewardq.integrations.swift import swift_rows
+from rewardq.integrations.trl import trl_rows
+from rewardq.integrations.verl import verl_row
+
+
+@dataclass
+class State:
+    global_step: int
+
+
+def test_trl_rows_send_prompts_completions_ids_and_json_columns_only() -> None:
+    prompt = [{"role": "user", "content": "2+2?"}]
+    completion = [{"role": "assistant", "content": "4"}]
+    rows = trl_rows(
+        {
+            "prompts": [prompt, prompt],
+            "completions": [completion, completion],
+            "completion_ids": [[1, 2], [3]],
+            "solution": ["4", "5"],
+            "image": [object(), object()],  # not JSON: not sent
+            "short": ["only one"],  # not one per sample: not sent
+            "trainer_state": State(3),
+            "log_metric": lambda name, value: None,
+        }
+    )
+    assert rows == [
+        {"prompt": prompt, "completion": completion, "completion_ids": [1, 2], "solution": "4"},
+        {"prompt": prompt, "completion": completion, "completion_ids": [3], "solution": "5"},
+    ]
+
+
+def test_swift_rows_take_the_prompt_from_the_messages_before_the_completion() -> None:
+    messages = [[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]]
+    rows = swift_rows(["4"], {"messages": messages, "solution": ["4"], "trainer_state": State(0)})
+    assert rows == [{"prompt": [{"role": "user", "content": "2+2?"}], "completion": "4", "solution": "4"}]
+
+
+def test_verl_rows_keep_the_json_parts_of_extra_info() -> None:
+    row = verl_row("gsm8k", "4", np.str_("4"), {"index": np.int64(3), "obj": object(), "tags": ["a"]})
+    assert row == {
+        "completion": "4",
+        "solution": "4",
+        "data_source": "gsm8k",
+        "extra_info": {"index": 3, "tags": ["a"]},
+    }
+
+
+def test_the_batch_key_follows_step_and_content() -> None:
+    assert batch_key(1, ["p"], ["c"]) == batch_key(1, ["p"], ["c"])
+    assert batch_key(1, ["p"], ["c"]) != batch_key(2, ["p"], ["c"])
+    assert batch_key(1, ["p"], ["c"]) != batch_key(1, ["p"], ["d"])
+    assert step_of(State(7)) == 7 and step_of(None) is None
+
+
+def test_a_run_id_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidInputError, match="field 'run_id': missing: pass run_id"):
+        resolve_run_id(None)
+    monkeypatch.setenv("REWARDQ_RUN_ID", "from-env")
+    assert resolve_run_id(None) == "from-env"
+    assert resolve_run_id("given") == "given"

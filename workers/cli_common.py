@@ -1,0 +1,64 @@
+"""What every ``rewardq`` command group shares: the error handler, settings, common options."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.exceptions import TyperException
+
+from rewardq.settings import Settings
+from rewardq.workers.failures import debug_requested, explain
+from rewardq.workers.render import Format
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Rewards config (TOML); default REWARDQ_REWARDS.")
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def errors(fn: F) -> F:
+    """Turn failures into a message naming the cause and exit code 2, not a traceback (unless
+    --debug / REWARDQ_DEBUG=1); secrets in it are masked (rewardq.workers.failures)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, TyperException):  # the command line's own exits and usage errors
+            raise
+        except Exception as e:
+            if debug_requested():
+                raise
+            # The message is escaped: "[rewards.rm]" in it is text, not rich markup.
+            err.print(
+                f"[bold red]error:[/bold red] {escape(explain(e))}",
+                highlight=False,
+                markup=True,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings(**overrides: Any) -> Settings:
+    """Settings from the REWARDQ_* environment, with flags (not None) on top."""
+    return Settings.from_env(**overrides)
+
+
+def as_row(record: Any) -> dict[str, Any]:
+    """A dataclass or mapping as a row to render."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return dataclasses.asdict(record)
+    return dict(record)
