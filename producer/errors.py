@@ -126,6 +126,6 @@ class DeadlineExceeded(RewardqError, TimeoutError):
         )
 
 
-class BrokerUnavailable(RewardqError, ConnectionError):
+class BrokerUnavailable(RewardqError):
     """Raised when the broker or the result backend cannot be reached or refuses the credentials; the
     message names the URL with its password masked."""

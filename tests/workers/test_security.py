@@ -140,7 +140,7 @@ def test_a_tls_redis_with_a_password_serves_through_configuration(
             "-r",
             "format",
             "-o",
-            str(tmp_path / "o"),
+            str(tmp_path / "o.jsonl"),
             "--run-id",
             "r",
             env={"REWARDQ_BROKER_URL": server.url},
