@@ -93,6 +93,7 @@ def worker(
 def rewards_(config: ConfigOpt = None) -> None:
     """List the reward kinds and the configured rewards with their options."""
     from rewardq.workers.config import RewardsConfig
+    from rewardq.workers.secrets import masked_options
 
     loaded = RewardsConfig.load(settings(rewards=config).rewards)
     render(
@@ -110,7 +111,7 @@ def rewards_(config: ConfigOpt = None) -> None:
                 "reward": s.name,
                 "kind": s.kind,
                 "queue": queue_for(s.name),
-                "options": s.options.model_dump(mode="json"),
+                "options": masked_options(s.options.model_dump(mode="json")),
             }
             for s in (loaded.specs[n] for n in loaded.names)
         ],

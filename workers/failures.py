@@ -5,48 +5,16 @@ or REWARDQ_DEBUG=1."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
 
 from rewardq.errors import RewardqError
-from rewardq.settings import ENV_PREFIX
+from rewardq.workers.secrets import known_secrets, redact
 
 DEBUG_ENV = "REWARDQ_DEBUG"
-MASK = "**"
-# Settings whose values are secrets, or URLs that may carry one.
-SECRET_SETTINGS = ("AUDIT_KEY",)
-URL_SETTINGS = ("BROKER_URL", "RESULT_BACKEND", "DATABASE_URL", "CACHE_URL")
 
 
 def debug_requested() -> bool:
     """True when the user asked for tracebacks (``--debug`` sets REWARDQ_DEBUG=1)."""
     return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def url_password(url: str) -> str | None:
-    """The password in a URL (``scheme://user:password@host``), or None."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
-
-
-def known_secrets(environ: dict[str, str] | None = None) -> list[str]:
-    """The secrets configured in the environment: the audit key and the URLs' passwords."""
-    env = os.environ if environ is None else environ
-    found = [env.get(ENV_PREFIX + name, "") for name in SECRET_SETTINGS]
-    found += [url_password(env.get(ENV_PREFIX + name, "")) or "" for name in URL_SETTINGS]
-    return [s for s in found if len(s) >= 3]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with each secret (and its URL-quoted form) replaced by ``**``."""
-    from urllib.parse import quote
-
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        text = text.replace(secret, MASK).replace(quote(secret, safe=""), MASK)
-    return text
 
 
 def explain(exc: BaseException) -> str:
