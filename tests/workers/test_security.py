@@ -149,3 +149,19 @@ def test_a_tls_redis_with_a_password_serves_through_configuration(
     finally:
         server.stop()
     assert proc.returncode == 2 and "certificate verify failed" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_database_password_stays_out_of_the_worker_log(
+    redis_server: RedisServer, postgres_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    import sqlalchemy
+
+    secret = f"dbpw-{uuid.uuid4().hex}"  # the test server trusts local connections: any password does
+    url = sqlalchemy.engine.make_url(postgres_url).set(password=secret).render_as_string(hide_password=False)
+    worker = start_worker(
+        redis_server.url, url, "--rewards", "format", "--pool", "solo", "--loglevel", "DEBUG"
+    )
+    assert _score_one(redis_server.url, "pg").statuses["format"] == ["ok"]
+    assert secret not in worker.output()
+    assert secret not in rewardq("audit", "runs", env={"REWARDQ_DATABASE_URL": url}).stdout
