@@ -25,7 +25,15 @@ from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
 from rewardq.handles import Chunk, DeadlinePolicy, ScoreHandle, check_deadline
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
-from rewardq.schema import SCHEMA_VERSION, TASK_NAME, Sample, queue_for, run_id_problem, step_problem
+from rewardq.schema import (
+    SCHEMA_VERSION,
+    TASK_NAME,
+    Sample,
+    batch_id_problem,
+    queue_for,
+    run_id_problem,
+    step_problem,
+)
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,7 +96,7 @@ class RewardClient:
         take only when no training task waits (Redis broker; the embedded one ignores it).
         """
         weights = check_weights(rewards, self.known_rewards)
-        _check_request(run_id, step, len(samples))
+        _check_request(run_id, step, len(samples), batch_id)
         check_deadline(deadline, on_deadline)
         wire = self._normalize(samples, lines, sizes, source)
         batch_id = batch_id or uuid.uuid4().hex
@@ -231,8 +239,10 @@ class RewardClient:
         self.close()
 
 
-def _check_request(run_id: str, step: int | None, count: int) -> None:
+def _check_request(run_id: str, step: int | None, count: int, batch_id: str | None = None) -> None:
     problems = []
+    if (problem := batch_id_problem(batch_id)) is not None:
+        problems.append(Problem("batch_id", problem))
     if (problem := run_id_problem(run_id)) is not None:
         problems.append(Problem("run_id", problem))
     if (problem := step_problem(step)) is not None:

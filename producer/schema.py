@@ -27,12 +27,13 @@ RewardName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_
 # them), a 32-bit ``step``, a sample id (the ``id`` or ``sample_id`` column) of at most 512 characters.
 NO_NUL = r"^[^\x00]*$"
 MAX_RUN_ID = 200
+MAX_BATCH_ID = 64
 MAX_STEP = 2**31 - 1
 MAX_SAMPLE_ID = 512
 AUDIT_LIMIT_ERROR = "audit_limit"
 
 RunId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_RUN_ID, pattern=NO_NUL)]
-BatchId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+BatchId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BATCH_ID, pattern=NO_NUL)]
 Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
 
 
@@ -41,6 +42,17 @@ def run_id_problem(run_id: Any) -> str | None:
     if not isinstance(run_id, str) or not 1 <= len(run_id) <= MAX_RUN_ID:
         return f"must be a string of 1 to {MAX_RUN_ID} characters, got {run_id!r}"
     if "\x00" in run_id:
+        return "must not contain NUL characters (the audit store cannot hold them)"
+    return None
+
+
+def batch_id_problem(batch_id: Any) -> str | None:
+    """Why a caller's ``batch_id`` cannot be stored, or None (no batch id: one is generated)."""
+    if batch_id is None:
+        return None
+    if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= MAX_BATCH_ID:
+        return f"must be a string of 1 to {MAX_BATCH_ID} characters, got {batch_id!r}"
+    if "\x00" in batch_id:
         return "must not contain NUL characters (the audit store cannot hold them)"
     return None
 

@@ -19,6 +19,8 @@ ROWS = [{"prompt": "q", "completion": "a"}, {"prompt": "q", "completion": "b"}]
         (ROWS, {"run_id": "run\x00x"}, "run_id", "must not contain NUL characters"),
         (ROWS, {"run_id": "r", "step": MAX_STEP + 1}, "step", "from 0 to 2147483647"),
         (ROWS, {"run_id": "r", "step": -1}, "step", "from 0 to 2147483647"),
+        (ROWS, {"run_id": "r", "batch_id": "b\x00"}, "batch_id", "must not contain NUL"),
+        (ROWS, {"run_id": "r", "batch_id": "b" * 65}, "batch_id", "1 to 64 characters"),
         (
             [*ROWS, {"completion": "c", "id": "x" * 513}],
             {"run_id": "r"},
