@@ -37,6 +37,8 @@ class Settings:
     result_expires: seconds results stay in the backend.
     prefetch_multiplier: tasks a worker process reserves ahead (1 for long GPU tasks).
     store_text: also store prompt and completion text in the audit store (hashes are always stored).
+    coalesce_tasks: tasks of model rewards a worker scores together at most (one flush of its buffer).
+    coalesce_wait_ms: how long the first buffered task of a model reward waits for others to join it.
     """
 
     broker_url: str | None = None
@@ -51,6 +53,8 @@ class Settings:
     result_expires: int = 86400
     prefetch_multiplier: int = 1
     store_text: bool = False
+    coalesce_tasks: int = 64
+    coalesce_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -65,6 +69,10 @@ class Settings:
             raise SettingsError(
                 f"REWARDQ_PREFETCH_MULTIPLIER must be at least 1, got {self.prefetch_multiplier}"
             )
+        if self.coalesce_tasks < 1:
+            raise SettingsError(f"REWARDQ_COALESCE_TASKS must be at least 1, got {self.coalesce_tasks}")
+        if not self.coalesce_wait_ms > 0:
+            raise SettingsError(f"REWARDQ_COALESCE_WAIT_MS must be positive, got {self.coalesce_wait_ms}")
         if self.visibility_timeout <= self.task_time_limit:
             raise SettingsError(
                 f"REWARDQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed "

@@ -55,6 +55,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
 
     from rewardq.storage import upgrade
     from rewardq.workers.app import create_app
+    from rewardq.workers.coalesce import prefetch_multiplier
     from rewardq.workers.config import RewardsConfig
 
     config = RewardsConfig.load(settings.rewards)
@@ -62,6 +63,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
         config.spec(name)  # unknown names fail here, listing the known ones
     upgrade(settings.database_url)
     app = create_app(settings, config)
+    app.conf.worker_prefetch_multiplier = prefetch_multiplier(settings, config, options.rewards)
     runtime = app.rewardq_runtime
 
     def _close(**_: object) -> None:
