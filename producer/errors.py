@@ -5,6 +5,7 @@ RewardqError
 ├── InvalidInputError    samples, records or a request fail validation (before anything is enqueued)
 ├── UnknownRewardError   a reward name is neither built in nor configured
 ├── ConfigError          a rewards config file or plugin is invalid
+├── RewardSetupError     a reward cannot be built at worker start (missing model, unreachable server)
 └── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
 """
 
@@ -70,6 +71,11 @@ class UnknownRewardError(RewardqError, KeyError):
 
 class ConfigError(RewardqError, ValueError):
     """Raised when a rewards config file or a plugin it names is invalid."""
+
+
+class RewardSetupError(RewardqError):
+    """Raised when a reward cannot be built at worker start: a missing model, a model without the
+    expected head, out of memory, an unreachable server. The message names the reward and the cause."""
 
 
 class EmbeddedUnavailable(RewardqError, ImportError):

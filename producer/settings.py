@@ -37,6 +37,8 @@ class Settings:
     result_expires: seconds results stay in the backend.
     prefetch_multiplier: tasks a worker process reserves ahead (1 for long GPU tasks).
     store_text: also store prompt and completion text in the audit store (hashes are always stored).
+    cache_url: Redis URL of the result cache judges share; defaults to the broker's when it is Redis,
+        in-process when embedded.
     coalesce_tasks: tasks of model rewards a worker scores together at most (one flush of its buffer).
     coalesce_wait_ms: how long the first buffered task of a model reward waits for others to join it.
     """
@@ -53,6 +55,7 @@ class Settings:
     result_expires: int = 86400
     prefetch_multiplier: int = 1
     store_text: bool = False
+    cache_url: str | None = None
     coalesce_tasks: int = 64
     coalesce_wait_ms: float = 5.0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from rewardq.storage.engine import make_engine
 from rewardq.storage.migrate import current, downgrade, head, upgrade
-from rewardq.storage.models import Base, Score, scores_table
+from rewardq.storage.models import Base, ScoreRow, scores_table
 from rewardq.storage.queries import (
     RunSummary,
     ScoreRecord,
@@ -32,8 +32,8 @@ __all__ = [
     "Base",
     "InvalidScoreRow",
     "RunSummary",
-    "Score",
     "ScoreRecord",
+    "ScoreRow",
     "StepStats",
     "current",
     "downgrade",

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -49,6 +50,8 @@ MAX_LENGTHS: dict[str, int] = {
     "status": 16,
     "worker_host": 256,
     "worker_gpu": 128,
+    "replica": 256,
+    "template_hash": 64,
 }
 
 
@@ -86,7 +89,7 @@ def _status_check() -> str:
     return "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
 
 
-class Score(Base):
+class ScoreRow(Base):
     """One score of one sample by one reward, with what is needed to answer for it later.
 
     ``(batch_id, sample_index, reward)`` is unique: a redelivered task writes nothing new.
@@ -135,14 +138,23 @@ class Score(Base):
     )
     prompt_text: Mapped[str | None] = mapped_column(Text)
     completion_text: Mapped[str | None] = mapped_column(Text)
+    # What a scorer reports beyond the value (rewardq.workers.rewards.base.ScoreMeta); None where it
+    # does not apply. Added by migration 0002.
+    truncated: Mapped[bool | None] = mapped_column(Boolean)
+    cache_hit: Mapped[bool | None] = mapped_column(Boolean)
+    http_attempts: Mapped[int | None] = mapped_column(Integer)
+    replica: Mapped[str | None] = mapped_column(String(MAX_LENGTHS["replica"]))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    template_hash: Mapped[str | None] = mapped_column(String(MAX_LENGTHS["template_hash"]))
 
     def __repr__(self) -> str:
         return (
-            f"Score(id={self.id!r}, run_id={self.run_id!r}, step={self.step!r}, batch_id={self.batch_id!r}, "
-            f"sample_index={self.sample_index!r}, reward={self.reward!r}, value={self.value!r}, "
-            f"status={self.status!r})"
+            f"ScoreRow(id={self.id!r}, run_id={self.run_id!r}, step={self.step!r}, "
+            f"batch_id={self.batch_id!r}, sample_index={self.sample_index!r}, reward={self.reward!r}, "
+            f"value={self.value!r}, status={self.status!r})"
         )
 
 
-scores_table: Table = cast(Table, Score.__table__)
+scores_table: Table = cast(Table, ScoreRow.__table__)
 """The ``scores`` table, for Core statements."""

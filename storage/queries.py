@@ -52,7 +52,7 @@ class RunSummary:
 
 @dataclass(frozen=True, slots=True)
 class ScoreRecord:
-    """One stored score: a row of ``scores`` (see :class:`rewardq.storage.models.Score` for the columns)."""
+    """One stored score: a row of ``scores`` (:class:`rewardq.storage.models.ScoreRow` has the columns)."""
 
     id: int
     run_id: str
@@ -74,6 +74,13 @@ class ScoreRecord:
     created_at: datetime
     prompt_text: str | None
     completion_text: str | None
+    truncated: bool | None = None
+    cache_hit: bool | None = None
+    http_attempts: int | None = None
+    replica: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    template_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,13 @@ COLUMNS: tuple[str, ...] = (
     "created_at",
     "prompt_text",
     "completion_text",
+    "truncated",
+    "cache_hit",
+    "http_attempts",
+    "replica",
+    "prompt_tokens",
+    "completion_tokens",
+    "template_hash",
 )
 """The columns a row may give, in table order; ``id`` is assigned by the database."""
 
@@ -79,6 +86,11 @@ _PG_TYPES: dict[str, str] = {
     "latency_ms": "float8",
     "attempts": "int4",
     "created_at": "timestamptz",
+    "truncated": "bool",
+    "cache_hit": "bool",
+    "http_attempts": "int4",
+    "prompt_tokens": "int4",
+    "completion_tokens": "int4",
 }
 _CONFLICT = "ON CONFLICT (batch_id, sample_index, reward) DO NOTHING"
 _COLUMN_LIST = ", ".join(COLUMNS)
@@ -91,7 +103,13 @@ _AT = {c: i for i, c in enumerate(COLUMNS)}
 _REQUIRED_AT = tuple((_AT[c], c) for c in REQUIRED)
 _STRINGS_AT = tuple((_AT[c], c, MAX_LENGTHS[c]) for c in COLUMNS if c in MAX_LENGTHS and c != "status")
 _TEXTS_AT = tuple((_AT[c], c) for c in ("error", "raw", "prompt_text", "completion_text"))
-_INTS_AT = tuple((_AT[c], c) for c in ("step", "sample_index", "attempts"))
+_INTS_AT = tuple(
+    (_AT[c], c)
+    for c in ("step", "sample_index", "attempts", "http_attempts", "prompt_tokens", "completion_tokens")
+)
+_NULLABLE_INTS = frozenset(_AT[c] for c in ("step", "http_attempts", "prompt_tokens", "completion_tokens"))
+_BOOLS_AT = tuple((_AT[c], c) for c in ("truncated", "cache_hit"))
+_BOOL_OR_NONE = frozenset({bool, type(None)})
 _STATUS, _HASH, _VALUE, _LATENCY, _CREATED = (
     _AT[c] for c in ("status", "sample_hash", "value", "latency_ms", "created_at")
 )
@@ -215,11 +233,13 @@ def _fast_columns(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]] | None:
         if set(map(type, latencies)) != {float} or not math.isfinite(sum(latencies)):
             return None
         for at, _ in _INTS_AT:
-            types = set(map(type, columns[at]))
-            if types == {int}:
-                if min(columns[at]) < 0:
-                    return None
-            elif types != {type(None)} or at != _AT["step"]:
+            values = columns[at]
+            if not set(map(type, values)) <= ({int, type(None)} if at in _NULLABLE_INTS else {int}):
+                return None
+            if min((v for v in values if v is not None), default=0) < 0:
+                return None
+        for at, _ in _BOOLS_AT:
+            if not set(map(type, columns[at])) <= _BOOL_OR_NONE:
                 return None
         for stamp in set(columns[_CREATED]):
             if stamp is not None and not (isinstance(stamp, datetime) and stamp.tzinfo is not None):
@@ -277,6 +297,10 @@ def _checked_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
             v = values[at]
             if v is not None and (type(v) is not int or v < 0):
                 raise InvalidScoreRow(i, name, f"must be a non-negative int, got {v!r}")
+        for at, name in _BOOLS_AT:
+            v = values[at]
+            if v is not None and type(v) is not bool:
+                raise InvalidScoreRow(i, name, f"must be a bool or None, got {v!r}")
         created = values[_CREATED]
         if created is not None and not (isinstance(created, datetime) and created.tzinfo is not None):
             raise InvalidScoreRow(i, "created_at", f"must be a timezone-aware datetime, got {created!r}")

@@ -15,8 +15,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rewardq.errors import RewardqError
+from rewardq.schema import queue_for
 from rewardq.settings import Settings
 from rewardq.workers.render import Format, render
 
@@ -49,7 +51,8 @@ def _errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RewardqError as e:
-            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
+            # The message is escaped: "[rewards.rm]" in it is text, not rich markup.
+            err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, markup=True)
             raise typer.Exit(2) from e
 
     return wrapper  # type: ignore[return-value]
@@ -163,7 +166,7 @@ def rewards_(config: ConfigOpt = None) -> None:
             {
                 "reward": s.name,
                 "kind": s.kind,
-                "queue": f"rewards.{s.name}",
+                "queue": queue_for(s.name),
                 "options": s.options.model_dump(mode="json"),
             }
             for s in (loaded.specs[n] for n in loaded.names)

@@ -13,6 +13,7 @@ from rewardq.client import RewardClient
 from rewardq.rescore import score_file
 from rewardq.results import ScoreResult
 from rewardq.rollouts import read_records
+from rewardq.schema import STATUSES
 from rewardq.settings import Settings
 from rewardq.workers.render import Format, render
 
@@ -39,7 +40,7 @@ def summary_rows(result: ScoreResult) -> list[dict[str, Any]]:
                 "reward": name,
                 "weight": weight,
                 "mean": statistics.fmean(ok) if ok else None,
-                **{status: counts.get(status, 0) for status in ("ok", "unscorable", "error", "timeout")},
+                **{status: counts.get(status, 0) for status in STATUSES},
             }
         )
     return rows

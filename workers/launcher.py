@@ -6,13 +6,17 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from celery import signals
 
 from rewardq.errors import SettingsError
 from rewardq.schema import queue_for
 from rewardq.settings import Settings
-from rewardq.workers.runtime import GPU_ENV
+from rewardq.workers.resources import GPU_ENV
+
+if TYPE_CHECKING:
+    from rewardq.workers.config import RewardsConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,40 @@ def pin_gpu(gpu: str) -> None:
     os.environ[GPU_ENV] = gpu
 
 
+def node_name(gpu: str | None) -> str:
+    """The Celery node name, which the audit records as worker_host: ``rewardq-gpu0-<pid>@<host>``.
+
+    Celery's CLI expands ``%h``; a Worker built in code does not, so it is expanded here.
+    """
+    from celery.utils.nodenames import host_format
+
+    return host_format(f"rewardq-{'gpu' + gpu if gpu is not None else 'cpu'}-{os.getpid()}@%h")
+
+
+def choose_pool(config: RewardsConfig, options: WorkerOptions) -> str:
+    """The pool to run: as asked, else solo for a GPU or a reward that holds a model, else prefork.
+
+    Refuses prefork where it would load one model copy per child process (a GPU, or a model kind).
+    """
+    pool = options.pool
+    holders = [name for name in options.rewards if config.kinds.resolve(config.spec(name).kind).holds_model]
+    if pool is None:
+        return "solo" if options.gpu is not None or holders else "prefork"
+    if pool not in POOLS:
+        raise SettingsError(f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    if pool == "prefork" and (options.gpu is not None or holders):
+        why = (
+            f"rewards {', '.join(holders)} hold a model"
+            if holders
+            else f"GPU {options.gpu} would be shared by one process per core"
+        )
+        raise SettingsError(
+            f"--pool prefork would load one model copy per child process ({why}); use --pool solo, or "
+            "--pool threads to run several tasks against one copy"
+        )
+    return pool
+
+
 def run_worker(settings: Settings, options: WorkerOptions) -> int:
     """Run a Celery worker for ``options.rewards`` until it is stopped; returns its exit code."""
     if settings.embedded:
@@ -48,10 +86,6 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
         )
     if options.gpu is not None:
         pin_gpu(options.gpu)
-    pool = options.pool or ("solo" if options.gpu is not None else "prefork")
-    if pool not in POOLS:
-        raise SettingsError(f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
-    concurrency = 1 if pool == "solo" else (options.concurrency or os.cpu_count() or 1)
 
     from rewardq.storage import upgrade
     from rewardq.workers.app import create_app
@@ -61,10 +95,26 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     config = RewardsConfig.load(settings.rewards)
     for name in options.rewards:
         config.spec(name)  # unknown names fail here, listing the known ones
+    pool = choose_pool(config, options)
+    concurrency = 1 if pool == "solo" else (options.concurrency or os.cpu_count() or 1)
     upgrade(settings.database_url)
     app = create_app(settings, config)
     app.conf.worker_prefetch_multiplier = prefetch_multiplier(settings, config, options.rewards)
     runtime = app.rewardq_runtime
+    # Every reward is built before the worker consumes: a missing model or an unreachable server
+    # fails the start (RewardSetupError, exit 2), and the first task does not pay the load.
+    runtime.prepare(options.rewards)
+    if pool == "prefork":
+        # Children build their own (a model or client must not cross a fork): at their start.
+        runtime.close()
+
+        def _prepare_child(**_: object) -> None:
+            try:
+                runtime.prepare(options.rewards)
+            except Exception:  # built fine in the parent; a child's failure fails its tasks, not the pool
+                log.exception("pool process %d could not set up its rewards", os.getpid())
+
+        signals.worker_process_init.connect(_prepare_child, weak=False)
 
     def _close(**_: object) -> None:
         runtime.close()
@@ -73,7 +123,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     signals.worker_shutdown.connect(_close, weak=False)
     log.info("serving %s with pool=%s concurrency=%d gpu=%s", options.rewards, pool, concurrency, options.gpu)
     worker = app.Worker(
-        hostname=f"rewardq-{'gpu' + options.gpu if options.gpu is not None else 'cpu'}-{os.getpid()}@%h",
+        hostname=node_name(options.gpu),
         queues=[queue_for(name) for name in options.rewards],
         pool_cls=pool,
         concurrency=concurrency,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
+from rewardq.catalog import BUILTIN_REWARDS
 from rewardq.errors import ConfigError
 from rewardq.workers.rewards.base import Reward
 
@@ -21,8 +22,10 @@ BUILTIN_KINDS: Mapping[str, str] = {
     "text_similarity": "rewardq.workers.rewards.text_similarity:TextSimilarityReward",
 }
 
-# Kinds that need no options: served under their own name with no rewards file.
-RULE_KINDS: tuple[str, ...] = tuple(BUILTIN_KINDS)
+# Rule kinds that need no options, served under their own name with default options and no rewards
+# file (the producer's catalog lists the same names). Kinds that need options (a model path, a server
+# URL) are served only as configured rewards.
+RULE_KINDS: tuple[str, ...] = BUILTIN_REWARDS
 
 
 class KindRegistry:

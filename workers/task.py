@@ -23,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from rewardq.errors import RewardqError
 from rewardq.samples import describe_error, record_size
 from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope
-from rewardq.workers.rewards.base import Score
+from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -207,13 +207,13 @@ def _consistent(score: Score | None) -> Score:
             and math.isfinite(score.value)
         ):
             return score
-        return Score(
-            None, "error", f"the reward returned a non-finite or missing value: {score.value!r}", score.raw
+        return Score.failed(
+            f"the reward returned a non-finite or missing value: {score.value!r}", score.raw, score.meta
         )
     if score.status not in STATUSES:
-        return Score(None, "error", f"the reward returned an unknown status {score.status!r}", score.raw)
+        return Score.failed(f"the reward returned an unknown status {score.status!r}", score.raw, score.meta)
     if score.value is not None:
-        return Score(None, score.status, score.error, score.raw)
+        return Score(None, score.status, score.error, score.raw, score.meta)
     return score
 
 
@@ -272,6 +272,7 @@ def _audit_rows(
             "created_at": now,
             "prompt_text": None,
             "completion_text": None,
+            **_meta_columns(score.meta),
         }
         if store_text and sample is not None:
             prompt = sample.prompt
@@ -279,3 +280,20 @@ def _audit_rows(
             row["completion_text"] = sample.completion_text
         rows.append(row)
     return rows
+
+
+_NO_META = ScoreMeta()
+
+
+def _meta_columns(meta: ScoreMeta | None) -> dict[str, Any]:
+    """The audit columns of a score's meta (all None when it has none)."""
+    meta = meta if isinstance(meta, ScoreMeta) else _NO_META
+    return {
+        "truncated": meta.truncated,
+        "cache_hit": meta.cache_hit,
+        "http_attempts": meta.http_attempts,
+        "replica": meta.replica,
+        "prompt_tokens": meta.prompt_tokens,
+        "completion_tokens": meta.completion_tokens,
+        "template_hash": meta.template_hash,
+    }

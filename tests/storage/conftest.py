@@ -51,6 +51,13 @@ def make_row() -> Callable[..., dict[str, Any]]:
             "worker_gpu": "0",
             "prompt_text": None,
             "completion_text": None,
+            "truncated": None,
+            "cache_hit": None,
+            "http_attempts": None,
+            "replica": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "template_hash": None,
         }
         row.update(overrides)
         return row

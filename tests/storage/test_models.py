@@ -9,10 +9,10 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
-from rewardq.storage import Score
+from rewardq.storage import ScoreRow
 
 
-def a_score(**overrides: object) -> Score:
+def a_score(**overrides: object) -> ScoreRow:
     values: dict[str, object] = {
         "run_id": "run-a",
         "step": 3,
@@ -28,7 +28,7 @@ def a_score(**overrides: object) -> Score:
         "worker_host": "node-1",
     }
     values.update(overrides)
-    return Score(**values)
+    return ScoreRow(**values)
 
 
 def test_orm_round_trip_with_utc_timestamps(engine: Engine) -> None:
@@ -38,12 +38,12 @@ def test_orm_round_trip_with_utc_timestamps(engine: Engine) -> None:
         session.add_all([a_score(created_at=when), a_score(sample_index=1)])
         session.commit()
     with Session(engine) as session:
-        first, second = session.scalars(select(Score).order_by(Score.sample_index)).all()
+        first, second = session.scalars(select(ScoreRow).order_by(ScoreRow.sample_index)).all()
         assert first.created_at == when
         assert first.created_at.tzinfo == UTC
         assert second.created_at.tzinfo == UTC
         assert abs(datetime.now(UTC) - second.created_at) < timedelta(minutes=1)
-        assert repr(first).startswith("Score(id=")
+        assert repr(first).startswith("ScoreRow(id=")
         assert "reward='accuracy'" in repr(first) and "value=0.5" in repr(first)
 
 
@@ -65,6 +65,6 @@ def test_the_server_default_stamps_rows_written_in_plain_sql(engine: Engine) -> 
             {"h": "d" * 64},
         )
     with Session(engine) as session:
-        score = session.scalars(select(Score)).one()
+        score = session.scalars(select(ScoreRow)).one()
         assert score.created_at.tzinfo == UTC
         assert abs(datetime.now(UTC) - score.created_at) < timedelta(minutes=1)

@@ -42,6 +42,13 @@ def test_inserts_rows_and_reads_them_back(engine: Engine, make_row: MakeRow) -> 
             prompt_text="What is 2+2? ünïcödé",
             completion_text="4",
             created_at=when,
+            truncated=True,
+            cache_hit=False,
+            http_attempts=3,
+            replica="http://judge-1:8000/v1",
+            prompt_tokens=120,
+            completion_tokens=7,
+            template_hash="3f2a9c0d1e4b5a6c",
         )
     )
     with engine.begin() as conn:
@@ -173,6 +180,12 @@ BAD_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("latency_ms", {"latency_ms": None}, "is required"),
     ("created_at", {"created_at": datetime(2025, 1, 1)}, "timezone-aware"),
     ("valeu", {"valeu": 1.0}, "not a column of scores"),
+    ("truncated", {"truncated": 1}, "bool or None"),
+    ("cache_hit", {"cache_hit": "yes"}, "bool or None"),
+    ("http_attempts", {"http_attempts": -2}, "non-negative int"),
+    ("prompt_tokens", {"prompt_tokens": 1.5}, "non-negative int"),
+    ("replica", {"replica": "u" * 257}, "longer than 256"),
+    ("template_hash", {"template_hash": 7}, "must be a string"),
 ]
 
 

@@ -30,8 +30,18 @@ def register(kinds):
 """
 
 
-def test_producer_and_worker_agree_on_the_builtin_rewards() -> None:
-    assert set(BUILTIN_REWARDS) == set(RULE_KINDS) == set(BUILTIN_KINDS)
+def test_auto_served_kinds_are_the_producers_builtin_rewards_and_need_no_options() -> None:
+    assert RULE_KINDS == BUILTIN_REWARDS
+    kinds = KindRegistry()
+    for kind in RULE_KINDS:
+        assert kind in BUILTIN_KINDS
+        kinds.resolve(kind).Options()  # builds with defaults: nothing required
+
+
+def test_kinds_that_need_options_are_not_served_without_a_table() -> None:
+    config = RewardsConfig.load(None)
+    assert set(config.names) == set(RULE_KINDS)
+    assert set(config.kinds.names()) >= set(RULE_KINDS)
 
 
 def test_builtin_rewards_need_no_file_and_every_kind_resolves() -> None:

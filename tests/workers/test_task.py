@@ -14,7 +14,7 @@ from rewardq import Settings
 from rewardq.schema import Sample
 from rewardq.storage import upgrade
 from rewardq.workers.config import RewardsConfig, RewardSpec
-from rewardq.workers.rewards.base import Reward, Score
+from rewardq.workers.rewards.base import Reward, Score, ScoreMeta
 from rewardq.workers.runtime import WorkerRuntime
 from rewardq.workers.task import InvalidTask, sample_hash, score_payload
 
@@ -42,6 +42,16 @@ class Misbehaving(Reward):
         return out  # type: ignore[return-value]
 
 
+class Judged(Reward):
+    """Reports what a judge would: raw reply and the audit extras."""
+
+    kind = "judged"
+
+    def score(self, samples: Sequence[Sample]) -> list[Score]:
+        meta = ScoreMeta(cache_hit=True, http_attempts=2, replica="http://j1/v1", template_hash="ab" * 8)
+        return [Score.ok(0.5, raw="[[5]]", meta=meta), Score.failed("parse_error", raw="hm", meta=meta)]
+
+
 class Short(Reward):
     kind = "short"
 
@@ -55,6 +65,8 @@ def runtime(database_url: str) -> Any:
     config = RewardsConfig.load(None)
     config.kinds.add("misbehaving", Misbehaving)
     config.kinds.add("short", Short)
+    config.kinds.add("judged", Judged)
+    config.specs["judged"] = RewardSpec("judged", "judged", Judged.Options())
     config.specs["odd"] = RewardSpec("odd", "misbehaving", Misbehaving.Options())
     config.specs["short"] = RewardSpec("short", "short", Short.Options())
     rt = WorkerRuntime(Settings.from_env({}, database_url=database_url, store_text=True), config)
@@ -158,6 +170,24 @@ def test_sample_hash_is_canonical() -> None:
 
 def test_engine_is_not_shared_across_a_fork(runtime: WorkerRuntime) -> None:
     engine = runtime.engine
-    runtime._pid = -1  # what a forked child sees
+    runtime._state.pid = -1  # what a forked child sees
     assert runtime.engine is not engine
     engine.dispose()
+
+
+def test_what_a_scorer_reports_beyond_the_value_reaches_the_audit(runtime: WorkerRuntime) -> None:
+    p = payload("judged", ["a", "b"])
+    assert score_payload(runtime, p)["statuses"] == ["ok", "error"]
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT raw, cache_hit, http_attempts, replica, template_hash, truncated FROM scores"
+                " WHERE batch_id = :b ORDER BY sample_index"
+            ),
+            {"b": p["batch_id"]},
+        ).all()
+    assert [r.raw for r in rows] == ["[[5]]", "hm"]
+    assert all(
+        r.cache_hit and r.http_attempts == 2 and r.replica == "http://j1/v1" and r.truncated is None
+        for r in rows
+    )

@@ -2,7 +2,8 @@
 
 A reward *kind* (``format``, ``accuracy``, a reward model …) is a :class:`Reward` subclass with an
 ``Options`` model; a configured *reward* is a name bound to a kind and its options. A worker builds
-each reward once per process and calls :meth:`Reward.score` with whole chunks.
+each reward once per process, calls :meth:`Reward.setup` before it consumes (models load, servers are
+checked), then calls :meth:`Reward.score` with whole chunks.
 """
 
 from __future__ import annotations
@@ -12,11 +13,31 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from rewardq.schema import Sample, Status
+
+if TYPE_CHECKING:
+    from rewardq.workers.resources import WorkerResources
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreMeta:
+    """What a scorer reports about one sample beyond its value; each field is an audit column.
+
+    None means "does not apply" (a rule reward has no cache or HTTP attempts).
+    """
+
+    truncated: bool | None = None  # the input was cut to fit the model's max_length
+    cache_hit: bool | None = None  # the value came from the result cache, not a new request
+    http_attempts: int | None = None  # HTTP requests made for this sample (retries included)
+    replica: str | None = None  # the server (base URL) that answered
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    template_hash: str | None = None  # hash of the prompt template the judge was asked with
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +48,23 @@ class Score:
     status: Status = "ok"
     error: str | None = None
     raw: str | None = None  # a judge's raw output, kept for the audit
+    meta: ScoreMeta | None = None
 
     @classmethod
-    def ok(cls, value: float, raw: str | None = None) -> Score:
-        return cls(float(value), "ok", None, raw)
+    def ok(cls, value: float, raw: str | None = None, meta: ScoreMeta | None = None) -> Score:
+        return cls(float(value), "ok", None, raw, meta)
 
     @classmethod
-    def unscorable(cls, reason: str) -> Score:
-        return cls(None, "unscorable", reason)
+    def unscorable(cls, reason: str, meta: ScoreMeta | None = None) -> Score:
+        return cls(None, "unscorable", reason, None, meta)
 
     @classmethod
-    def failed(cls, error: str) -> Score:
-        return cls(None, "error", error)
+    def failed(cls, error: str, raw: str | None = None, meta: ScoreMeta | None = None) -> Score:
+        return cls(None, "error", error, raw, meta)
+
+    @classmethod
+    def timed_out(cls, error: str, raw: str | None = None, meta: ScoreMeta | None = None) -> Score:
+        return cls(None, "timeout", error, raw, meta)
 
 
 class RewardOptions(BaseModel):
@@ -48,20 +74,43 @@ class RewardOptions(BaseModel):
 
 
 class Reward(ABC):
-    """A configured reward. Subclasses set ``kind``, ``version`` and ``Options`` and implement ``score``."""
+    """A configured reward. Subclasses set ``kind``, ``version`` and ``Options`` and implement ``score``.
+
+    Kinds that load something (a model, a client) do it in :meth:`setup`, which the worker calls once
+    per process before it consumes; a failure there stops the worker at start (RewardSetupError).
+    """
 
     kind: ClassVar[str]
     version: ClassVar[str] = "1"
     Options: ClassVar[type[RewardOptions]] = RewardOptions
+    holds_model: ClassVar[bool] = False
+    """True for kinds that keep a model in process memory: served by the solo or threads pool only,
+    so that a worker holds one copy per device (prefork would load one per child)."""
 
     def __init__(self, name: str, options: RewardOptions) -> None:
         self.name = name
         self.options = options
 
+    def setup(self, resources: WorkerResources) -> None:  # noqa: B027 - optional hook
+        """Load what scoring needs (models, clients) and check it works; raise RewardSetupError if not.
+
+        Called once per worker process, before the worker consumes tasks.
+        """
+
+    def identity(self) -> dict[str, str]:
+        """What identifies this scorer beyond its options (a model's resolved path, revision, weights
+        hash), folded into :attr:`fingerprint`. Computed from the options and local files only (no model
+        load, no network), so that offline rescoring can tell what is already scored. No secrets."""
+        return {}
+
     @cached_property
     def fingerprint(self) -> str:
-        """Kind, version and a hash of the options: what the audit records as the scorer's identity."""
-        digest = hashlib.sha256(self.options.model_dump_json().encode()).hexdigest()[:12]
+        """Kind, version and a hash of the options and identity: the scorer's identity in the audit."""
+        identity = self.identity()
+        text = self.options.model_dump_json()
+        if identity:
+            text += orjson.dumps(identity, option=orjson.OPT_SORT_KEYS).decode()
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         return f"{self.kind}@{self.version}:{digest}"
 
     @abstractmethod

@@ -8,15 +8,14 @@ options are documented in ``docs/rewards-text.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards.base import Reward, Score
-from rewardq.workers.rewards.string_check import ReferenceOptions
+from rewardq.workers.rewards.base import Score
+from rewardq.workers.rewards.reference import ReferenceOptions, ReferenceReward
 
 Metric = Literal[
     "fuzzy_match", "bleu", "gleu", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l"
@@ -50,7 +49,7 @@ class TextSimilarityOptions(ReferenceOptions):
         return value
 
 
-class TextSimilarityReward(Reward):
+class TextSimilarityReward(ReferenceReward):
     """The similarity of the completion to its reference, or 1.0/0.0 against ``pass_threshold``."""
 
     kind = "text_similarity"
@@ -61,15 +60,14 @@ class TextSimilarityReward(Reward):
     def _similarity(self) -> Similarity:
         return build_similarity(self.options.evaluation_metric)
 
-    def score(self, samples: Sequence[Sample]) -> list[Score]:
-        return [self._score_one(sample) for sample in samples]
+    def score_pairs(self, completions: list[str], references: list[str]) -> list[Score]:
+        return [
+            self._score_one(text, reference) for text, reference in zip(completions, references, strict=True)
+        ]
 
-    def _score_one(self, sample: Sample) -> Score:
-        reference = self.options.reference_for(sample)
-        if isinstance(reference, Score):
-            return reference
+    def _score_one(self, text: str, reference: str) -> Score:
         try:
-            similarity = min(max(self._similarity(sample.completion_text, reference), 0.0), 1.0)
+            similarity = min(max(self._similarity(text, reference), 0.0), 1.0)
         except Exception as e:  # a library failing on one odd text must not fail the chunk
             return Score.failed(f"{self.options.evaluation_metric}: {type(e).__name__}: {e}")
         threshold = self.options.pass_threshold

@@ -53,3 +53,22 @@ def test_options() -> None:
         FormatReward.Options(pattern="(unclosed")
     with pytest.raises(ValidationError, match="Extra inputs"):
         FormatReward.Options(flags="i")  # type: ignore[call-arg]
+
+
+def test_the_linear_scan_agrees_with_the_regex_on_random_completions() -> None:
+    import random
+    import re
+
+    from rewardq.workers.rewards.format import FLAGS, swift_format
+
+    regex = re.compile(SWIFT_PATTERN, FLAGS)
+    pieces = ["<think>", "</think>", "<answer>", "</answer>", " ", "\n", "x", "<", "/", ">", "think"]
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 9)))
+        assert swift_format(text) == bool(regex.match(text)), text
+
+
+def test_a_hostile_completion_at_the_record_limit_is_scored() -> None:
+    hostile = "<think>" + "</think>\n<answer>" * 60_000  # ~1 MB: minutes for the backtracking regex
+    assert values([hostile, hostile + "</answer>"]) == [0.0, 1.0]
