@@ -1,7 +1,7 @@
 """Token-budget batching: pack samples of known token lengths into forward passes.
 
 Samples are sorted by length (longest first, so a pass that would run out of memory runs first) and
-packed greedily: a pass holds as many rows as fit ``rows × longest ≤ token_budget``, which is what a
+packed greedily: a pass holds as many rows as fit ``rows * longest <= token_budget``, which is what a
 padded batch costs. A sample longer than the budget gets a pass of its own. :func:`run_packed` runs
 a forward function per pass and puts the results back in input order. Nothing here imports torch.
 """
@@ -53,9 +53,7 @@ def pack(lengths: Sequence[int], token_budget: int) -> Packing:
     return Packing(passes, sum(lengths), padded)
 
 
-def run_packed(
-    items: Sequence[T], packing: Packing, forward: Callable[[list[T]], Sequence[R]]
-) -> list[R]:
+def run_packed(items: Sequence[T], packing: Packing, forward: Callable[[list[T]], Sequence[R]]) -> list[R]:
     """Call ``forward`` once per pass of ``packing`` over ``items``; results come back in input order."""
     results: dict[int, R] = {}
     for indices in packing.passes:

@@ -8,7 +8,6 @@ is either cut from the left, dropping prompt tokens only, or reported as unscora
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -51,7 +50,8 @@ def render(tokenizer: Any, sample: Sample) -> tuple[str, int]:
     if not prompt:
         return text, 0
     prompt_text = str(tokenizer.apply_chat_template(prompt, tokenize=False))
-    return text, len(os.path.commonprefix([text, prompt_text]))
+    shared = next((i for i, (a, b) in enumerate(zip(text, prompt_text, strict=False)) if a != b), None)
+    return text, min(len(text), len(prompt_text)) if shared is None else shared
 
 
 def encode(

@@ -11,6 +11,7 @@ own forward with the attention mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rewardq.errors import RewardqError
@@ -54,11 +55,14 @@ class Classifier:
         return values
 
 
-def load_classifier(path: str, revision: str | None, dtype: Any, device: str) -> Classifier:
-    """Load ``path`` as a sequence classifier with a trained head; raises ClassifierLoadError if not."""
+def load_classifier(path: Path, dtype: Any, device: str) -> Classifier:
+    """Load the local directory ``path`` as a sequence classifier with a trained head on ``device``.
+
+    Raises ClassifierLoadError when it is not one (a causal LM, say, whose head would be random).
+    """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(path, revision=revision, local_files_only=True)
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
     architectures = list(getattr(config, "architectures", None) or [])
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         found = ", ".join(architectures) or "none recorded"
@@ -67,13 +71,12 @@ def load_classifier(path: str, revision: str | None, dtype: Any, device: str) ->
             "a reward model is saved as *ForSequenceClassification"
         )
     model, info = AutoModelForSequenceClassification.from_pretrained(
-        path, revision=revision, dtype=dtype, local_files_only=True, output_loading_info=True
+        path, dtype=dtype, local_files_only=True, output_loading_info=True
     )
     missing = [k for k in info.get("missing_keys", []) if k.split(".")[0] in {"score", "classifier"}]
     if missing:
         raise ClassifierLoadError(f"{path}: the classification head's weights are missing ({missing})")
     model.to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return Classifier(model, tokenizer, device, int(model.config.num_labels), int(pad or 0))
-

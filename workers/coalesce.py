@@ -84,7 +84,7 @@ def register_coalescing(app: Celery, runtime: WorkerRuntime, score_task: Task) -
 
         return handle
 
-    score_task.Strategy = strategy  # type: ignore[assignment]
+    score_task.Strategy = strategy
     return score_coalesced
 
 

@@ -17,6 +17,7 @@ BUILTIN_KINDS: Mapping[str, str] = {
     "cosine": "rewardq.workers.rewards.cosine:CosineReward",
     "format": "rewardq.workers.rewards.format:FormatReward",
     "repetition": "rewardq.workers.rewards.repetition:RepetitionReward",
+    "reward_model": "rewardq.workers.rewards.reward_model:RewardModelReward",
     "soft_overlong": "rewardq.workers.rewards.overlong:SoftOverlongReward",
     "string_check": "rewardq.workers.rewards.string_check:StringCheckReward",
     "text_similarity": "rewardq.workers.rewards.text_similarity:TextSimilarityReward",

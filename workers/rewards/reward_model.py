@@ -51,7 +51,7 @@ class RewardModelOptions(RewardOptions):
     """Too long an input: ``left`` drops prompt tokens from the left (flagged ``truncated`` in the
     audit), ``unscorable`` scores nothing."""
     token_budget: int = Field(default=16384, ge=1)
-    """Padded tokens (rows × longest row) per forward pass."""
+    """Padded tokens (rows * longest row) per forward pass."""
     template: str | None = Field(default=None, min_length=1)
     """A Jinja chat template to render with, for a model that has none (it overrides the model's)."""
     shift: float = 0.0
@@ -102,11 +102,9 @@ class RewardModelReward(Reward):
 
     def setup(self, resources: WorkerResources) -> None:
         from rewardq.workers.classifier import ClassifierLoadError, load_classifier
-        from rewardq.workers.models import load_shared, resolve_dtype
+        from rewardq.workers.models import load_shared
 
         opts = self.options
-        device = resources.device
-        dtype = resolve_dtype(opts.dtype, device)
         try:
             classifier = load_shared(
                 resources,
@@ -114,16 +112,11 @@ class RewardModelReward(Reward):
                 opts.model,
                 opts.revision,
                 opts.dtype,
-                lambda: load_classifier(opts.model, opts.revision, dtype, device),
+                load_classifier,
+                reward=self.name,
             )
         except ClassifierLoadError as e:
             raise RewardSetupError(f"reward {self.name!r}: {e}") from e
-        except RewardSetupError:
-            raise
-        except Exception as e:
-            raise RewardSetupError(
-                f"reward {self.name!r}: cannot load model {opts.model}: {type(e).__name__}: {e}"
-            ) from e
         self._check_head(classifier)
         if opts.template is None and not getattr(classifier.tokenizer, "chat_template", None):
             raise RewardSetupError(
@@ -163,7 +156,7 @@ class RewardModelReward(Reward):
         except torch.OutOfMemoryError as e:
             raise RewardSetupError(
                 f"reward {self.name!r}: out of memory running model {self.options.model} on a forward pass "
-                f"of {rows}×{length} tokens; lower token_budget or max_length"
+                f"of {rows} x {length} tokens; lower token_budget or max_length"
             ) from e
 
     @property
@@ -172,7 +165,9 @@ class RewardModelReward(Reward):
 
     def _ready(self) -> Classifier:
         if self._classifier is None:
-            raise RuntimeError(f"reward {self.name!r} was not set up: the worker calls setup() before score()")
+            raise RuntimeError(
+                f"reward {self.name!r} was not set up: the worker calls setup() before score()"
+            )
         return self._classifier
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
@@ -182,7 +177,7 @@ class RewardModelReward(Reward):
         rows = [encoded[i].ids or [] for i in scorable]
         packing = pack([len(r) for r in rows], self.options.token_budget)
         logits = run_packed(rows, packing, lambda batch: classifier.forward(batch, self._label))
-        log.debug(
+        log.info(
             "reward %s: %d samples in %d forward passes, padding efficiency %.3f",
             self.name,
             len(rows),
@@ -230,4 +225,3 @@ def _with_template(tokenizer: Any, template: str | None) -> Any:
     own = copy.copy(tokenizer)  # the shared model's tokenizer keeps its own template
     own.chat_template = template
     return own
-
