@@ -185,3 +185,23 @@ def test_every_rewardq_command_and_flag_exists(services: dict[str, dict[str, Any
         known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cli_help(*path)))
         used = {a.split("=", 1)[0] for a in args if a.startswith("--")}
         assert used <= known, f"{name}: `rewardq {' '.join(path)}` has no {sorted(used - known)}"
+
+
+def test_the_gpu_workers_rewards_file_configures_their_reward_model(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The example ./rewards.toml the GPU workers mount loads and validates (its model is not here,
+    so this checks the options, not the model; set-up is tested in the reward_model tests)."""
+    from rewardq.workers.config import RewardsConfig
+    from rewardq.workers.rewards.reward_model import RewardModelOptions
+
+    config = RewardsConfig.load(ROOT / "rewards.toml")
+    for name in GPU_WORKERS:
+        for reward in option(argv(services[name]), "--rewards").split(","):
+            spec = config.spec(reward)
+            assert spec.kind == "reward_model", reward
+            assert config.kinds.resolve(spec.kind).holds_model
+            assert isinstance(spec.options, RewardModelOptions)
+            assert spec.options.dtype == "auto"
+            assert spec.options.max_length is not None
+            assert spec.options.max_length <= spec.options.token_budget
