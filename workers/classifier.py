@@ -37,18 +37,24 @@ class Classifier:
 
         longest = max(len(r) for r in rows)
         ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
         for j, row in enumerate(rows):
             ids[j, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[j, : len(row)] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        last = torch.tensor([len(r) - 1 for r in rows], device=self.device)
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        return self.run(ids.to(self.device), lengths.to(self.device), label)
+
+    def run(self, ids: Any, lengths: Any, label: int) -> list[float]:
+        """Score right-padded ``ids`` (rows x longest, on the device) whose rows hold ``lengths`` tokens."""
+        import torch
+
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        mask = (positions[None, :] < lengths[:, None]).long()
         with torch.inference_mode():
             head = getattr(self.model, "score", None)
             prefix = getattr(self.model, "base_model_prefix", "")
             if isinstance(head, torch.nn.Module) and hasattr(self.model, prefix):
                 hidden = getattr(self.model, prefix)(input_ids=ids, attention_mask=mask).last_hidden_state
-                logits = head(hidden[torch.arange(len(rows), device=self.device), last])
+                rows = torch.arange(ids.shape[0], device=ids.device)
+                logits = head(hidden[rows, lengths - 1])
             else:
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
             values: list[float] = logits[:, label].float().cpu().tolist()

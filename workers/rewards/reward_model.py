@@ -152,7 +152,8 @@ class RewardModelReward(Reward):
             length = self._max_length
             rows = max(1, self.options.token_budget // length)
         try:
-            classifier.forward([[classifier.pad_id] * length] * rows, self._label)
+            ids = torch.full((rows, length), classifier.pad_id, dtype=torch.long, device=classifier.device)
+            classifier.run(ids, torch.full((rows,), length, device=classifier.device), self._label)
         except torch.OutOfMemoryError as e:
             raise RewardSetupError(
                 f"reward {self.name!r}: out of memory running model {self.options.model} on a forward pass "

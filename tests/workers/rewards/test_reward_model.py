@@ -338,3 +338,42 @@ def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return str(value)
+
+
+@pytest.fixture
+def cuda() -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@pytest.mark.usefixtures("cuda")
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_on_a_gpu_fp32_scores_match_the_cpu_and_do_not_depend_on_the_batch(
+    side: str, classifier_right: Path, classifier_left: Path
+) -> None:
+    model_dir = classifier_right if side == "right" else classifier_left
+    batch = long_tailed_samples(64, seed=2)
+    gpu = make_reward(model_dir, dtype="float32")
+    assert gpu._ready().device == "cuda"
+    large = [s.value for s in gpu.score(batch)]
+    for budget in (512, 2048, 65536):
+        again = make_reward(model_dir, dtype="float32", token_budget=budget)
+        for i in (0, 7, 33):
+            alone = again.score([batch[i]])[0].value
+            assert large[i] == pytest.approx(alone, abs=TOLERANCE)
+    for i in (0, 7, 33):
+        assert large[i] == pytest.approx(plain_logits(model_dir, batch[i])[0], abs=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.usefixtures("cuda")
+def test_on_a_gpu_auto_is_bfloat16_and_close_to_fp32(classifier_right: Path, samples: list[Sample]) -> None:
+    import torch
+
+    bf16 = make_reward(classifier_right)
+    assert next(bf16._ready().model.parameters()).dtype == torch.bfloat16
+    fp32 = make_reward(classifier_right, dtype="float32")
+    for a, b in zip(bf16.score(samples), fp32.score(samples), strict=True):
+        assert a.value == pytest.approx(b.value, abs=0.05)

@@ -195,3 +195,20 @@ def test_small_tasks_waiting_together_share_forward_passes(
     audit = _audit(sqlite_url, "coalesce")
     assert [row.sample_index for row in audit] == list(range(32))
     assert {row.sample_id for row in audit} == {f"s{i}" for i in range(32)}
+
+
+@pytest.mark.gpu
+def test_a_token_budget_the_gpu_cannot_hold_fails_the_worker_at_start(
+    tmp_path: Path, classifier_right: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    # The warm-up runs a full budget: 2**20 rows of 2048 tokens cannot fit on any GPU.
+    config = rewards_file(tmp_path, classifier_right, max_length=2048, token_budget=2**31)
+    done = run_worker_until_exit(config, tmp_path)
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert "'rm'" in output
+    assert str(classifier_right) in output
+    assert "out of memory" in output
