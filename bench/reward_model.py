@@ -176,6 +176,25 @@ def end_to_end(settings: Settings, samples: list[Sample], groups: int, repeat: i
     return best
 
 
+def queued_seconds(
+    model_dir: Path, dtype: str, budget: int, max_length: int, samples: list[Sample], repeat: int
+) -> tuple[float, float]:
+    """(a) and (d) through a private redis-server, one worker and a SQLite audit."""
+    with tempfile.TemporaryDirectory() as d:
+        config = Path(d) / "rewards.toml"
+        config.write_text(
+            f'[rewards.rm]\nkind = "reward_model"\nmodel = "{model_dir}"\ndtype = "{dtype}"\n'
+            f"token_budget = {budget}\nmax_length = {max_length}\n"
+        )
+        with redis_server() as broker, sqlite_database() as database:
+            settings = Settings.from_env({}, broker_url=broker, database_url=database, rewards=config)
+            worker_args = ("--rewards", "rm", "--config", str(config), "--loglevel", "WARNING")
+            with workers(1, broker, database, *worker_args):
+                one = end_to_end(settings, samples, 1, repeat)
+                many = end_to_end(settings, samples, len(samples) // 8, repeat)
+    return one, many
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -184,6 +203,9 @@ def main() -> None:
     parser.add_argument("--token-budget", type=int, default=None, help="default 8192 (cpu), 65536 (cuda)")
     parser.add_argument("--trainer-batch", type=int, default=16, help="(c)'s fixed batch size")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--skip-queue", action="store_true", help="only (b) and (c), in process (no redis-server needed)"
+    )
     parser.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "rewardq-bench-models")
     args = parser.parse_args()
     import torch
@@ -198,7 +220,6 @@ def main() -> None:
     rows = [e.ids or [] for e in encode(tokenizer, samples, None, "left")]
     texts = [render(tokenizer, s)[0] for s in samples]
     tokens = sum(len(r) for r in rows)
-    max_length = min(4096, budget)
 
     bare_loop(model, rows[:32], budget, args.device)  # warm-up
     bare = [bare_loop(model, rows, budget, args.device) for _ in range(args.repeat)]
@@ -208,18 +229,10 @@ def main() -> None:
     b_seconds, efficiency = min(bare)
     c_seconds, c_efficiency = min(trainer)
 
-    with tempfile.TemporaryDirectory() as d:
-        config = Path(d) / "rewards.toml"
-        config.write_text(
-            f'[rewards.rm]\nkind = "reward_model"\nmodel = "{model_dir}"\ndtype = "{dtype_name}"\n'
-            f"token_budget = {budget}\nmax_length = {max_length}\n"
-        )
-        with redis_server() as broker, sqlite_database() as database:
-            settings = Settings.from_env({}, broker_url=broker, database_url=database, rewards=config)
-            worker_args = ("--rewards", "rm", "--config", str(config), "--loglevel", "WARNING")
-            with workers(1, broker, database, *worker_args):
-                a_seconds = end_to_end(settings, samples, 1, args.repeat)
-                d_seconds = end_to_end(settings, samples, len(samples) // 8, args.repeat)
+    queue = (float("nan"), float("nan"))
+    if not args.skip_queue:
+        queue = queued_seconds(model_dir, dtype_name, budget, min(4096, budget), samples, args.repeat)
+    a_seconds, d_seconds = queue
 
     rate = {name: tokens / s for name, s in {"a": a_seconds, "b": b_seconds, "c": c_seconds}.items()}
     many = tokens / d_seconds

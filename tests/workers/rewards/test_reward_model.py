@@ -377,3 +377,11 @@ def test_on_a_gpu_auto_is_bfloat16_and_close_to_fp32(classifier_right: Path, sam
     fp32 = make_reward(classifier_right, dtype="float32")
     for a, b in zip(bf16.score(samples), fp32.score(samples), strict=True):
         assert a.value == pytest.approx(b.value, abs=0.05)
+
+
+@pytest.mark.gpu
+@pytest.mark.usefixtures("cuda")
+def test_on_a_gpu_a_budget_that_cannot_fit_fails_at_setup(classifier_right: Path) -> None:
+    # The warm-up runs a full token budget: 2**20 rows of 2048 tokens fit on no GPU.
+    with pytest.raises(RewardSetupError, match=rf"'rm': out of memory running model {classifier_right}"):
+        make_reward(classifier_right, max_length=2048, token_budget=2**31)
