@@ -98,7 +98,7 @@ def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any])
         try:
             item = prepare(runtime, _payload(request))
         except InvalidTask as e:
-            backend.mark_as_failure(request.id, e, request=request)
+            _fail(backend, request, e)
             continue
         by_reward[item.task.reward].append((request, item))
     for reward, group in by_reward.items():
@@ -118,7 +118,7 @@ def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any])
                 continue
             except Exception as e:
                 log.exception("task %s of reward %s failed", request.id, reward)
-                backend.mark_as_failure(request.id, e, request=request)
+                _fail(backend, request, e)
                 continue
             backend.mark_as_done(request.id, result, request=request)
 
@@ -127,7 +127,7 @@ def _retry(app: Celery, request: Any, item: Prepared, retries: int, error: Excep
     """Publish the task again under its id (as ``Task.retry`` would), or fail it after the last try."""
     if retries >= AUDIT_RETRIES:
         log.error("task %s: audit write failed %d times, giving up: %s", request.id, retries + 1, error)
-        app.backend.mark_as_failure(request.id, error, request=request)
+        _fail(app.backend, request, error)
         return
     log.warning("audit write failed (attempt %d): %s", retries + 1, error)
     app.send_task(
@@ -139,6 +139,11 @@ def _retry(app: Celery, request: Any, item: Prepared, retries: int, error: Excep
         countdown=min(2**retries, 30),
         retries=retries + 1,
     )
+
+
+def _fail(backend: Any, request: Any, error: Exception) -> None:
+    """Store a task's failure (rewardq sends no errbacks, which celery-batches' requests cannot carry)."""
+    backend.mark_as_failure(request.id, error, request=request, call_errbacks=False)
 
 
 def _payload(request: Any) -> Any:
