@@ -35,9 +35,9 @@ from tests.tinymodels import CORPUS, build_tokenizer  # noqa: E402
 
 SHAPES: dict[str, dict[str, int]] = {
     "small": {
-        "hidden_size": 256,
-        "intermediate_size": 768,
-        "num_hidden_layers": 4,
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "vocab_size": 512,
@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
     parser.add_argument("--samples", type=int, default=512)
-    parser.add_argument("--token-budget", type=int, default=None, help="default 8192 (cpu), 65536 (cuda)")
+    parser.add_argument("--token-budget", type=int, default=None, help="default 4096 (cpu), 65536 (cuda)")
     parser.add_argument("--trainer-batch", type=int, default=16, help="(c)'s fixed batch size")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument(
@@ -213,7 +213,7 @@ def main() -> None:
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the worker too
     dtype_name = "bfloat16" if args.device == "cuda" else "float32"
-    budget = args.token_budget or (65536 if args.device == "cuda" else 8192)
+    budget = args.token_budget or (65536 if args.device == "cuda" else 4096)
     model_dir = build_model(args.models / args.shape, args.shape)
     tokenizer, model = load(model_dir, args.device, getattr(torch, dtype_name))
     samples = make_samples(args.samples)
