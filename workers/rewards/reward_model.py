@@ -101,22 +101,21 @@ class RewardModelReward(Reward):
         return identity
 
     def setup(self, resources: WorkerResources) -> None:
-        from rewardq.workers.classifier import ClassifierLoadError, load_classifier
+        from rewardq.workers.classifier import load_classifier
         from rewardq.workers.models import load_shared
 
         opts = self.options
-        try:
-            classifier = load_shared(
-                resources,
-                "sequence_classification",
-                opts.model,
-                opts.revision,
-                opts.dtype,
-                load_classifier,
-                reward=self.name,
-            )
-        except ClassifierLoadError as e:
-            raise RewardSetupError(f"reward {self.name!r}: {e}") from e
+        # A missing path, no classification head (ClassifierLoadError), out of memory: load_shared
+        # turns each into a RewardSetupError naming the reward and the path.
+        classifier = load_shared(
+            resources,
+            "sequence_classification",
+            opts.model,
+            opts.revision,
+            opts.dtype,
+            load_classifier,
+            reward=self.name,
+        )
         self._check_head(classifier)
         if opts.template is None and not getattr(classifier.tokenizer, "chat_template", None):
             raise RewardSetupError(
