@@ -1,7 +1,9 @@
 """Queue overhead: a 64-sample `format` batch through Redis + a worker process + the audit write, versus
-calling the scorer directly in-process. Each configuration (audit store, worker pool) runs in turn with
-only its worker up; in every iteration the direct call and the queued one run back to back, and the
-difference is taken per iteration; prints its p50 and p99.
+calling the scorer directly in-process, as a ratio to the round trip of an empty Celery task through the
+same Redis. Each configuration (audit store, worker pool) runs in turn with only its two workers up (a
+`rewardq worker` and one serving an empty task, same pool); in every iteration the direct call, the
+queued batch and the empty task run back to back. Prints p50 and p99 of each, the overhead (queued minus
+direct, per iteration) and its p50 over the empty task's p50 (aim: at most 2.5).
 
     .venv/bin/python bench/queue_overhead.py --iterations 300
 """
@@ -10,23 +12,47 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+from _empty_worker import EMPTY_QUEUE, EMPTY_TASK
 from _services import postgres_database, redis_server, sqlite_database, workers
 from pydantic import TypeAdapter
 
 from rewardq import RewardClient, Settings
+from rewardq.broker import GATHER_POLL_S, make_app
 from rewardq.samples import to_samples
 from rewardq.schema import Sample
 from rewardq.workers.rewards.format import FormatReward
 
-AIM_MS = 3.0
+AIM_RATIO = 2.5
 CONFIGS = (("postgres", "solo"), ("postgres", "prefork"), ("sqlite", "solo"), ("sqlite", "prefork"))
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def empty_worker(broker: str, pool: str) -> Iterator[None]:
+    script = str(Path(__file__).with_name("_empty_worker.py"))
+    proc = subprocess.Popen(
+        [sys.executable, script, broker, pool], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    control = make_app(Settings.from_env({}, broker_url=broker))
+    try:
+        while not any("empty@" in name for reply in control.control.ping(timeout=0.5) for name in reply):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the empty-task worker exited with {proc.returncode}")
+        yield
+    finally:
+        control.close()
+        proc.terminate()
+        proc.wait(30)
 
 
 def main() -> None:
@@ -46,19 +72,16 @@ def main() -> None:
     ]
     samples = TypeAdapter(list[Sample]).validate_python(to_samples(rows, max_record_bytes=1 << 20))
     scorer = FormatReward("format", FormatReward.Options())
-    timings: dict[str, list[float]] = {
-        name: [] for name in ["direct", *(f"{db}/{pool}" for db, pool in configs)]
-    }
+    timings: dict[str, dict[str, list[float]]] = {}
 
-    differences: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(redis_server())
         urls = {
             "postgres": stack.enter_context(postgres_database()),
             "sqlite": stack.enter_context(sqlite_database()),
         }
-        # One configuration at a time, only its worker running (idle workers of the others would add
-        # about 1.5 ms here); within a phase the direct call and the queued one alternate.
+        # One configuration at a time, only its workers running (idle workers of the others would add
+        # about 1.5 ms here); within a phase the three round trips alternate.
         for db, pool in configs:
             name = f"{db}/{pool}"
             worker_args = (
@@ -72,8 +95,12 @@ def main() -> None:
                 "WARNING",
             )
             settings = Settings.from_env({}, broker_url=broker, database_url=urls[db])
-            with workers(1, broker, urls[db], *worker_args), RewardClient(settings) as client:
-                differences[name] = []
+            with (
+                workers(1, broker, urls[db], *worker_args),
+                empty_worker(broker, pool),
+                RewardClient(settings) as client,
+            ):
+                times: dict[str, list[float]] = {"direct": [], "queued": [], "overhead": [], "empty": []}
                 for i in range(args.warmup + args.iterations):
                     t0 = time.perf_counter()
                     scorer.score(samples)
@@ -82,21 +109,26 @@ def main() -> None:
                     result = client.submit(rows, "format", run_id="bench", step=i).get(timeout=30)
                     queued = time.perf_counter() - t0
                     assert result.statuses["format"] == ["ok"] * 64
+                    t0 = time.perf_counter()
+                    empty = client.app.send_task(EMPTY_TASK, queue=EMPTY_QUEUE)
+                    empty.get(timeout=30, interval=GATHER_POLL_S)
+                    empty_s = time.perf_counter() - t0
+                    empty.forget()
                     if i >= args.warmup:
-                        timings["direct"].append(direct * 1000)
-                        timings[name].append(queued * 1000)
-                        differences[name].append((queued - direct) * 1000)
+                        for key, seconds in zip(
+                            times, (direct, queued, queued - direct, empty_s), strict=True
+                        ):
+                            times[key].append(seconds * 1000)
+                timings[name] = times
 
     print(f"64-sample `format` batch from a trainer's rows, {args.iterations} interleaved iterations, in ms")
-    print(
-        f"{'path (audit store / pool)':<30}{'p50':>8}{'p99':>8}{'overhead p50':>14}{'p99':>8}{'p50/aim':>9}"
-    )
-    print(f"{'direct scorer call':<30}{pct(timings['direct'], 50):>8.3f}{pct(timings['direct'], 99):>8.3f}")
-    for name, diff in differences.items():
-        print(
-            f"{'queue + audit: ' + name:<30}{pct(timings[name], 50):>8.3f}{pct(timings[name], 99):>8.3f}"
-            f"{pct(diff, 50):>14.3f}{pct(diff, 99):>8.3f}{pct(diff, 50) / AIM_MS:>9.2f}"
-        )
+    header = ("path (audit store / pool)", "direct", "queued", "overhead", "empty task", "p50 ratio")
+    print(f"{header[0]:<28}" + "".join(f"{h:>20}" for h in header[1:]))
+    print(f"{'':<28}" + f"{'p50 / p99':>20}" * 4 + f"{'(aim <= 2.5)':>20}")
+    for name, times in timings.items():
+        cells = [f"{pct(times[k], 50):.3f} / {pct(times[k], 99):.3f}" for k in times]
+        ratio = pct(times["overhead"], 50) / pct(times["empty"], 50)
+        print(f"{name:<28}" + "".join(f"{c:>20}" for c in cells) + f"{ratio:>20.2f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from rewardq.catalog import check_weights, known_rewards
 from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
-from rewardq.schema import TASK_NAME, ChunkResult, RunId, Sample, Status, queue_for
+from rewardq.schema import SCHEMA_VERSION, TASK_NAME, ChunkResult, RunId, Sample, Status, queue_for
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -174,19 +174,25 @@ class RewardClient:
         step: int | None = None,
         batch_id: str | None = None,
         lines: Sequence[int] | None = None,
+        sizes: Sequence[int] | None = None,
         source: str | None = None,
     ) -> ScoreHandle:
-        """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first."""
+        """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first.
+
+        ``lines`` and ``sizes`` come from a file reader: each row's line number (for problems) and its
+        size as JSON, which is then not measured again.
+        """
         weights = check_weights(rewards, self.known_rewards)
         _check_request(run_id, step, len(samples))
-        wire = self._normalize(samples, lines, source)
+        wire = self._normalize(samples, lines, sizes, source)
         batch_id = batch_id or uuid.uuid4().hex
         size = self.settings.chunk_size
         chunks: list[_Chunk] = []
         for offset in range(0, len(wire), size):
             part = wire[offset : offset + size]
             for reward in weights:
-                payload = {
+                payload = {  # a ScoreTask: tests/producer/test_payload.py
+                    "v": SCHEMA_VERSION,
                     "batch_id": batch_id,
                     "run_id": run_id,
                     "step": step,
@@ -218,7 +224,11 @@ class RewardClient:
         return handle.get(timeout=self.settings.timeout if timeout is None else timeout)
 
     def _normalize(
-        self, samples: Sequence[Mapping[str, Any] | Sample], lines: Sequence[int] | None, source: str | None
+        self,
+        samples: Sequence[Mapping[str, Any] | Sample],
+        lines: Sequence[int] | None,
+        sizes: Sequence[int] | None,
+        source: str | None,
     ) -> list[dict[str, Any]]:
         """Rows (TRL or ms-swift shapes) or Sample objects, in their wire form."""
         if any(isinstance(s, Sample) for s in samples):
@@ -226,7 +236,7 @@ class RewardClient:
                 raise InvalidInputError([Problem("samples", "pass either rows or Sample objects, not a mix")])
             return [s.model_dump(mode="json") for s in samples]  # type: ignore[union-attr]
         return to_samples(
-            samples, max_record_bytes=self.settings.max_record_bytes, lines=lines, source=source
+            samples, max_record_bytes=self.settings.max_record_bytes, lines=lines, sizes=sizes, source=source
         )
 
     def close(self) -> None:

@@ -1,144 +1,190 @@
-"""Normalization of trainer rows into :class:`~rewardq.schema.Sample`, with precise errors.
+"""Normalization of trainer rows into the wire form of :class:`~rewardq.schema.Sample`, with precise errors.
 
 Accepted shapes:
 - TRL: ``prompt`` (string or chat messages, optional) and ``completion`` (string or chat messages);
 - ms-swift: ``messages``, whose last message is the assistant's completion.
 Every other key is a dataset column (``solution``, ``completion_ids`` …) and travels to the scorers.
+
+This module only reshapes rows; what a valid sample is, the schema alone says: a batch is checked by
+one call of the :class:`Sample` model's own validator (:func:`~rewardq.schema.samples_checker`, strict:
+what JSON carries), the model the worker validates with. Its errors become problems naming the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from rewardq.errors import InvalidInputError, Problem
+from rewardq.schema import samples_checker
 
 SHAPES_HINT = (
     "a record needs 'completion' (TRL: a string or chat messages) or 'messages' ending with an "
     "assistant message (ms-swift)"
 )
 
-
-def _split_messages(messages: Any) -> tuple[Any, Any, Problem | None]:
-    if not isinstance(messages, list) or not messages:
-        return (
-            None,
-            None,
-            Problem("messages", f"must be a non-empty list of chat messages, got {_kind(messages)}"),
-        )
-    last = messages[-1]
-    if not isinstance(last, Mapping) or last.get("role") != "assistant":
-        role = last.get("role") if isinstance(last, Mapping) else _kind(last)
-        return (
-            None,
-            None,
-            Problem("messages", f"the last message must be the assistant's completion, got {role!r}"),
-        )
-    content = last.get("content")
-    # A text completion stays a string, as ms-swift hands it to reward functions; multimodal content
-    # keeps its message so that the parts survive.
-    return messages[:-1] or None, content if isinstance(content, str | None) else [last], None
+# How the schema's union members and error types read in a problem ("must be a string or ...").
+_MEMBERS = {
+    "str": "a string",
+    "list[ChatMessage]": "a list of chat messages",
+    "list[any]": "a list of parts",
+    "dict[str,any]": "an object",
+}
+_TYPES = {
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "int_type": "an integer",
+    "float_type": "a number",
+}
 
 
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def to_sample(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalize one row into the wire form of a :class:`Sample` (``prompt``, ``completion``, ``columns``).
-
-    Raises InvalidInputError (without a line number) naming the field. The checks here are the
-    Sample model's, written out: a plain dict check per row is several times faster than building a
-    model, and the worker validates with the model again.
-    """
+def _reshape(record: Any) -> dict[str, Any] | Problem:
+    """The wire form's fields of one row (not yet validated), or the problem with its shape."""
     if not isinstance(record, Mapping):
-        raise InvalidInputError([Problem("", f"a sample must be a JSON object, got {_kind(record)}")])
-    bad_keys = [k for k in record if not isinstance(k, str)]
-    if bad_keys:
-        raise InvalidInputError([Problem(str(bad_keys[0]), "column names must be strings")])
+        return Problem("", f"a sample must be a JSON object, got {_kind(record)}")
     columns = dict(record)
-    if "messages" in columns and "completion" not in columns:
-        prompt, completion, problem = _split_messages(columns.pop("messages"))
-        if problem is not None:
-            raise InvalidInputError([problem])
-    elif "completion" in columns:
-        completion = columns.pop("completion")
-        prompt = columns.pop("prompt", None)
-    else:
-        raise InvalidInputError([Problem("completion", f"missing; {SHAPES_HINT}")])
-    problems = [
-        p for p in (_check_turns("completion", completion), _check_turns("prompt", prompt, True)) if p
-    ]
-    if problems:
-        raise InvalidInputError(problems)
-    return {"prompt": prompt, "completion": completion, "columns": columns}
+    if "completion" in columns:
+        return {
+            "prompt": columns.pop("prompt", None),
+            "completion": columns.pop("completion"),
+            "columns": columns,
+        }
+    if "messages" not in columns:
+        return Problem("completion", f"missing; {SHAPES_HINT}")
+    messages = columns.pop("messages")
+    if not isinstance(messages, list) or not messages:
+        return Problem("messages", f"must be a non-empty list of chat messages, got {_kind(messages)}")
+    last = messages[-1]
+    if not isinstance(last, Mapping) or last.get("role") != "assistant":
+        role = last.get("role") if isinstance(last, Mapping) else _kind(last)
+        return Problem("messages", f"the last message must be the assistant's completion, got {role!r}")
+    content = last.get("content")
+    # A text completion stays a string, as ms-swift hands it to reward functions; multimodal content
+    # keeps its message so that the parts survive.
+    completion = content if isinstance(content, str | None) else [last]
+    return {"prompt": messages[:-1] or None, "completion": completion, "columns": columns}
 
 
-def _check_turns(field: str, value: Any, optional: bool = False) -> Problem | None:
-    """A prompt or completion is a string or a list of chat messages ({role: str, content: str | list})."""
-    if isinstance(value, str) or (optional and value is None):
-        return None
-    if not isinstance(value, list):
-        return Problem(field, f"must be a string or a list of chat messages, got {_kind(value)}")
-    for i, message in enumerate(value):
-        if not isinstance(message, Mapping):
-            return Problem(f"{field}.{i}", f"a chat message must be an object, got {_kind(message)}")
-        if not isinstance(message.get("role"), str):
-            return Problem(f"{field}.{i}.role", f"must be a string, got {_kind(message.get('role'))}")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            return Problem(
-                f"{field}.{i}.content", f"must be a string or a list of parts, got {_kind(content)}"
-            )
-    return None
-
-
-def describe_error(err: Mapping[str, Any]) -> Problem:
-    loc = [str(p) for p in err["loc"] if not str(p).startswith(("list[", "str", "function-"))]
-    if loc[:1] == ["columns"]:
-        loc = loc[1:]
-    got = err.get("input")
-    return Problem(".".join(loc), f"{err['msg']} (got {_kind(got)})")
-
-
-def record_size(record: Mapping[str, Any]) -> int:
-    """Size of a record as JSON, the measure ``max_record_bytes`` limits."""
-    return len(orjson.dumps(record))
+def to_sample(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalize and check one row; raises InvalidInputError (without a line number) naming the field."""
+    try:
+        return to_samples([record], max_record_bytes=None)[0]
+    except InvalidInputError as e:
+        raise InvalidInputError([Problem(p.field, p.message) for p in e.problems]) from None
 
 
 def to_samples(
     records: Iterable[Mapping[str, Any]],
     *,
-    max_record_bytes: int,
+    max_record_bytes: int | None,
     lines: Iterable[int] | None = None,
+    sizes: Sequence[int] | None = None,
     source: str | None = None,
 ) -> list[dict[str, Any]]:
     """Normalize many rows, checking sizes; collects every problem and raises once, before any enqueue.
 
     ``lines`` gives each record's line number in its file; without it problems name the sample index.
+    A record's size is its length as JSON: ``sizes`` when the caller measured them (a file reader),
+    else measured here; ``max_record_bytes=None`` skips the size check.
     """
-    samples: list[dict[str, Any]] = []
-    problems: list[Problem] = []
-    line_numbers = iter(lines) if lines is not None else None
+    records = list(records)
+    numbers = list(lines) if lines is not None else None
+    problems: dict[int, Problem] = {}
+    unserializable: dict[int, Problem] = {}  # reported only when the schema finds nothing more precise
+    wires: list[dict[str, Any]] = []
     for index, record in enumerate(records):
-        line = next(line_numbers) if line_numbers is not None else None
-        where = {"line": line} if line is not None else {"index": index}
         try:
-            size = record_size(record)
+            problem = _size_problem(record, sizes[index] if sizes is not None else None, max_record_bytes)
         except TypeError as e:
-            problems.append(Problem("", f"not JSON-serializable: {e}", **where))
-            continue
-        if size > max_record_bytes:
-            problems.append(
-                Problem("", f"record is {size} bytes as JSON, over the limit of {max_record_bytes}", **where)
-            )
-            continue
-        try:
-            samples.append(to_sample(record))
-        except InvalidInputError as e:
-            problems.extend(Problem(p.field, p.message, **where) for p in e.problems)
+            problem, unserializable[index] = None, Problem("", f"not JSON-serializable: {e}")
+        wire = _reshape(record) if problem is None else problem
+        if isinstance(wire, Problem):
+            problems[index] = wire
+            wires.append({"completion": ""})  # a placeholder keeps indices aligned for the validator
+        else:
+            wires.append(wire)
+    try:
+        samples_checker().validate_python(wires, strict=True)
+    except ValidationError as e:
+        by_sample: dict[int, list[Any]] = defaultdict(list)
+        for err in e.errors(include_url=False):
+            by_sample[int(err["loc"][0])].append({**err, "loc": err["loc"][1:]})
+        for index, errors in by_sample.items():
+            problems.setdefault(index, describe_errors(errors))
+    for index, problem in unserializable.items():
+        problems.setdefault(index, problem)
     if problems:
-        raise InvalidInputError(problems, source=source)
-    return samples
+        raise InvalidInputError(
+            [Problem(p.field, p.message, **_where(i, numbers)) for i, p in sorted(problems.items())],
+            source=source,
+        )
+    return wires
+
+
+def _size_problem(record: Any, size: int | None, limit: int | None) -> Problem | None:
+    """The record's size over the limit, as a problem; raises TypeError when it is not JSON."""
+    if limit is None:
+        return None
+    if size is None:
+        size = record_size(record)
+    if size > limit:
+        return Problem("", f"record is {size} bytes as JSON, over the limit of {limit}")
+    return None
+
+
+def _where(index: int, lines: list[int] | None) -> dict[str, int]:
+    return {"line": lines[index]} if lines is not None else {"index": index}
+
+
+def record_size(record: Any) -> int:
+    """Size of a record as JSON, the measure ``max_record_bytes`` limits."""
+    return len(orjson.dumps(record))
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]]) -> Problem:
+    """One sample's validation errors (locations from the sample's fields) as one problem: the deepest
+    field that failed, and what the schema expected there (each member of a union)."""
+    deepest = max(errors, key=lambda err: len(_field_path(err["loc"])))
+    path = _field_path(deepest["loc"])
+    field = ".".join(str(p) for p in path)
+    got = _kind(deepest.get("input"))
+    if deepest["loc"][-1] == "[key]":
+        return Problem(field, "column names must be strings")
+    if deepest["type"] == "invalid_key":
+        return Problem(field, "keys must be strings")
+    if deepest["type"] == "missing":
+        return Problem(field, "missing")
+    same = [err for err in errors if _field_path(err["loc"]) == path]
+    members = [_MEMBERS[m] for m in (_member(err["loc"]) for err in same) if m in _MEMBERS]
+    if len(same) > 1 and len(members) == len(same):
+        return Problem(field, f"must be {' or '.join(members)}, got {got}")
+    if deepest["type"] == "dict_type" and _member(deepest["loc"]) == "list[ChatMessage]":
+        return Problem(field, f"a chat message must be an object, got {got}")
+    expected = _TYPES.get(deepest["type"])
+    if expected is not None:
+        return Problem(field, f"must be {expected}, got {got}")
+    return Problem(field, f"{deepest['msg']} (got {got})")
+
+
+def _is_member(part: Any) -> bool:
+    return isinstance(part, str) and (part in _MEMBERS or "[" in part or part in {"none", "ChatMessage"})
+
+
+def _member(loc: Sequence[Any]) -> str | None:
+    """The last union member a location passed through (``str``, ``list[ChatMessage]`` …)."""
+    return next((p for p in reversed(loc) if _is_member(p)), None)
+
+
+def _field_path(loc: Sequence[Any]) -> tuple[Any, ...]:
+    path = tuple(p for p in loc if not _is_member(p))
+    return path[1:] if path[:1] == ("columns",) else path

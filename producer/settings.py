@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class Settings:
     store_text: also store prompt and completion text in the audit store (hashes are always stored).
     cache_url: Redis URL of the result cache judges share; defaults to the broker's when it is Redis,
         in-process when embedded.
+    audit_key: secret key sealing the audit's hash chain (HMAC-SHA-256); without it, plain SHA-256.
+        Never printed (not in repr).
     coalesce_tasks: tasks of model rewards a worker scores together at most (one flush of its buffer).
     coalesce_wait_ms: how long the first buffered task of a model reward waits for others to join it.
     """
@@ -56,6 +58,7 @@ class Settings:
     prefetch_multiplier: int = 1
     store_text: bool = False
     cache_url: str | None = None
+    audit_key: str | None = field(default=None, repr=False)
     coalesce_tasks: int = 64
     coalesce_wait_ms: float = 5.0
 
@@ -86,6 +89,11 @@ class Settings:
     def embedded(self) -> bool:
         """True when no broker is configured: an in-process worker serves requests."""
         return not self.broker_url
+
+    @property
+    def chain_key(self) -> bytes | None:
+        """The audit key as bytes, or None."""
+        return self.audit_key.encode() if self.audit_key else None
 
     @property
     def backend_url(self) -> str | None:

@@ -4,7 +4,7 @@
 - :func:`upgrade` / :func:`current` / :func:`head` — the schema, by Alembic migrations shipped here.
 - :func:`write_scores` — the idempotent bulk insert workers call, in their own transaction.
 - :func:`list_runs`, :func:`run_scores`, :func:`step_stats`, :func:`sample_history` — the reads behind
-  ``rewardq audit``.
+  ``rewardq audit``; :func:`verify_run` checks a run's hash chain (``rewardq audit verify``).
 
 Functions take a connection and never commit; the caller owns the transaction. Nothing here connects
 at import. See docs/audit.md.
@@ -24,12 +24,14 @@ from rewardq.storage.queries import (
     sample_history,
     step_stats,
 )
+from rewardq.storage.verify import ChainReport, verify_run
 from rewardq.storage.writer import COLUMNS, REQUIRED, InvalidScoreRow, write_scores
 
 __all__ = [
     "COLUMNS",
     "REQUIRED",
     "Base",
+    "ChainReport",
     "InvalidScoreRow",
     "RunSummary",
     "ScoreRecord",
@@ -45,5 +47,6 @@ __all__ = [
     "scores_table",
     "step_stats",
     "upgrade",
+    "verify_run",
     "write_scores",
 ]

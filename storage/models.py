@@ -102,6 +102,7 @@ class ScoreRow(Base):
         UniqueConstraint("batch_id", "sample_index", "reward"),
         CheckConstraint(_status_check(), name="status"),
         Index("ix_scores_run_id_step", "run_id", "step"),
+        Index("ix_scores_run_id_chain_seq", "run_id", "chain_seq"),
         # Equality lookups only; on PostgreSQL a hash index of the 64-character keys is a third of the
         # size of a B-tree and about three times cheaper to insert into (docs/audit.md).
         Index("ix_scores_sample_hash", "sample_hash", postgresql_using="hash"),
@@ -147,6 +148,9 @@ class ScoreRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     template_hash: Mapped[str | None] = mapped_column(String(MAX_LENGTHS["template_hash"]))
+    # The run's hash chain (rewardq.storage.chain), filled by the writer; added by migration 0003.
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger)
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return (
@@ -154,6 +158,19 @@ class ScoreRow(Base):
             f"batch_id={self.batch_id!r}, sample_index={self.sample_index!r}, reward={self.reward!r}, "
             f"value={self.value!r}, status={self.status!r})"
         )
+
+
+class RunHead(Base):
+    """The last link of a run's hash chain: its seq and hash, so that rows cut off the end are missed."""
+
+    __tablename__ = "run_heads"
+
+    run_id: Mapped[str] = mapped_column(String(MAX_LENGTHS["run_id"]), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    head: Mapped[str] = mapped_column(String(64))
+
+    def __repr__(self) -> str:
+        return f"RunHead(run_id={self.run_id!r}, seq={self.seq!r}, head={self.head!r})"
 
 
 scores_table: Table = cast(Table, ScoreRow.__table__)

@@ -81,6 +81,8 @@ class ScoreRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     template_hash: str | None = None
+    chain_seq: int | None = None
+    chain_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

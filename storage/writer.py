@@ -13,7 +13,9 @@ is written. Then one statement per call, in the caller's transaction (never comm
   drop rows that break NOT NULL or CHECK constraints, silently.
 
 A row whose ``(batch_id, sample_index, reward)`` is already stored (a redelivered task, a retried
-transaction) is skipped, as is a repeat of a key within one call: the first write wins.
+transaction) is skipped, as is a repeat of a key within one call: the first write wins. New rows are
+sealed into their run's hash chain (``chain_seq``, ``chain_hash``; :mod:`rewardq.storage.chain`) in
+the same transaction, the run's head row locked until it ends.
 
 Validation runs column by column over the whole batch with C-speed builtins (about 1 µs a row);
 only when that cannot vouch for a batch (a bad row, or rows that leave optional columns out) does it
@@ -25,7 +27,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -33,6 +35,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from rewardq.schema import STATUSES
+from rewardq.storage.chain import advance, canonical, claim_heads, link, stored_indexes
 from rewardq.storage.models import MAX_LENGTHS
 
 COLUMNS: tuple[str, ...] = (
@@ -63,7 +66,9 @@ COLUMNS: tuple[str, ...] = (
     "completion_tokens",
     "template_hash",
 )
-"""The columns a row may give, in table order; ``id`` is assigned by the database."""
+"""The columns a row may give, in table order; ``id`` is assigned by the database, the chain's
+columns by the writer."""
+_WRITTEN = (*COLUMNS, "chain_seq", "chain_hash")
 
 REQUIRED: tuple[str, ...] = (
     "run_id",
@@ -91,10 +96,11 @@ _PG_TYPES: dict[str, str] = {
     "http_attempts": "int4",
     "prompt_tokens": "int4",
     "completion_tokens": "int4",
+    "chain_seq": "int8",
 }
 _CONFLICT = "ON CONFLICT (batch_id, sample_index, reward) DO NOTHING"
-_COLUMN_LIST = ", ".join(COLUMNS)
-_SQLITE_INSERT = f"INSERT INTO scores ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(COLUMNS))}) {_CONFLICT}"
+_COLUMN_LIST = ", ".join(_WRITTEN)
+_SQLITE_INSERT = f"INSERT INTO scores ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(_WRITTEN))}) {_CONFLICT}"
 
 _ALLOWED = frozenset(COLUMNS)
 _STATUSES = frozenset(STATUSES)
@@ -114,6 +120,7 @@ _STATUS, _HASH, _VALUE, _LATENCY, _CREATED = (
     _AT[c] for c in ("status", "sample_hash", "value", "latency_ms", "created_at")
 )
 _INDEX_AT = _AT["sample_index"]  # never folded into a scalar: unnest needs one array
+_RUN, _BATCH, _REWARD = _AT["run_id"], _AT["batch_id"], _AT["reward"]
 _ALL_COLUMNS = itemgetter(*COLUMNS)
 _STR, _STR_OR_NONE = frozenset({str}), frozenset({str, type(None)})
 
@@ -128,34 +135,82 @@ class InvalidScoreRow(ValueError):
         super().__init__(f"audit row {index}, field '{field}': {message}; nothing was written")
 
 
-def write_scores(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+def write_scores(
+    connection: Connection, rows: Sequence[Mapping[str, Any]], *, chain_key: bytes | None = None
+) -> int:
     """Insert ``rows`` into ``scores`` in the caller's transaction; returns how many were new.
 
     Each row maps :data:`COLUMNS` to values (:data:`REQUIRED` ones must be there and not None);
     ``created_at`` must be timezone-aware and defaults to now (UTC); ``value`` is a finite float when
     ``status`` is ``ok`` and None otherwise. A row whose ``(batch_id, sample_index, reward)`` exists
-    is skipped. Raises :class:`InvalidScoreRow` (a ValueError) naming the first bad row and field
-    before writing anything. Does not commit.
+    is skipped. New rows are chained (HMAC-SHA-256 with ``chain_key``, else SHA-256). Raises
+    :class:`InvalidScoreRow` (a ValueError) naming the first bad row and field before writing
+    anything. Does not commit.
     """
     if not rows:
         return 0
     dialect = connection.dialect
-    if dialect.name == "sqlite":
-        columns = _validated(rows, _sqlite_timestamp)
+    postgres = dialect.name == "postgresql" and dialect.driver == "psycopg"
+    if dialect.name != "sqlite" and not postgres:
+        raise ValueError(
+            "write_scores supports SQLite and PostgreSQL through psycopg 3, "
+            f"not {dialect.name}+{dialect.driver}"
+        )
+    columns = _validated(rows)
+    heads = claim_heads(connection, columns[_RUN])  # the first statement writes: it waits for the lock
+    columns = _unstored(connection, columns)
+    if not columns[0]:
+        return 0
+    columns.extend(_sealed(columns, heads, chain_key))
+    advance(connection, heads)
+    if not postgres:
+        stamps = {d: _sqlite_timestamp(d) for d in set(columns[_CREATED])}
+        columns[_CREATED] = list(map(stamps.__getitem__, columns[_CREATED]))
+    if not postgres:
         params = list(zip(*columns, strict=True))
         return int(connection.exec_driver_sql(_SQLITE_INSERT, params).rowcount)
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        columns = _validated(rows, _aware_timestamp)
-        # A column with one value in every row (run, batch, reward, scorer, host … in a worker's
-        # batch) travels once, as a scalar, instead of as an array: a third less to encode and unnest.
-        n = len(rows)
-        constant = tuple(at != _INDEX_AT and c.count(c[0]) == n for at, c in enumerate(columns))
-        scalars = [c[0] for c, one in zip(columns, constant, strict=True) if one]
-        arrays = [c for c, one in zip(columns, constant, strict=True) if not one]
-        return int(connection.exec_driver_sql(_pg_insert(constant), (*scalars, *arrays)).rowcount)
-    raise ValueError(
-        f"write_scores supports SQLite and PostgreSQL through psycopg 3, not {dialect.name}+{dialect.driver}"
-    )
+    # A column with one value in every row (run, batch, reward, scorer, host … in a worker's
+    # batch) travels once, as a scalar, instead of as an array: a third less to encode and unnest.
+    n = len(columns[0])
+    constant = tuple(at != _INDEX_AT and c.count(c[0]) == n for at, c in enumerate(columns))
+    scalars = [c[0] for c, one in zip(columns, constant, strict=True) if one]
+    arrays = [c for c, one in zip(columns, constant, strict=True) if not one]
+    return int(connection.exec_driver_sql(_pg_insert(constant), (*scalars, *arrays)).rowcount)
+
+
+def _unstored(connection: Connection, columns: list[list[Any]]) -> list[list[Any]]:
+    """The columns of the rows whose key is not stored yet, each key's first row only."""
+    batches, rewards, indexes = columns[_BATCH], columns[_REWARD], columns[_INDEX_AT]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for batch, reward, index in zip(batches, rewards, indexes, strict=True):
+        groups.setdefault((batch, reward), []).append(index)
+    seen = {
+        (batch, reward, index)
+        for (batch, reward), group in groups.items()
+        for index in stored_indexes(connection, batch, reward, group)
+    }
+    keep = []
+    for i, key in enumerate(zip(batches, rewards, indexes, strict=True)):
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    if len(keep) == len(batches):
+        return columns
+    return [[column[i] for i in keep] for column in columns]
+
+
+def _sealed(
+    columns: list[list[Any]], heads: dict[str, tuple[int, str]], key: bytes | None
+) -> tuple[list[int], list[str]]:
+    """Each row's (chain_seq, chain_hash), advancing ``heads`` in place; rows chain in the given order."""
+    seqs, hashes = [], []
+    for run, values in zip(columns[_RUN], zip(*columns, strict=True), strict=True):
+        seq, previous = heads[run]
+        seq, previous = seq + 1, link(previous, canonical(values), key)
+        heads[run] = (seq, previous)
+        seqs.append(seq)
+        hashes.append(previous)
+    return seqs, hashes
 
 
 @functools.cache
@@ -164,11 +219,11 @@ def _pg_insert(constant: tuple[bool, ...]) -> str:
 
     The scalars' placeholders come first in the text (the SELECT list), then the arrays' (unnest).
     """
-    types = [_PG_TYPES.get(c, "text") for c in COLUMNS]
+    types = [_PG_TYPES.get(c, "text") for c in _WRITTEN]
     select = ", ".join(
-        f"%b::{t}" if one else f"u.{c}" for c, t, one in zip(COLUMNS, types, constant, strict=True)
+        f"%b::{t}" if one else f"u.{c}" for c, t, one in zip(_WRITTEN, types, constant, strict=True)
     )
-    varying = [(c, t) for c, t, one in zip(COLUMNS, types, constant, strict=True) if not one]
+    varying = [(c, t) for c, t, one in zip(_WRITTEN, types, constant, strict=True) if not one]
     unnest = ", ".join(f"%b::{t}[]" for _, t in varying)
     names = ", ".join(c for c, _ in varying)
     return (
@@ -176,25 +231,19 @@ def _pg_insert(constant: tuple[bool, ...]) -> str:
     )
 
 
-def _aware_timestamp(value: datetime) -> datetime:
-    return value
-
-
 def _sqlite_timestamp(value: datetime) -> str:
     # The text form SQLAlchemy's SQLite DATETIME reads back (and UTCDateTime tags as UTC).
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _validated(rows: Sequence[Mapping[str, Any]], timestamp: Callable[[datetime], Any]) -> list[list[Any]]:
-    """Every row checked; the values as one list per column in COLUMNS order, ready to bind."""
+def _validated(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Every row checked; the values as one list per column in COLUMNS order, ``created_at`` filled."""
     columns = _fast_columns(rows)
     if columns is None:
         columns = [list(c) for c in zip(*_checked_rows(rows), strict=True)]
-    now = timestamp(datetime.now(UTC))
-    stamps = columns[_CREATED]
-    converted = {d: now if d is None else timestamp(d) for d in set(stamps)}
-    if any(d is not v for d, v in converted.items()):
-        columns[_CREATED] = list(map(converted.__getitem__, stamps))
+    if None in columns[_CREATED]:
+        now = datetime.now(UTC)
+        columns[_CREATED] = [now if d is None else d for d in columns[_CREATED]]
     return columns
 
 

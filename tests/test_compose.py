@@ -187,11 +187,11 @@ def test_every_rewardq_command_and_flag_exists(services: dict[str, dict[str, Any
         assert used <= known, f"{name}: `rewardq {' '.join(path)}` has no {sorted(used - known)}"
 
 
-def test_the_gpu_workers_rewards_file_configures_their_reward_model(
+def test_the_mounted_rewards_file_configures_every_reward_the_workers_serve(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    """The example ./rewards.toml the GPU workers mount loads and validates (its model is not here,
-    so this checks the options, not the model; set-up is tested in the reward_model tests)."""
+    """The example ./rewards.toml loads and validates (its model and judge server are not here, so
+    this checks the options, not set-up; set-up is tested with each kind)."""
     from rewardq.workers.config import RewardsConfig
     from rewardq.workers.rewards.reward_model import RewardModelOptions
 
@@ -205,3 +205,6 @@ def test_the_gpu_workers_rewards_file_configures_their_reward_model(
             assert spec.options.dtype == "auto"
             assert spec.options.max_length is not None
             assert spec.options.max_length <= spec.options.token_budget
+    judge = config.spec(option(argv(services["worker-judge"]), "--rewards"))
+    assert judge.kind == "judge"
+    assert "vllm-judge:8000" in str(judge.options.model_dump())

@@ -32,13 +32,14 @@ CORPUS = [
     "yes no good bad correct incorrect A B C D true false",
 ]
 
-# Small enough to build in a second and run on two CPU cores; shapes as in Qwen2.
+# Small enough to build in a second and run on two CPU cores; shapes as in Qwen2. The head size
+# (hidden_size / num_attention_heads = 32) is the smallest vLLM's CPU attention supports.
 TINY_SHAPE: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
     "max_position_embeddings": 2048,
 }
 

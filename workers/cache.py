@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rewardq.settings import Settings
@@ -21,6 +22,10 @@ class ResultCache(Protocol):
     """A key/value store with expiry."""
 
     def get(self, key: str) -> bytes | None: ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``, in order (None where absent): one round trip on Redis."""
+        ...
 
     def set(self, key: str, value: bytes, ttl: int) -> None: ...
 
@@ -47,6 +52,9 @@ class MemoryCache:
             self._entries.move_to_end(key)
             return value
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]
+
     def set(self, key: str, value: bytes, ttl: int) -> None:
         with self._lock:
             self._entries[key] = (time.monotonic() + ttl, value)
@@ -70,6 +78,12 @@ class RedisCache:
     def get(self, key: str) -> bytes | None:
         value = self._client.get(KEY_PREFIX + key)
         return value if isinstance(value, bytes) else None
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = self._client.mget([KEY_PREFIX + key for key in keys])
+        return [v if isinstance(v, bytes) else None for v in values]
 
     def set(self, key: str, value: bytes, ttl: int) -> None:
         self._client.set(KEY_PREFIX + key, value, ex=max(1, int(ttl)))

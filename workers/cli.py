@@ -272,6 +272,27 @@ def audit_sample(
         render([_row(r) for r in rows], fmt, title=f"history of {sample_hash or sample_id}")
 
 
+@audit_app.command("verify")
+@_errors
+def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """Check a run's hash chain: says which rows were edited, deleted, inserted or reordered (exit 1)."""
+    from rewardq.storage import verify_run
+
+    with _connect() as conn:
+        report = verify_run(conn, run_id, _settings().chain_key)
+    if report.rows == 0:
+        raise typer.BadParameter(f"no scores of run {run_id!r} in the audit store", param_hint="RUN")
+    if report.intact:
+        print(
+            f"run {run_id}: {report.rows} rows, chain intact (head seq {report.head_seq}, {report.head_hash})"
+        )
+        return
+    for problem in report.problems:
+        err.print(f"{run_id}: {escape(problem)}", highlight=False)
+    err.print(f"run {run_id}: {len(report.problems)} problem(s) in {report.rows} rows", highlight=False)
+    raise typer.Exit(1)
+
+
 def _row(record: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         return dataclasses.asdict(record)

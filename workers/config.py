@@ -100,7 +100,9 @@ def _spec(path: Path | None, name: str, table: Any, kinds: KindRegistry) -> Rewa
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e
     try:
-        return RewardSpec(name, kind, reward_cls.Options(**options))
+        # The context lets an option resolve a path relative to the rewards file.
+        options_model = reward_cls.Options.model_validate(options, context={"rewards_file": path})
+        return RewardSpec(name, kind, options_model)
     except ValidationError as e:
         problems = "; ".join(
             f"'{'.'.join(str(p) for p in err['loc'])}': {err['msg']}" for err in e.errors(include_url=False)

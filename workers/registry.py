@@ -15,7 +15,12 @@ from rewardq.workers.rewards.base import Reward
 BUILTIN_KINDS: Mapping[str, str] = {
     "accuracy": "rewardq.workers.rewards.accuracy:AccuracyReward",
     "cosine": "rewardq.workers.rewards.cosine:CosineReward",
+    "embedding_similarity": "rewardq.workers.rewards.embedding_similarity:EmbeddingSimilarityReward",
     "format": "rewardq.workers.rewards.format:FormatReward",
+    "function": "rewardq.workers.rewards.function:FunctionReward",
+    "judge": "rewardq.workers.rewards.judge:JudgeReward",
+    "local_judge": "rewardq.workers.rewards.local_judge:LocalJudgeReward",
+    "remote_reward_model": "rewardq.workers.rewards.remote_reward_model:RemoteRewardModel",
     "repetition": "rewardq.workers.rewards.repetition:RepetitionReward",
     "reward_model": "rewardq.workers.rewards.reward_model:RewardModelReward",
     "soft_overlong": "rewardq.workers.rewards.overlong:SoftOverlongReward",

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class Format(enum.StrEnum):
@@ -62,7 +63,7 @@ def render(
     for c in columns:
         table.add_column(c, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))  # values are data, never markup
     console.print(table)
 
 

@@ -21,7 +21,7 @@ from celery import Celery, Task
 from pydantic import TypeAdapter, ValidationError
 
 from rewardq.errors import RewardqError
-from rewardq.samples import describe_error, record_size
+from rewardq.samples import describe_errors, record_size
 from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime import WorkerRuntime
@@ -130,7 +130,7 @@ def persist(
     from rewardq.storage import write_scores
 
     with runtime.engine.begin() as conn:
-        write_scores(conn, rows)
+        write_scores(conn, rows, chain_key=runtime.settings.chain_key)
     return {
         "reward": task.reward,
         "offset": task.offset,
@@ -158,7 +158,7 @@ def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample |
         try:
             samples.append(_SAMPLE.validate_python(item))
         except ValidationError as e:
-            problem = describe_error(e.errors(include_url=False)[0])
+            problem = describe_errors(e.errors(include_url=False))
             scores[i] = Score.failed(
                 f"invalid sample: field '{problem.field or 'sample'}': {problem.message}"
             )

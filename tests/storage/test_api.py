@@ -13,6 +13,7 @@ def test_public_names_are_pinned() -> None:
         "COLUMNS",
         "REQUIRED",
         "Base",
+        "ChainReport",
         "InvalidScoreRow",
         "RunSummary",
         "ScoreRecord",
@@ -28,6 +29,7 @@ def test_public_names_are_pinned() -> None:
         "scores_table",
         "step_stats",
         "upgrade",
+        "verify_run",
         "write_scores",
     }
     for name in rewardq.storage.__all__:

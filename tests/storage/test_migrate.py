@@ -21,7 +21,7 @@ from rewardq.storage.migrate import MIGRATIONS_DIR
 def test_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head() == "0002"
+    assert head() == "0003"
 
 
 def test_upgrade_from_empty_reaches_head(database_url: str) -> None:
@@ -32,7 +32,7 @@ def test_upgrade_from_empty_reaches_head(database_url: str) -> None:
     assert current(database_url) == head()
     engine = make_engine(database_url)
     try:
-        assert set(inspect(engine).get_table_names()) == {"scores", "alembic_version"}
+        assert set(inspect(engine).get_table_names()) == {"scores", "run_heads", "alembic_version"}
     finally:
         engine.dispose()
 

@@ -53,6 +53,7 @@ def test_memory_cache_expires_and_evicts_least_recent() -> None:
     cache.set("b", b"2", ttl=60)
     assert cache.get("a") == b"1"
     cache.set("c", b"3", ttl=60)  # evicts b, the least recently used
+    assert cache.get_many(["c", "b"]) == [b"3", None]
     assert cache.get("b") is None and cache.get("a") == b"1"
     cache.set("d", b"4", ttl=0)
     assert cache.get("d") is None
@@ -65,5 +66,6 @@ def test_the_cache_is_redis_when_a_redis_broker_is_configured(redis_server: Redi
     cache.set("k", b"v", ttl=30)
     other = open_cache(Settings.from_env({}, broker_url="redis://unused:1/0", cache_url=redis_server.url))
     assert other.get("k") == b"v" and other.get("missing") is None
+    assert other.get_many(["missing", "k"]) == [None, b"v"] and other.get_many([]) == []
     cache.close()
     other.close()

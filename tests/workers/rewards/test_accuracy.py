@@ -216,3 +216,20 @@ def test_identity() -> None:
     reward = AccuracyReward("acc", AccuracyReward.Options())
     assert (reward.kind, reward.version) == ("accuracy", "1")
     assert reward.fingerprint.startswith("accuracy@1:")
+
+
+def test_answer_extraction_is_ms_swifts_regex_in_linear_time() -> None:
+    import random
+    import re
+
+    from rewardq.workers.rewards.accuracy import answer_part
+
+    regex = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+    pieces = ["<answer>", "</answer>", " ", "\n", "42", "<", "/", "answer>", "x"]
+    rng = random.Random(3)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        match = regex.search(text)
+        assert answer_part(text) == ((match.group(1).strip(), True) if match else (text, False)), text
+    hostile = "<answer>" * 130_000  # ~1 MB: the regex is quadratic here
+    assert answer_part(hostile) == (hostile, False)

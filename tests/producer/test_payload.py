@@ -1,0 +1,33 @@
+"""What ``RewardClient.submit`` puts on the queue is a ScoreTask of the wire schema, version included."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from rewardq import RewardClient, Settings
+from rewardq.schema import SCHEMA_VERSION, ScoreTask
+
+
+@pytest.mark.slow
+def test_the_queued_payload_is_a_score_task_with_the_schema_version(redis_server: Any) -> None:
+    settings = Settings.from_env({}, broker_url=redis_server.url)
+    rows = [
+        {"prompt": "q", "completion": "a", "solution": "1"},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
+    ]
+    with RewardClient(settings) as client:
+        handle = client.submit(rows, "format", run_id="r", step=3)
+    raw = redis.Redis.from_url(redis_server.url).lpop("rewards.format")
+    assert raw is not None
+    message = json.loads(raw)
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    task = ScoreTask.model_validate(args[0])
+    assert args[0]["v"] == SCHEMA_VERSION
+    assert (task.batch_id, task.run_id, task.step, task.reward) == (handle.batch_id, "r", 3, "format")
+    assert [s.completion for s in task.samples] == ["a", "b"]
+    assert task.samples[0].columns == {"solution": "1"}

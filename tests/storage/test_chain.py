@@ -1,0 +1,157 @@
+"""The audit's hash chain on SQLite and the real PostgreSQL: written by the writer, checked by
+verify_run, which says which row was edited, deleted, inserted or reordered."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from rewardq.storage import make_engine, upgrade, verify_run, write_scores
+
+MakeRow = Callable[..., dict[str, Any]]
+
+
+def write_batches(engine: Engine, make_row: MakeRow, batches: int = 3, size: int = 4, **kw: Any) -> None:
+    for b in range(batches):
+        with engine.begin() as conn:
+            write_scores(conn, [make_row(i, batch_id=f"b{b}", value=i / 8) for i in range(size)], **kw)
+
+
+def problems(engine: Engine, run: str = "run-a", key: bytes | None = None) -> list[str]:
+    with engine.connect() as conn:
+        return verify_run(conn, run, key).problems
+
+
+def ids(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(text("SELECT id FROM scores ORDER BY chain_seq"))]
+
+
+def sql(engine: Engine, statement: str, **params: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def test_rows_are_chained_in_order_and_redelivery_adds_nothing(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row)
+    with engine.begin() as conn:  # a redelivered batch: nothing new, the chain untouched
+        assert write_scores(conn, [make_row(i, batch_id="b1") for i in range(4)]) == 0
+    with engine.connect() as conn:
+        seqs = [r[0] for r in conn.execute(text("SELECT chain_seq FROM scores ORDER BY id"))]
+        report = verify_run(conn, "run-a")
+    assert seqs == list(range(1, 13))
+    assert report.intact and report.rows == 12 and report.head_seq == 12
+
+
+def test_an_edited_row_is_named(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row)
+    target = ids(engine)[5]
+    sql(engine, "UPDATE scores SET value = 1.0 WHERE id = :i", i=target)
+    found = problems(engine)
+    assert len(found) == 1 and found[0].startswith(f"row id {target} (seq 6") and "was edited" in found[0]
+
+
+def test_a_deleted_row_and_a_deleted_tail_are_named(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row)
+    all_ids = ids(engine)
+    sql(engine, "DELETE FROM scores WHERE id = :i", i=all_ids[3])
+    assert problems(engine) == [
+        f"1 row(s) deleted before row id {all_ids[4]} (seq 5, batch b1, sample 0, "
+        "reward accuracy) (seq 4 missing)"
+    ]
+    sql(engine, "DELETE FROM scores WHERE id IN (:a, :b)", a=all_ids[10], b=all_ids[11])
+    assert "the run's last 2 row(s) were deleted (its head is at seq 12)" in problems(engine)
+
+
+def test_an_inserted_row_is_named(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scores (run_id, step, batch_id, sample_index, sample_hash, reward, scorer,"
+                " value, status, latency_ms, attempts, worker_host, created_at)"
+                " SELECT run_id, step, 'forged', sample_index, sample_hash, reward, scorer, 1.0, status,"
+                " latency_ms, attempts, worker_host, created_at FROM scores WHERE chain_seq = 2"
+            )
+        )
+        forged = conn.execute(text("SELECT id FROM scores WHERE batch_id = 'forged'")).scalar_one()
+    found = problems(engine)
+    assert len(found) == 1 and found[0].startswith(f"row id {forged} (seq None, batch forged")
+    assert "not in the chain" in found[0]
+    sql(engine, "UPDATE scores SET chain_seq = 7, chain_hash = :h WHERE id = :i", h="f" * 64, i=forged)
+    assert any("repeats seq 7" in p and "inserted" in p for p in problems(engine))
+
+
+def test_reordered_rows_are_named(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row)
+    a, b = ids(engine)[2:4]
+    sql(engine, "UPDATE scores SET chain_seq = -chain_seq WHERE id IN (:a, :b)", a=a, b=b)
+    sql(engine, "UPDATE scores SET chain_seq = 4 WHERE id = :a", a=a)
+    sql(engine, "UPDATE scores SET chain_seq = 3 WHERE id = :b", b=b)
+    found = problems(engine)
+    assert found == [
+        f"row id {b} (seq 3, batch b0, sample 3, reward accuracy) is out of order (reordered): it was "
+        f"written after row id {a} (seq 4, batch b0, sample 2, reward accuracy)",
+        f"row id {a} (seq 4, batch b0, sample 2, reward accuracy) is out of order (reordered): it was "
+        f"written after row id {ids(engine)[1]} (seq 2, batch b0, sample 1, reward accuracy)",
+    ]
+
+
+def test_a_keyed_chain_does_not_verify_without_its_key(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row, batches=1, chain_key=b"s3cret")
+    assert problems(engine, key=b"s3cret") == []
+    assert len(problems(engine)) == 4
+
+
+def _writer(url: str, worker: int, batches: int) -> None:
+    from rewardq.storage import make_engine, write_scores
+    from tests.storage.conftest import sha256
+
+    engine = make_engine(url)
+    for b in range(batches):
+        rows = [
+            {
+                "run_id": "shared",
+                "batch_id": f"w{worker}-{b}",
+                "sample_index": i,
+                "sample_hash": sha256(f"{worker}/{b}/{i}"),
+                "reward": "format",
+                "scorer": "format@1",
+                "value": 1.0,
+                "status": "ok",
+                "latency_ms": 1.0,
+                "attempts": 1,
+                "worker_host": f"w{worker}",
+            }
+            for i in range(8)
+        ]
+        with engine.begin() as conn:
+            write_scores(conn, rows)
+    engine.dispose()
+
+
+def test_concurrent_writers_of_one_run_keep_one_valid_chain(database_url: str) -> None:
+    upgrade(database_url)
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_writer, args=(database_url, w, 15)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            report = verify_run(conn, "shared")
+    finally:
+        engine.dispose()
+    assert report.rows == 4 * 15 * 8 and report.intact, report.problems[:5]
+
+
+@pytest.fixture(autouse=True)
+def _dispose(engine: Engine) -> None:
+    """Every test here uses the migrated engine of tests/storage/conftest.py."""

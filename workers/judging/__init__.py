@@ -1,0 +1,5 @@
+"""Generative judges and reward models behind OpenAI-compatible servers (vLLM): clients, a per-process
+event loop, request building, reply reading, the result cache and the concurrent dispatch of requests.
+
+Used by the ``judge`` and ``remote_reward_model`` reward kinds; nothing here runs at import time.
+"""
