@@ -181,6 +181,7 @@ def test_small_tasks_waiting_together_share_forward_passes(
             },
         )
         result = handle.get(timeout=120)
+        del handle  # its pending results are released while the client can still reach Redis
 
     reward = _in_process(classifier_right, rows, token_budget=4096)
     alone = [reward.score([Sample(prompt=r["prompt"], completion=r["completion"])])[0].value for r in rows]
