@@ -43,6 +43,8 @@ class Settings:
         Never printed (not in repr).
     redis_ca_certs: CA file that verifies a ``rediss://`` server (default: the system's CAs).
     redis_certfile, redis_keyfile: client certificate and key, for a Redis that requires them.
+    coalesce_tasks: tasks of model rewards a worker scores together at most (one flush of its buffer).
+    coalesce_wait_ms: how long the first buffered task of a model reward waits for others to join it.
     """
 
     broker_url: str | None = None
@@ -62,6 +64,8 @@ class Settings:
     redis_ca_certs: Path | None = None
     redis_certfile: Path | None = None
     redis_keyfile: Path | None = None
+    coalesce_tasks: int = 64
+    coalesce_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -76,6 +80,10 @@ class Settings:
             raise SettingsError(
                 f"REWARDQ_PREFETCH_MULTIPLIER must be at least 1, got {self.prefetch_multiplier}"
             )
+        if self.coalesce_tasks < 1:
+            raise SettingsError(f"REWARDQ_COALESCE_TASKS must be at least 1, got {self.coalesce_tasks}")
+        if not self.coalesce_wait_ms > 0:
+            raise SettingsError(f"REWARDQ_COALESCE_WAIT_MS must be positive, got {self.coalesce_wait_ms}")
         if self.visibility_timeout <= self.task_time_limit:
             raise SettingsError(
                 f"REWARDQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed "

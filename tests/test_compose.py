@@ -185,3 +185,26 @@ def test_every_rewardq_command_and_flag_exists(services: dict[str, dict[str, Any
         known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cli_help(*path)))
         used = {a.split("=", 1)[0] for a in args if a.startswith("--")}
         assert used <= known, f"{name}: `rewardq {' '.join(path)}` has no {sorted(used - known)}"
+
+
+def test_the_mounted_rewards_file_configures_every_reward_the_workers_serve(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The example ./rewards.toml loads and validates (its model and judge server are not here, so
+    this checks the options, not set-up; set-up is tested with each kind)."""
+    from rewardq.workers.config import RewardsConfig
+    from rewardq.workers.rewards.reward_model import RewardModelOptions
+
+    config = RewardsConfig.load(ROOT / "rewards.toml")
+    for name in GPU_WORKERS:
+        for reward in option(argv(services[name]), "--rewards").split(","):
+            spec = config.spec(reward)
+            assert spec.kind == "reward_model", reward
+            assert config.kinds.resolve(spec.kind).holds_model
+            assert isinstance(spec.options, RewardModelOptions)
+            assert spec.options.dtype == "auto"
+            assert spec.options.max_length is not None
+            assert spec.options.max_length <= spec.options.token_budget
+    judge = config.spec(option(argv(services["worker-judge"]), "--rewards"))
+    assert judge.kind == "judge"
+    assert "vllm-judge:8000" in str(judge.options.model_dump())

@@ -6,6 +6,7 @@ from celery import Celery
 
 from rewardq.broker import make_app
 from rewardq.settings import Settings
+from rewardq.workers.coalesce import register_coalescing
 from rewardq.workers.config import RewardsConfig
 from rewardq.workers.runtime import WorkerRuntime
 from rewardq.workers.task import register_score_task
@@ -24,6 +25,6 @@ def create_app(settings: Settings, config: RewardsConfig | None = None) -> Celer
         worker_hijack_root_logger=False,
     )
     runtime = WorkerRuntime(settings, config)
-    register_score_task(app, runtime)
+    register_coalescing(app, runtime, register_score_task(app, runtime))
     app.rewardq_runtime = runtime
     return app

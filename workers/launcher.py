@@ -90,6 +90,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
 
     from rewardq.storage import upgrade
     from rewardq.workers.app import create_app
+    from rewardq.workers.coalesce import prefetch_multiplier
     from rewardq.workers.config import RewardsConfig
 
     config = RewardsConfig.load(settings.rewards)
@@ -100,6 +101,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     upgrade(settings.database_url)
     app = create_app(settings, config)
     check_connection(app, refusals_only=True)  # a wrong password or certificate: fail now, not retry forever
+    app.conf.worker_prefetch_multiplier = prefetch_multiplier(settings, config, options.rewards)
     runtime = app.rewardq_runtime
     # Every reward is built before the worker consumes: a missing model or an unreachable server
     # fails the start (RewardSetupError, exit 2), and the first task does not pay the load.

@@ -22,6 +22,7 @@ BUILTIN_KINDS: Mapping[str, str] = {
     "local_judge": "rewardq.workers.rewards.local_judge:LocalJudgeReward",
     "remote_reward_model": "rewardq.workers.rewards.remote_reward_model:RemoteRewardModel",
     "repetition": "rewardq.workers.rewards.repetition:RepetitionReward",
+    "reward_model": "rewardq.workers.rewards.reward_model:RewardModelReward",
     "soft_overlong": "rewardq.workers.rewards.overlong:SoftOverlongReward",
     "string_check": "rewardq.workers.rewards.string_check:StringCheckReward",
     "text_similarity": "rewardq.workers.rewards.text_similarity:TextSimilarityReward",

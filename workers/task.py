@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,24 @@ def score_payload(
 
     ``worker`` is the Celery node name recorded as the audit's worker_host (default: the host name).
     """
+    prepared = prepare(runtime, payload)
+    score_together(runtime, [prepared])
+    return persist(runtime, prepared, attempts=attempts, worker=worker)
+
+
+@dataclass
+class Prepared:
+    """A validated task on its way through score → persist; ``scores`` fill in as it goes."""
+
+    task: TaskEnvelope
+    samples: list[Sample | None]
+    scores: list[Score | None]
+    scorer: str = "unavailable"
+    latency_ms: float = 0.0
+
+
+def prepare(runtime: WorkerRuntime, payload: Mapping[str, Any]) -> Prepared:
+    """Validate a payload's envelope (InvalidTask if malformed) and each of its samples."""
     try:
         task = TaskEnvelope.model_validate(payload)
     except ValidationError as e:
@@ -80,9 +99,44 @@ def score_payload(
         log.error("rejected task: %s", problems)
         raise InvalidTask(f"rejected task: {problems}") from e
     samples, scores = _validate_samples(task.samples, runtime.settings.max_record_bytes)
-    scorer, latency_ms = _score(runtime, task.reward, samples, scores)
-    final = [_consistent(s) for s in scores]
-    rows = _audit_rows(runtime, task, samples, final, scorer, latency_ms, attempts, worker or runtime.host)
+    return Prepared(task, samples, scores)
+
+
+def score_together(runtime: WorkerRuntime, items: Sequence[Prepared]) -> None:
+    """Score tasks of one reward in a single call to the reward, as if each had been scored alone.
+
+    Every item gets the call's scorer fingerprint and latency; a reward's scores do not depend on
+    what a sample is batched with, so coalescing changes no value.
+    """
+    names = {item.task.reward for item in items}
+    if len(names) != 1:
+        raise ValueError(f"score_together takes tasks of one reward, got {sorted(names)}")
+    samples = [s for item in items for s in item.samples]
+    scores = [s for item in items for s in item.scores]
+    scorer, latency_ms = _score(runtime, names.pop(), samples, scores)
+    start = 0
+    for item in items:
+        end = start + len(item.scores)
+        item.scores, item.scorer, item.latency_ms = scores[start:end], scorer, latency_ms
+        start = end
+
+
+def persist(
+    runtime: WorkerRuntime, item: Prepared, *, attempts: int = 1, worker: str | None = None
+) -> dict[str, Any]:
+    """Write a scored task's audit rows in one transaction; returns its ChunkResult dict."""
+    task = item.task
+    final = [_consistent(s) for s in item.scores]
+    rows = _audit_rows(
+        runtime,
+        task,
+        item.samples,
+        final,
+        item.scorer,
+        item.latency_ms,
+        attempts,
+        worker or runtime.host,
+    )
     from rewardq.storage import write_scores
 
     with runtime.engine.begin() as conn:

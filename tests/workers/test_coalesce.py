@@ -1,0 +1,118 @@
+"""Tests for cross-task coalescing: which rewards are coalesced, and how a flush answers each task.
+
+The flush is driven here with celery-batches' own request objects on the in-memory broker and result
+backend; the whole path through a real worker over Redis is in
+tests/workers/rewards/test_reward_model_worker.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import states
+from celery_batches import SimpleRequest
+
+from rewardq.schema import TASK_NAME, queue_for
+from rewardq.settings import Settings
+from rewardq.storage import upgrade
+from rewardq.workers.app import create_app
+from rewardq.workers.coalesce import coalesces, prefetch_multiplier, score_requests
+from rewardq.workers.config import RewardsConfig
+from rewardq.workers.task import score_payload
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> RewardsConfig:
+    path = tmp_path / "rewards.toml"
+    path.write_text('[rewards.rm]\nkind = "reward_model"\nmodel = "/models/rm"\n')
+    return RewardsConfig.load(path)
+
+
+def test_only_rewards_whose_kind_holds_a_model_are_coalesced(config: RewardsConfig) -> None:
+    assert coalesces(config, "rm")
+    assert not coalesces(config, "format")
+    assert not coalesces(config, "no-such-reward")
+
+
+def test_a_worker_serving_a_model_reward_reserves_enough_to_fill_a_flush(config: RewardsConfig) -> None:
+    settings = Settings.from_env({}, coalesce_tasks=32)
+    assert prefetch_multiplier(settings, config, ["rm", "format"]) == 32
+    assert prefetch_multiplier(settings, config, ["format", "accuracy"]) == 1
+    assert prefetch_multiplier(settings.with_(prefetch_multiplier=100), config, ["rm"]) == 100
+
+
+def _request(task_id: str, payload: Any, retries: int = 0) -> SimpleRequest:
+    return SimpleRequest(
+        task_id,
+        TASK_NAME,
+        (payload,),
+        {},
+        {"routing_key": "rewards.format"},
+        "worker@test",
+        False,
+        None,
+        None,
+        {"retries": retries},
+    )
+
+
+def _payload(batch: str, completions: list[str]) -> dict[str, Any]:
+    return {
+        "batch_id": batch,
+        "run_id": "coalesce",
+        "reward": "format",
+        "samples": [{"completion": c} for c in completions],
+    }
+
+
+def test_a_flush_answers_each_task_as_if_it_were_scored_alone(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(database)
+    app = create_app(Settings.from_env({}, database_url=database))
+    runtime = app.rewardq_runtime
+    good = "<think>x</think><answer>1</answer>"
+    first, second = _payload("b1", [good, "no"]), _payload("b2", ["nope"])
+    requests = [_request("ok-1", first), _request("bad", {"reward": "format"}), _request("ok-2", second)]
+    try:
+        score_requests(app, runtime, requests)
+        alone = [score_payload(runtime, _payload("c1", [good, "no"])), score_payload(runtime, second)]
+        assert app.backend.get_task_meta("ok-1")["result"]["values"] == alone[0]["values"]
+        assert app.backend.get_task_meta("ok-2")["result"] == alone[1]
+        failed = app.backend.get_task_meta("bad")
+        assert failed["status"] == states.FAILURE
+        assert "rejected task" in str(failed["result"])
+    finally:
+        runtime.close()
+        app.close()
+
+
+def test_a_task_whose_audit_write_fails_is_published_again_under_its_id(tmp_path: Path) -> None:
+    # The audit store was never migrated: every write fails.
+    app = create_app(Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'audit.db'}"))
+    runtime = app.rewardq_runtime
+    try:
+        score_requests(app, runtime, [_request("retried", _payload("b1", ["x"]), retries=2)])
+        with app.connection_for_read() as conn:
+            message = conn.SimpleQueue(queue_for("format")).get(timeout=5)
+        assert message.headers["id"] == "retried"
+        assert message.headers["retries"] == 3
+        assert message.headers["eta"] is not None
+        assert app.backend.get_task_meta("retried")["status"] == states.PENDING
+    finally:
+        runtime.close()
+        app.close()
+
+
+def test_after_the_last_retry_the_task_fails_with_the_audit_error(tmp_path: Path) -> None:
+    app = create_app(Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'audit.db'}"))
+    runtime = app.rewardq_runtime
+    try:
+        score_requests(app, runtime, [_request("given-up", _payload("b1", ["x"]), retries=5)])
+        meta = app.backend.get_task_meta("given-up")
+        assert meta["status"] == states.FAILURE
+        assert "no such table" in str(meta["result"])
+    finally:
+        runtime.close()
+        app.close()
