@@ -182,6 +182,7 @@ class ScoreHandle:
             pass
         finally:
             _unsubscribe(app.backend, [waiting[task_id] for task_id in pending])
+            _detach(list(waiting.values()))
 
     def describe(self) -> dict[str, Any]:
         """What re-opening the handle elsewhere needs, as JSON-ready values."""
@@ -279,12 +280,21 @@ def _unsubscribe(backend: Any, results: list[AsyncResult]) -> None:
             backend.remove_pending_result(result)
 
 
+def _detach(results: list[AsyncResult]) -> None:
+    """Unhook handled results from their backend. Celery's ``AsyncResult.__del__`` unsubscribes through
+    the backend even for a result that is no longer subscribed; one collected later, after Redis went
+    away (a trainer's batch object kept in a cycle), would stall that thread ~20 s retrying to connect."""
+    for result in results:
+        result.backend = None
+
+
 def _forget(backend: Any, batch_id: str, chunks: list[Chunk], pending: Mapping[str, Chunk]) -> None:
     """Drop a finished batch's results and description from the backend now rather than at expiry, and
     stop listening for those that timed out: a trainer scores for days, and a Redis that keeps every
     result until it expires fills up (with noeviction it then refuses writes), as would a client's
     subscriptions."""
     _unsubscribe(backend, [chunk.result for chunk in pending.values()])
+    _detach([chunk.result for chunk in chunks])
     keys = [backend.get_key_for_task(c.result.id) for c in chunks]
     keys.append(_meta_key(batch_id))
     client = getattr(backend, "client", None)
