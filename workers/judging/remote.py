@@ -19,10 +19,10 @@ from typing import Any
 from rewardq.errors import RewardSetupError
 from rewardq.schema import Sample
 from rewardq.workers.judging.cache import RequestCache, request_key
-from rewardq.workers.judging.loop import LOOP_KEY, LoopThread
 from rewardq.workers.judging.options import ServerOptions
 from rewardq.workers.judging.results import Outcome, Reading, cache_hit_score
 from rewardq.workers.judging.servers import Failure, ServerPool
+from rewardq.workers.loop import LOOP_KEY, LoopThread
 from rewardq.workers.resources import WorkerResources
 from rewardq.workers.rewards.base import Reward, Score
 

@@ -34,7 +34,7 @@ from rewardq.workers.conventions.loading import (
     source_identity,
     split_name,
 )
-from rewardq.workers.conventions.loop import EventLoopThread
+from rewardq.workers.loop import LOOP_KEY, LoopThread
 from rewardq.workers.rewards.base import Reward, RewardOptions, Score
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from rewardq.workers.resources import WorkerResources
 
 log = logging.getLogger(__name__)
-
-LOOP_KEY = ("rewardq.workers.conventions.loop", "EventLoopThread")
 
 
 class FunctionOptions(RewardOptions):
@@ -85,7 +83,7 @@ class FunctionReward(Reward):
 
     _convention: Convention
     _fn: Callable[..., Any]
-    _loop: EventLoopThread
+    _loop: LoopThread
 
     def setup(self, resources: WorkerResources) -> None:
         convention = CONVENTIONS[self.options.convention](self.options)
@@ -102,7 +100,7 @@ class FunctionReward(Reward):
             raise RewardSetupError(f"reward {self.name!r}: {self.options.function!r} is not callable")
         self._convention = convention
         self._fn = fn
-        self._loop = resources.shared(LOOP_KEY, EventLoopThread)
+        self._loop = resources.shared(LOOP_KEY, LoopThread)
         log.info("reward %s: %s (%s convention) from %s", self.name, attr, convention.name, where)
 
     def identity(self) -> dict[str, str]:
