@@ -28,7 +28,7 @@ from rewardq.schema import TASK_NAME, queue_for
 from rewardq.settings import Settings
 from rewardq.workers.config import RewardsConfig
 from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.task import AUDIT_RETRIES, InvalidTask, Prepared, persist, prepare, score_together
+from rewardq.workers.task import InvalidTask, Prepared, audit_retry_delay, persist, prepare, score_together
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +124,19 @@ def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any])
 
 
 def _retry(app: Celery, request: Any, item: Prepared, retries: int, error: Exception) -> None:
-    """Publish the task again under its id (as ``Task.retry`` would), or fail it after the last try."""
-    if retries >= AUDIT_RETRIES:
-        log.error("task %s: audit write failed %d times, giving up: %s", request.id, retries + 1, error)
+    """Publish the task again under its id (as ``Task.retry`` would), or fail it when the score task
+    would not retry either (a permanent error, or the last try)."""
+    delay = audit_retry_delay(error, retries)
+    if delay is None:
         _fail(app.backend, request, error)
         return
-    log.warning("audit write failed (attempt %d): %s", retries + 1, error)
     app.send_task(
         TASK_NAME,
         args=request.args,
         kwargs=request.kwargs,
         task_id=request.id,
         queue=queue_for(item.task.reward),
-        countdown=min(2**retries, 30),
+        countdown=delay,
         retries=retries + 1,
     )
 

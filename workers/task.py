@@ -44,8 +44,6 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     store refuses (a permanent error) is not."""
     from sqlalchemy.exc import DBAPIError
 
-    from rewardq.storage.errors import is_transient
-
     # shared=False: a shared task would also be registered on every app finalized later in this
     # process (a second embedded worker), which would then run the first app's runtime.
     @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES, shared=False)
@@ -55,13 +53,28 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
                 runtime, payload, attempts=self.request.retries + 1, worker=self.request.hostname or None
             )
         except DBAPIError as e:
-            if not is_transient(e):
-                log.error("audit write refused, not retried: %s", e)
+            delay = audit_retry_delay(e, self.request.retries)
+            if delay is None:
                 raise
-            log.warning("audit write failed (attempt %d): %s", self.request.retries + 1, e)
-            raise self.retry(exc=e, countdown=min(2**self.request.retries, 30)) from e
+            raise self.retry(exc=e, countdown=delay) from e
 
     return score
+
+
+def audit_retry_delay(error: Exception, retries: int) -> float | None:
+    """Seconds before retrying a task whose audit write failed with ``error`` after ``retries`` retries,
+    or None when it must not be retried: the store refused the rows (a permanent error), or every
+    retry is spent. Shared by the score task and the coalesced path."""
+    from rewardq.storage.errors import is_transient
+
+    if not is_transient(error):
+        log.error("audit write refused, not retried: %s", error)
+        return None
+    if retries >= AUDIT_RETRIES:
+        log.error("audit write failed %d times, giving up: %s", retries + 1, error)
+        return None
+    log.warning("audit write failed (attempt %d): %s", retries + 1, error)
+    return float(min(2**retries, 30))
 
 
 def score_payload(

@@ -88,9 +88,22 @@ def test_a_flush_answers_each_task_as_if_it_were_scored_alone(tmp_path: Path) ->
         app.close()
 
 
-def test_a_task_whose_audit_write_fails_is_published_again_under_its_id(tmp_path: Path) -> None:
-    # The audit store was never migrated: every write fails.
-    app = create_app(Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'audit.db'}"))
+def _locked(*_: Any, **__: Any) -> int:
+    """A write that fails the way a busy SQLite file does (a transient error, worth retrying)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    raise OperationalError("INSERT INTO scores", {}, sqlite3.OperationalError("database is locked"))
+
+
+def test_a_task_whose_audit_write_fails_is_published_again_under_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(database)
+    monkeypatch.setattr("rewardq.storage.write_scores", _locked)
+    app = create_app(Settings.from_env({}, database_url=database))
     runtime = app.rewardq_runtime
     try:
         score_requests(app, runtime, [_request("retried", _payload("b1", ["x"]), retries=2)])
@@ -105,14 +118,35 @@ def test_a_task_whose_audit_write_fails_is_published_again_under_its_id(tmp_path
         app.close()
 
 
-def test_after_the_last_retry_the_task_fails_with_the_audit_error(tmp_path: Path) -> None:
+def test_a_write_the_store_refuses_is_not_retried(tmp_path: Path) -> None:
+    # The audit store was never migrated: the write fails the same way every time (a permanent error).
     app = create_app(Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'audit.db'}"))
+    runtime = app.rewardq_runtime
+    try:
+        score_requests(app, runtime, [_request("refused", _payload("b1", ["x"]), retries=0)])
+        meta = app.backend.get_task_meta("refused")
+        assert meta["status"] == states.FAILURE
+        assert "no such table" in str(meta["result"])
+        with app.connection_for_read() as conn:
+            assert conn.SimpleQueue(queue_for("format")).qsize() == 0
+    finally:
+        runtime.close()
+        app.close()
+
+
+def test_after_the_last_retry_the_task_fails_with_the_audit_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(database)
+    monkeypatch.setattr("rewardq.storage.write_scores", _locked)
+    app = create_app(Settings.from_env({}, database_url=database))
     runtime = app.rewardq_runtime
     try:
         score_requests(app, runtime, [_request("given-up", _payload("b1", ["x"]), retries=5)])
         meta = app.backend.get_task_meta("given-up")
         assert meta["status"] == states.FAILURE
-        assert "no such table" in str(meta["result"])
+        assert "database is locked" in str(meta["result"])
     finally:
         runtime.close()
         app.close()
