@@ -32,8 +32,18 @@ class Settings:
     chunk_size: samples per task; a batch becomes one task per (chunk, reward).
     max_record_bytes: largest accepted sample, as JSON.
     timeout: seconds a client waits for a batch before the missing scores become ``timeout``.
-    task_time_limit: hard limit on one task in a worker, in seconds.
-    visibility_timeout: seconds before Redis redelivers an unacknowledged task; above task_time_limit.
+    task_time_limit: hard limit on one task in a worker, in seconds (prefork pools enforce it).
+    visibility_timeout: seconds after its worker's last heartbeat before Redis redelivers a task that
+        worker held (a worker refreshes the tasks it holds every ``heartbeat`` seconds, so a running
+        task is never redelivered, however long it runs; a dead worker's are within this time).
+    heartbeat: seconds between a worker's heartbeats (its announcement and its tasks' refresh).
+    max_deliveries: deliveries of one task before it is parked in the dead-letter queue.
+    audit_retry: seconds a worker keeps retrying an audit write that fails transiently (the store is
+        down) before it fails the task; the scores are kept meanwhile, not recomputed.
+    serve_wait: seconds a producer waits for a live worker serving each reward before it refuses the
+        batch (0: do not check).
+    resend_after: seconds a chunk may be overdue before the client looks for it in the broker and,
+        when no queue, worker or result holds it (lost in a broker restart), sends it again.
     result_expires: seconds results stay in the backend.
     prefetch_multiplier: tasks a worker process reserves ahead (1 for long GPU tasks).
     store_text: also store prompt and completion text in the audit store (hashes are always stored).
@@ -55,7 +65,12 @@ class Settings:
     max_record_bytes: int = 1 << 20
     timeout: float = 600.0
     task_time_limit: int = 3600
-    visibility_timeout: int = 7200
+    visibility_timeout: int = 60
+    heartbeat: float = 5.0
+    max_deliveries: int = 3
+    audit_retry: float = 600.0
+    serve_wait: float = 30.0
+    resend_after: float = 30.0
     result_expires: int = 86400
     prefetch_multiplier: int = 1
     store_text: bool = False
@@ -84,11 +99,18 @@ class Settings:
             raise SettingsError(f"REWARDQ_COALESCE_TASKS must be at least 1, got {self.coalesce_tasks}")
         if not self.coalesce_wait_ms > 0:
             raise SettingsError(f"REWARDQ_COALESCE_WAIT_MS must be positive, got {self.coalesce_wait_ms}")
-        if self.visibility_timeout <= self.task_time_limit:
+        if not self.heartbeat > 0:
+            raise SettingsError(f"REWARDQ_HEARTBEAT must be positive, got {self.heartbeat}")
+        if self.visibility_timeout < 3 * self.heartbeat:
             raise SettingsError(
-                f"REWARDQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed "
-                f"REWARDQ_TASK_TIME_LIMIT ({self.task_time_limit}s), or Redis redelivers running tasks"
+                f"REWARDQ_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must be at least three "
+                f"REWARDQ_HEARTBEAT periods ({self.heartbeat}s), or Redis redelivers running tasks"
             )
+        if self.max_deliveries < 1:
+            raise SettingsError(f"REWARDQ_MAX_DELIVERIES must be at least 1, got {self.max_deliveries}")
+        for name in ("audit_retry", "serve_wait", "resend_after"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"REWARDQ_{name.upper()} must not be negative, got {getattr(self, name)}")
 
     @property
     def embedded(self) -> bool:

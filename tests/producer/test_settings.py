@@ -37,7 +37,9 @@ def test_environment_values_are_parsed_and_overrides_win() -> None:
         ({"REWARDQ_CHUNK_SIZE": "many"}, "REWARDQ_CHUNK_SIZE='many' is not valid"),
         ({"REWARDQ_CHUNK_SIZE": "0"}, "REWARDQ_CHUNK_SIZE must be at least 1"),
         ({"REWARDQ_STORE_TEXT": "maybe"}, "REWARDQ_STORE_TEXT='maybe'"),
-        ({"REWARDQ_TASK_TIME_LIMIT": "100", "REWARDQ_VISIBILITY_TIMEOUT": "50"}, "must exceed"),
+        ({"REWARDQ_HEARTBEAT": "30", "REWARDQ_VISIBILITY_TIMEOUT": "50"}, "three"),
+        ({"REWARDQ_MAX_DELIVERIES": "0"}, "REWARDQ_MAX_DELIVERIES"),
+        ({"REWARDQ_SERVE_WAIT": "-1"}, "REWARDQ_SERVE_WAIT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
