@@ -30,6 +30,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport_options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
         "priority_steps": PRIORITY_STEPS,
+        # Each heartbeat, every live worker restores the tasks of a worker that stopped beating
+        # (rewardq.workers.heartbeat) for longer than the visibility timeout.
+        "unacked_restore_interval": settings.heartbeat,
+        "unacked_restore_throttle": 1,
     }
     if settings.embedded:
         transport_options["polling_interval"] = EMBEDDED_POLL_S

@@ -34,6 +34,7 @@ from rewardq.schema import (
     run_id_problem,
     step_problem,
 )
+from rewardq.serving import ServingCheck, checks_serving
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class RewardClient:
         self._app = app
         self._embedded: Any = None
         self._known: set[str] | None = None
+        self._serving: ServingCheck | None = None
 
     @property
     def app(self) -> Celery:
@@ -99,6 +101,10 @@ class RewardClient:
         _check_request(run_id, step, len(samples), batch_id)
         check_deadline(deadline, on_deadline)
         wire = self._normalize(samples, lines, sizes, source)
+        app = self.app  # connects first: an unreachable broker fails with its own clear error
+        if checks_serving(self.settings):  # a reward no live worker serves: refused before enqueueing
+            self._serving = self._serving or ServingCheck(self.settings)
+            self._serving.require(weights)
         batch_id = batch_id or uuid.uuid4().hex
         size = self.settings.chunk_size
         chunks: list[Chunk] = []
@@ -117,7 +123,7 @@ class RewardClient:
                 # A short argsrepr: Celery would otherwise build a truncated repr of the whole chunk
                 # (about 0.4 ms per 64 samples) for logs and monitors.
                 summary = f"batch={batch_id} reward={reward} samples={offset}..{offset + len(part) - 1}"
-                result = self.app.send_task(
+                result = app.send_task(
                     TASK_NAME,
                     args=[payload],
                     queue=queue_for(reward),
@@ -224,6 +230,9 @@ class RewardClient:
         )
 
     def close(self) -> None:
+        if self._serving is not None:
+            self._serving.close()
+            self._serving = None
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None

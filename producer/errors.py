@@ -11,7 +11,8 @@ RewardqError
 ├── EmbeddedUnavailable  embedded mode was asked for but the worker extras are not installed
 ├── UnknownBatchError    a batch id has no record in the result backend
 ├── DeadlineExceeded     a batch with the ``fail`` deadline policy is not scored in time
-└── BrokerUnavailable    the broker or result backend is unreachable or refuses the credentials
+├── BrokerUnavailable    the broker or result backend is unreachable or refuses the credentials
+└── UnservedRewardError  no live worker serves a requested reward (before anything is enqueued)
 """
 
 from __future__ import annotations
@@ -129,3 +130,17 @@ class DeadlineExceeded(RewardqError, TimeoutError):
 class BrokerUnavailable(RewardqError):
     """Raised when the broker or the result backend cannot be reached or refuses the credentials; the
     message names the URL with its password masked."""
+
+
+class UnservedRewardError(RewardqError):
+    """Raised when no live worker serves a requested reward within REWARDQ_SERVE_WAIT seconds; nothing
+    was enqueued. The message names the rewards and the command that starts a worker for them."""
+
+    def __init__(self, rewards: list[str], waited: float) -> None:
+        self.rewards = rewards
+        names = ", ".join(repr(r) for r in rewards)
+        noun = "reward" if len(rewards) == 1 else "rewards"
+        super().__init__(
+            f"no live worker serves {noun} {names} (waited {waited:g}s, REWARDQ_SERVE_WAIT); nothing was "
+            f"enqueued: start one with `rewardq worker --rewards {','.join(rewards)}`"
+        )

@@ -123,7 +123,9 @@ def test_worker_rejects_bad_samples_and_envelopes_without_crashing(
 
 
 def test_chunks_nobody_serves_come_back_as_timeouts(redis_server: RedisServer, sqlite_url: str) -> None:
-    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=2)
+    settings = Settings.from_env(  # serve_wait=0: submitted although no worker serves the reward
+        {}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=2, serve_wait=0
+    )
     with RewardClient(settings) as client:
         result = client.submit(_batch(3), ["format"], run_id="r").get(timeout=0.5)
     assert result.statuses["format"] == ["timeout"] * 3

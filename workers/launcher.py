@@ -92,6 +92,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     from rewardq.workers.app import create_app
     from rewardq.workers.coalesce import prefetch_multiplier
     from rewardq.workers.config import RewardsConfig
+    from rewardq.workers.heartbeat import Announcement, Heartbeat
 
     config = RewardsConfig.load(settings.rewards)
     for name in options.rewards:
@@ -124,9 +125,13 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     signals.worker_process_shutdown.connect(_close, weak=False)
     signals.worker_shutdown.connect(_close, weak=False)
     log.info("serving %s with pool=%s concurrency=%d gpu=%s", options.rewards, pool, concurrency, options.gpu)
+    hostname = node_name(options.gpu)
+    queues = [queue_for(name) for name in options.rewards]
+    announcement = Announcement(hostname, options.rewards, queues, options.gpu, pool, concurrency)
+    Heartbeat(settings, announcement).install()
     worker = app.Worker(
-        hostname=node_name(options.gpu),
-        queues=[queue_for(name) for name in options.rewards],
+        hostname=hostname,
+        queues=queues,
         pool_cls=pool,
         concurrency=concurrency,
         loglevel=options.loglevel,

@@ -34,7 +34,10 @@ REWARDS = {"format": 1.0, "accuracy": 0.5}
 
 
 def _settings(redis_server: RedisServer, database_url: str) -> Settings:
-    return Settings.from_env({}, broker_url=redis_server.url, database_url=database_url, chunk_size=2)
+    # serve_wait=0: these tests submit before a worker for each reward is up
+    return Settings.from_env(
+        {}, broker_url=redis_server.url, database_url=database_url, chunk_size=2, serve_wait=0
+    )
 
 
 def _until(condition: Callable[[], bool]) -> None:

@@ -15,7 +15,7 @@ from rewardq.schema import SCHEMA_VERSION, ScoreTask
 
 @pytest.mark.slow
 def test_the_queued_payload_is_a_score_task_with_the_schema_version(redis_server: Any) -> None:
-    settings = Settings.from_env({}, broker_url=redis_server.url)
+    settings = Settings.from_env({}, broker_url=redis_server.url, serve_wait=0)  # no worker: stays queued
     rows = [
         {"prompt": "q", "completion": "a", "solution": "1"},
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},

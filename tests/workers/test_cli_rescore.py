@@ -87,6 +87,7 @@ def test_a_full_redis_is_one_line_and_the_rerun_resumes_to_a_complete_file(
         "REWARDQ_BROKER_URL": redis_server.url,
         "REWARDQ_DATABASE_URL": sqlite_url,
         "REWARDQ_CHUNK_SIZE": "16",
+        "REWARDQ_SERVE_WAIT": "0",  # the first run has no worker
     }
     args = ["score", str(source), "-r", "format", "-o", str(out), "--run-id", "big", "--no-progress"]
     # No worker yet and a window wider than the file: tasks pile up until Redis refuses them.
@@ -126,7 +127,10 @@ def test_waiting_training_tasks_are_taken_before_waiting_rescoring_tasks(
     from rewardq.storage import make_engine, scores_table
 
     rows = [{"prompt": "p", "completion": GOOD.format(i)} for i in range(8)]
-    with RewardClient(Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url)) as client:
+    settings = Settings.from_env(  # serve_wait=0: the tasks wait on the queue before the worker starts
+        {}, broker_url=redis_server.url, database_url=sqlite_url, serve_wait=0
+    )
+    with RewardClient(settings) as client:
         rescoring = [
             client.submit(rows, ["format"], run_id="offline", priority=RESCORE_PRIORITY) for _ in range(20)
         ]

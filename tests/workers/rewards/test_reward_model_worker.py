@@ -161,7 +161,7 @@ def test_small_tasks_waiting_together_share_forward_passes(
         {"prompt": f"What is {i} + 1?", "completion": f"It is {i + 1}.", "id": f"s{i}"} for i in range(32)
     ]
     settings = Settings.from_env(
-        {}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=4, rewards=config
+        {}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=4, rewards=config, serve_wait=0
     )
     with RewardClient(settings) as client:
         # Eight 4-sample tasks of rm (and eight of a rule reward) wait on the queues before the worker

@@ -1,0 +1,117 @@
+"""Which rewards live workers serve: their announcements in Redis, and the producer's check that every
+reward of a request has a live worker before anything is enqueued.
+
+Each worker writes ``rewardq:worker:<node>`` (JSON: node, host, pid, rewards, queues, gpu, pool,
+concurrency, started_at, beat_at, held) every heartbeat with a time to live of three heartbeats
+(rewardq.workers.heartbeat), so a worker that died is gone from the announcements within that time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rewardq.connection import masked
+from rewardq.errors import BrokerUnavailable, UnservedRewardError
+from rewardq.settings import Settings
+from rewardq.tls import redis_ssl_options, uses_tls
+
+ANNOUNCEMENT_PREFIX = "rewardq:worker:"
+ANNOUNCEMENT_TTL_BEATS = 3  # an announcement lives this many heartbeats past its last refresh
+POLL_S = 0.5  # how often a waiting producer reads the announcements again
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def announcement_key(node: str) -> str:
+    """The Redis key of one worker's announcement."""
+    return ANNOUNCEMENT_PREFIX + node
+
+
+def redis_client(settings: Settings, url: str | None = None, **options: Any) -> Any:
+    """A redis-py client for ``url`` (default: the broker's) with rewardq's TLS options."""
+    import redis
+
+    target = url or settings.broker_url or ""
+    tls = redis_ssl_options(settings) if uses_tls(target) else {}
+    return redis.Redis.from_url(target, **tls, **options)
+
+
+def checks_serving(settings: Settings) -> bool:
+    """True when a producer should check for live workers: a Redis broker and a positive serve_wait."""
+    return (
+        bool(settings.broker_url)
+        and settings.serve_wait > 0
+        and str(settings.broker_url).startswith(REDIS_SCHEMES)
+    )
+
+
+def read_announcements(client: Any) -> list[dict[str, Any]]:
+    """Every live worker's announcement (SCAN + MGET); an unreadable one is skipped."""
+    keys = sorted(client.scan_iter(match=ANNOUNCEMENT_PREFIX + "*", count=1000))
+    if not keys:
+        return []
+    workers = []
+    for raw in client.mget(keys):
+        if raw is None:  # expired between SCAN and MGET
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            workers.append(entry)
+    return workers
+
+
+def served_rewards(announcements: Iterable[dict[str, Any]]) -> set[str]:
+    """The rewards at least one of these workers serves."""
+    return {str(reward) for entry in announcements for reward in entry.get("rewards") or []}
+
+
+class ServingCheck:
+    """Refuses a request for a reward no live worker serves, after waiting ``settings.serve_wait``
+    seconds for one to appear. A reward found served is trusted for ``settings.heartbeat`` seconds, so
+    most submits pay no round trip."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._served_until: dict[str, float] = {}
+
+    def require(self, rewards: Iterable[str]) -> None:
+        """Return once every reward in ``rewards`` has a live worker; raise UnservedRewardError naming
+        those still without one when ``serve_wait`` has passed."""
+        wanted = list(dict.fromkeys(rewards))
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            missing = [r for r in wanted if self._served_until.get(r, 0.0) <= now]
+            if not missing:
+                return
+            served = served_rewards(self._announcements())
+            now = time.monotonic()
+            for reward in served:
+                self._served_until[reward] = now + self.settings.heartbeat
+            missing = [r for r in missing if r not in served]
+            if not missing:
+                return
+            if now - started >= self.settings.serve_wait:
+                raise UnservedRewardError(missing, self.settings.serve_wait)
+            time.sleep(min(POLL_S, max(0.0, started + self.settings.serve_wait - now)))
+
+    def _announcements(self) -> list[dict[str, Any]]:
+        if self._client is None:
+            self._client = redis_client(self.settings, socket_timeout=5.0, socket_connect_timeout=5.0)
+        try:
+            return read_announcements(self._client)
+        except Exception as e:
+            raise BrokerUnavailable(
+                f"cannot read the workers' announcements from {masked(self.settings.broker_url)}: {e}"
+            ) from e
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

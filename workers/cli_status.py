@@ -1,0 +1,114 @@
+"""``rewardq status``: the live workers (from their announcements), the depth of each reward queue, the
+tasks in flight and the parked tasks, read from the broker's Redis. URLs are shown with their password
+masked."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from rewardq.broker import PRIORITY_STEPS
+from rewardq.connection import masked
+from rewardq.errors import BrokerUnavailable, SettingsError
+from rewardq.schema import QUEUE_PREFIX
+from rewardq.serving import REDIS_SCHEMES, read_announcements, redis_client
+from rewardq.settings import Settings
+from rewardq.workers.cli_common import errors, settings
+from rewardq.workers.render import Format, render
+
+UNACKED_KEY = "unacked"  # kombu's hash of the tasks workers hold
+DLQ_KEY = "rewardq:dlq"  # the dead-letter queue: task id -> parked task
+PRIORITY_SEP = "\x06\x16"  # kombu's separator between a queue's name and its priority step
+SOCKET_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    queue: str
+    reward: str
+    depth: int
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``rewardq status`` reports."""
+
+    broker: str
+    workers: list[dict[str, Any]]
+    queues: list[QueueDepth]
+    in_flight: int
+    parked: int
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps for ``queue``: one per priority step (step 0 is the bare name)."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
+
+
+def read_status(config: Settings) -> BrokerStatus:
+    """Read the announcements, queue lengths, ``unacked`` and ``rewardq:dlq`` from the broker's Redis."""
+    url = config.broker_url
+    if not url or not url.startswith(REDIS_SCHEMES):
+        raise SettingsError("rewardq status needs a Redis broker: set REWARDQ_BROKER_URL (redis://…)")
+    client = redis_client(config, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
+    try:
+        workers = read_announcements(client)
+        queues = {q for w in workers for q in w.get("queues") or []}
+        for key in client.scan_iter(match=QUEUE_PREFIX + "*", count=1000):
+            queues.add(key.decode(errors="replace").split(PRIORITY_SEP)[0])
+        names = sorted(queues)
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            for key in priority_lists(name):
+                pipe.llen(key)
+        pipe.hlen(UNACKED_KEY)
+        pipe.hlen(DLQ_KEY)
+        *lengths, in_flight, parked = pipe.execute()
+    except Exception as e:
+        raise BrokerUnavailable(f"cannot read the status from the broker {masked(url)}: {e}") from e
+    finally:
+        client.close()
+    steps = len(PRIORITY_STEPS)
+    depths = [
+        QueueDepth(name, name.removeprefix(QUEUE_PREFIX), sum(lengths[i * steps : (i + 1) * steps]))
+        for i, name in enumerate(names)
+    ]
+    return BrokerStatus(masked(url), workers, depths, int(in_flight), int(parked))
+
+
+def _worker_row(entry: dict[str, Any], now: float) -> dict[str, Any]:
+    beat_at = entry.get("beat_at")
+    return {
+        "node": entry.get("node"),
+        "host": entry.get("host"),
+        "rewards": entry.get("rewards"),
+        "gpu": entry.get("gpu"),
+        "pool": entry.get("pool"),
+        "concurrency": entry.get("concurrency"),
+        "held": entry.get("held"),
+        "last_beat_s": round(now - beat_at, 1) if isinstance(beat_at, int | float) else None,
+    }
+
+
+@errors
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of tables.")] = False,
+) -> None:
+    """Live workers (rewards, GPU, pool, held tasks, last heartbeat), queue depths, tasks in flight and
+    parked tasks."""
+    report = read_status(settings())
+    now = time.time()
+    workers = [_worker_row(w, now) for w in sorted(report.workers, key=lambda w: str(w.get("node")))]
+    if as_json:
+        print(json.dumps(asdict(report) | {"workers": workers}))
+        return
+    render(workers, Format.table, title=f"live workers ({report.broker})")
+    render([asdict(q) for q in report.queues], Format.table, title="queues (tasks waiting)")
+    Console().print(
+        f"tasks in flight: {report.in_flight}   parked (rewardq dlq list): {report.parked}", highlight=False
+    )
