@@ -4,6 +4,8 @@ reward of a request has a live worker before anything is enqueued.
 Each worker writes ``rewardq:worker:<node>`` (JSON: node, host, pid, rewards, queues, gpu, pool,
 concurrency, started_at, beat_at, held) every heartbeat with a time to live of three heartbeats
 (rewardq.workers.heartbeat), so a worker that died is gone from the announcements within that time.
+The nodes are also kept in the sorted set ``rewardq:workers`` so that readers find the announcements
+without scanning the keyspace (which the judges' cache shares and may fill with millions of keys).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rewardq.settings import Settings
 from rewardq.tls import redis_ssl_options, uses_tls
 
 ANNOUNCEMENT_PREFIX = "rewardq:worker:"
+WORKERS_INDEX = "rewardq:workers"  # node -> when its announcement expires (the worker's clock)
 ANNOUNCEMENT_TTL_BEATS = 3  # an announcement lives this many heartbeats past its last refresh
 POLL_S = 0.5  # how often a waiting producer reads the announcements again
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -48,13 +51,15 @@ def checks_serving(settings: Settings) -> bool:
 
 
 def read_announcements(client: Any) -> list[dict[str, Any]]:
-    """Every live worker's announcement (SCAN + MGET); an unreadable one is skipped."""
-    keys = sorted(client.scan_iter(match=ANNOUNCEMENT_PREFIX + "*", count=1000))
-    if not keys:
+    """Every live worker's announcement (the index, then MGET): the announcement's own expiry in Redis
+    decides who is live; an unreadable one is skipped."""
+    nodes = client.zrange(WORKERS_INDEX, 0, -1)
+    if not nodes:
         return []
+    keys = [announcement_key(node.decode(errors="replace")) for node in nodes]
     workers = []
     for raw in client.mget(keys):
-        if raw is None:  # expired between SCAN and MGET
+        if raw is None:  # expired since the index was read (a dead worker)
             continue
         try:
             entry = json.loads(raw)

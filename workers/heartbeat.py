@@ -6,7 +6,8 @@
   (``unacked_restore_interval`` in rewardq.broker); ``ZADD XX`` never re-adds a tag already acked or
   restored;
 - writes the worker's announcement ``rewardq:worker:<node>`` (rewardq.serving) with a time to live of
-  three heartbeats, which producers read before enqueueing and ``rewardq status`` lists.
+  three heartbeats, and lists the node in the ``rewardq:workers`` index; producers read them before
+  enqueueing and ``rewardq status`` lists them.
 
 It runs apart from the consumer's event loop because a solo pool runs its task on that loop's thread.
 A failing beat (Redis down) is logged once per outage and retried at the next one.
@@ -26,12 +27,15 @@ from typing import Any
 from celery import signals
 
 from rewardq.connection import masked
-from rewardq.serving import ANNOUNCEMENT_TTL_BEATS, announcement_key, redis_client
+from rewardq.serving import ANNOUNCEMENT_TTL_BEATS, WORKERS_INDEX, announcement_key, redis_client
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT_S = 5.0
+# A node whose announcement expired this long ago (by this worker's clock) leaves the workers index; the
+# margin keeps a live worker listed when clocks differ between machines.
+INDEX_PRUNE_AFTER_S = 300.0
 
 
 @dataclass
@@ -111,7 +115,10 @@ class Heartbeat:
         self._thread.join(timeout=2 * SOCKET_TIMEOUT_S)
         self._thread = None
         try:
-            self._client.delete(announcement_key(self.announcement.node))
+            pipe = self._client.pipeline(transaction=False)
+            pipe.delete(announcement_key(self.announcement.node))
+            pipe.zrem(WORKERS_INDEX, self.announcement.node)
+            pipe.execute()
         except Exception as e:  # the announcement then expires by itself
             log.warning("could not withdraw the announcement of %s: %s", self.announcement.node, e)
         self._client.close()
@@ -124,11 +131,10 @@ class Heartbeat:
         pipe = self._client.pipeline(transaction=False)
         if tags:
             pipe.zadd(_index_key(self._consumer), dict.fromkeys(tags, now), xx=True)
-        pipe.set(
-            announcement_key(self.announcement.node),
-            json.dumps(entry),
-            px=int(ANNOUNCEMENT_TTL_BEATS * self.settings.heartbeat * 1000),
-        )
+        ttl = ANNOUNCEMENT_TTL_BEATS * self.settings.heartbeat
+        pipe.set(announcement_key(self.announcement.node), json.dumps(entry), px=int(ttl * 1000))
+        pipe.zadd(WORKERS_INDEX, {self.announcement.node: now + ttl})
+        pipe.zremrangebyscore(WORKERS_INDEX, "-inf", now - INDEX_PRUNE_AFTER_S)
         pipe.execute()
         return len(tags)
 

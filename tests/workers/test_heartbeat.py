@@ -15,7 +15,7 @@ import redis
 import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
-from rewardq.serving import announcement_key
+from rewardq.serving import WORKERS_INDEX, announcement_key
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -134,5 +134,6 @@ def test_a_worker_announces_what_it_serves_and_withdraws_at_shutdown(
     )
     assert (entry["pool"], entry["concurrency"], entry["gpu"], entry["held"]) == ("threads", 2, None, 0)
     assert 0 < broker.pttl(key) <= 3 * 5000, "expires three heartbeats after the last one"
+    assert broker.zrange(WORKERS_INDEX, 0, -1) == [key.removeprefix(announcement_key("").encode())]
     worker.stop()
-    assert broker.keys(announcement_key("*")) == []
+    assert broker.keys(announcement_key("*")) == [] and broker.zcard(WORKERS_INDEX) == 0
