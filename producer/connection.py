@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
+from rewardq.broker import PUBLISH_RETRY_S
 from rewardq.errors import BrokerUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
@@ -46,6 +47,15 @@ def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S, *, refusal
         raise BrokerUnavailable(
             f"cannot connect to the result backend {masked(app.conf.result_backend)}: {_cause(e)}"
         ) from e
+
+
+def publish_failed(app: Celery, exc: BaseException) -> BrokerUnavailable:
+    """The one-line error for a task that could not be published once Celery's retries were spent
+    (``task_publish_retry_policy``: about 30 s, enough for a broker restart)."""
+    return BrokerUnavailable(
+        f"cannot publish to the broker {masked(app.conf.broker_url)} (retried for {PUBLISH_RETRY_S:.0f} s): "
+        f"{_cause(exc)}"
+    )
 
 
 def _refused(exc: BaseException) -> bool:
