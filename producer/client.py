@@ -126,8 +126,10 @@ class RewardClient:
                         kwargsrepr="{}",
                         priority=priority,
                     )
-                except OperationalError as e:  # Celery's publish retries are spent
-                    raise publish_failed(self.app, e) from e
+                except (OperationalError, RuntimeError) as e:  # Redis outlasted Celery's retries
+                    if (unavailable := publish_failed(self.app, e)) is None:
+                        raise
+                    raise unavailable from e
                 chunks.append(Chunk(reward, offset, len(part), result, sendable))
         log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))
         deadline_at = None if deadline is None else time.time() + deadline

@@ -49,13 +49,24 @@ def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S, *, refusal
         ) from e
 
 
-def publish_failed(app: Celery, exc: BaseException) -> BrokerUnavailable:
-    """The one-line error for a task that could not be published once Celery's retries were spent
-    (``task_publish_retry_policy``: about 30 s, enough for a broker restart)."""
-    return BrokerUnavailable(
-        f"cannot publish to the broker {masked(app.conf.broker_url)} (retried for {PUBLISH_RETRY_S:.0f} s): "
-        f"{_cause(exc)}"
-    )
+def publish_failed(app: Celery, exc: BaseException) -> BrokerUnavailable | None:
+    """The one-line error for a task that could not be sent while Redis stayed down, or None when
+    ``exc`` is something else: the broker outlasted Celery's publish retries (``task_publish_retry_policy``:
+    about 30 s, enough for a restart), or the result backend the client subscribes through outlasted
+    its reconnects (Celery's RuntimeError "… must be restarted")."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    if isinstance(exc, OperationalError):
+        return BrokerUnavailable(
+            f"cannot publish to the broker {masked(app.conf.broker_url)} "
+            f"(retried for {PUBLISH_RETRY_S:.0f} s): {_cause(exc)}"
+        )
+    if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, RedisConnectionError | OSError):
+        return BrokerUnavailable(
+            f"cannot reach the result backend {masked(app.conf.result_backend)} (retried): {_cause(exc)}"
+        )
+    return None
 
 
 def _refused(exc: BaseException) -> bool:

@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 TRANSPORT = "rewardq.workers.transport:Transport"
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     """kombu's Redis channel; a channel whose connection was closed raises a connection error."""
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
@@ -34,7 +34,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         return params
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel

@@ -65,7 +65,9 @@ def _audit_counts(database_url: str, batch_id: str) -> list[Any]:
 
 
 def _resends(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "rewardq.resend" and "again" in r.getMessage()]
+    return [
+        r.getMessage() for r in caplog.records if r.name == "rewardq.resend" and "again" in r.getMessage()
+    ]
 
 
 def test_a_lost_chunk_is_sent_again_and_scored_once(
