@@ -10,7 +10,7 @@ from rewardq.workers.coalesce import register_coalescing
 from rewardq.workers.config import RewardsConfig
 from rewardq.workers.runtime import WorkerRuntime
 from rewardq.workers.task import register_score_task
-from rewardq.workers.transport import TRANSPORT
+from rewardq.workers.transport import worker_transport
 
 # A result that cannot be stored while Redis restarts is retried, not failed: a task that scored and
 # audited its chunk must not answer "error" for it. Celery sleeps a random time up to the cap between
@@ -39,10 +39,10 @@ def create_app(settings: Settings, config: RewardsConfig | None = None) -> Celer
         result_backend_base_sleep_between_retries_ms=100,
         result_backend_max_sleep_between_retries_ms=RESULT_STORE_RETRY_CAP_MS,
     )
-    if not settings.embedded:
+    if (transport := worker_transport(settings.broker_url or "")) is not None:
         # … through the transport that turns kombu's crash on a closed connection into a connection
         # error (rewardq.workers.transport). The embedded worker's in-memory broker keeps its own.
-        app.conf.broker_transport = TRANSPORT
+        app.conf.broker_transport = transport
     runtime = WorkerRuntime(settings, config)
     register_coalescing(app, runtime, register_score_task(app, runtime))
     app.rewardq_runtime = runtime

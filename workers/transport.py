@@ -10,18 +10,23 @@ from ``self.connection.client.hostname``: ``AttributeError: 'NoneType' object ha
 error". Raised as a connection error, it is one more error of a lost connection: Celery reconnects, and
 the deliveries, still in kombu's ``unacked`` hash, come back after the visibility timeout.
 
-Selected for workers with Celery's ``broker_transport`` setting (rewardq.workers.app); it takes the
-``redis://`` and ``rediss://`` URLs that kombu's transport takes.
+Workers select it with Celery's ``broker_transport`` setting (rewardq.workers.app), by an alias
+registered with kombu that keeps the URL's scheme readable in logs: ``rewardq-redis://…`` for a
+``redis://`` broker, ``rewardq-rediss://…`` for ``rediss://`` (TLS comes from ``broker_use_ssl``, as
+before). Producers keep kombu's transport.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 TRANSPORT = "rewardq.workers.transport:Transport"
+# The broker URL schemes this transport serves, and the alias each is served under.
+ALIASES = {"redis": "rewardq-redis", "rediss": "rewardq-rediss"}
 
 
 class Channel(kombu_redis.Channel):
@@ -38,3 +43,12 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+def worker_transport(broker_url: str) -> str | None:
+    """The alias (registered with kombu) of :class:`Transport` for ``broker_url``, or None for a broker
+    it does not serve (the embedded worker's ``memory://``)."""
+    alias = ALIASES.get(broker_url.partition("://")[0].lower())
+    if alias is not None:
+        TRANSPORT_ALIASES.setdefault(alias, TRANSPORT)
+    return alias
