@@ -25,6 +25,17 @@ RESCORE_PRIORITY = 9
 PRIORITY_STEPS = [TRAINING_PRIORITY, RESCORE_PRIORITY]
 
 
+# A producer whose broker restarts retries each publish for about this long (one try a second) before
+# it fails with BrokerUnavailable (rewardq.connection.publish_failed).
+PUBLISH_RETRY_S = 30.0
+PUBLISH_RETRY_POLICY = {
+    "max_retries": int(PUBLISH_RETRY_S),
+    "interval_start": 0,
+    "interval_step": 1,
+    "interval_max": 1,
+}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Configuration both ends agree on. Workers add their own on top (see rewardq.workers.app)."""
     transport_options: dict[str, Any] = {
@@ -54,6 +65,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
         "broker_connection_retry_on_startup": True,
         "task_create_missing_queues": True,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "enable_utc": True,
     }
 

@@ -17,12 +17,14 @@ from types import TracebackType
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from rewardq.broker import make_app
 from rewardq.catalog import check_weights, known_rewards
-from rewardq.connection import check_connection
+from rewardq.connection import check_connection, publish_failed
 from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
 from rewardq.handles import Chunk, DeadlinePolicy, ScoreHandle, check_deadline
+from rewardq.resend import Sendable, summary
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
 from rewardq.schema import (
@@ -120,22 +122,31 @@ class RewardClient:
                     "offset": offset,
                     "samples": part,
                 }
-                # A short argsrepr: Celery would otherwise build a truncated repr of the whole chunk
-                # (about 0.4 ms per 64 samples) for logs and monitors.
-                summary = f"batch={batch_id} reward={reward} samples={offset}..{offset + len(part) - 1}"
-                result = app.send_task(
-                    TASK_NAME,
-                    args=[payload],
-                    queue=queue_for(reward),
-                    argsrepr=summary,
-                    kwargsrepr="{}",
-                    priority=priority,
-                )
-                chunks.append(Chunk(reward, offset, len(part), result))
+                sendable = Sendable(payload, queue_for(reward), priority)
+                try:
+                    result = app.send_task(
+                        TASK_NAME,
+                        args=[payload],
+                        queue=sendable.queue,
+                        argsrepr=summary(payload),
+                        kwargsrepr="{}",
+                        priority=priority,
+                    )
+                except (OperationalError, RuntimeError) as e:  # Redis outlasted Celery's retries
+                    if (unavailable := publish_failed(app, e)) is None:
+                        raise
+                    raise unavailable from e
+                chunks.append(Chunk(reward, offset, len(part), result, sendable))
         log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))
         deadline_at = None if deadline is None else time.time() + deadline
         handle = ScoreHandle(
-            batch_id, len(wire), weights, chunks, deadline_at=deadline_at, on_deadline=on_deadline
+            batch_id,
+            len(wire),
+            weights,
+            chunks,
+            deadline_at=deadline_at,
+            on_deadline=on_deadline,
+            resend_after=0.0 if self.settings.embedded else self.settings.resend_after,
         )
         handle.remember()
         return handle

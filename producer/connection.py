@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
+from rewardq.broker import PUBLISH_RETRY_S
 from rewardq.errors import BrokerUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
@@ -46,6 +47,26 @@ def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S, *, refusal
         raise BrokerUnavailable(
             f"cannot connect to the result backend {masked(app.conf.result_backend)}: {_cause(e)}"
         ) from e
+
+
+def publish_failed(app: Celery, exc: BaseException) -> BrokerUnavailable | None:
+    """The one-line error for a task that could not be sent while Redis stayed down, or None when
+    ``exc`` is something else: the broker outlasted Celery's publish retries (``task_publish_retry_policy``:
+    about 30 s, enough for a restart), or the result backend the client subscribes through outlasted
+    its reconnects (Celery's RuntimeError "… must be restarted")."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    if isinstance(exc, OperationalError):
+        return BrokerUnavailable(
+            f"cannot publish to the broker {masked(app.conf.broker_url)} "
+            f"(retried for {PUBLISH_RETRY_S:.0f} s): {_cause(exc)}"
+        )
+    if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, RedisConnectionError | OSError):
+        return BrokerUnavailable(
+            f"cannot reach the result backend {masked(app.conf.result_backend)} (retried): {_cause(exc)}"
+        )
+    return None
 
 
 def _refused(exc: BaseException) -> bool:

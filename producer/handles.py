@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from rewardq.broker import GATHER_POLL_S
 from rewardq.errors import DeadlineExceeded, InvalidInputError, Problem, UnknownBatchError
+from rewardq.resend import Resender, Sendable
 from rewardq.results import ScoreResult
 from rewardq.schema import ChunkResult, Status
 
@@ -43,12 +44,14 @@ _MIN_WAIT_S = 0.001
 
 @dataclass(frozen=True)
 class Chunk:
-    """One task of a batch: a reward over ``size`` samples from ``offset``."""
+    """One task of a batch: a reward over ``size`` samples from ``offset``; ``sendable`` (what sending
+    it again needs) only on the handle that submitted it."""
 
     reward: str
     offset: int
     size: int
     result: AsyncResult
+    sendable: Sendable | None = None
 
 
 def check_deadline(deadline: float | None, policy: str) -> None:
@@ -68,6 +71,7 @@ class ScoreHandle:
 
     ``deadline_at`` is a wall-clock time (``time.time()``) by which the batch should be scored, or None;
     ``on_deadline`` says what a wait that ends with scores missing does (see the module docstring).
+    ``resend_after``: seconds a chunk may be overdue before it is looked for in the broker (0: never).
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class ScoreHandle:
         *,
         deadline_at: float | None = None,
         on_deadline: DeadlinePolicy = "partial",
+        resend_after: float = 0.0,
     ) -> None:
         self.batch_id = batch_id
         self.size = size
@@ -86,6 +91,8 @@ class ScoreHandle:
         self.chunks = chunks
         self.deadline_at = deadline_at
         self.on_deadline = on_deadline
+        sendables = {c.result.id: c.sendable for c in chunks if c.sendable is not None}
+        self._resender = Resender(self._app, resend_after, sendables) if resend_after and sendables else None
 
     @property
     def task_ids(self) -> list[str]:
@@ -156,7 +163,30 @@ class ScoreHandle:
         limit: float | None,
         progress: Callable[[int], None] | None,
     ) -> None:
-        """Fill ``collected`` with the chunks landing within ``limit`` seconds; pop them from ``pending``."""
+        """Fill ``collected`` with the chunks landing within ``limit`` seconds; pop them from ``pending``.
+
+        With a resender, the wait is cut into slices that end when a chunk is overdue; overdue chunks
+        are then looked for in the broker and the lost ones sent again.
+        """
+        ends = None if limit is None else time.monotonic() + limit
+        while pending:
+            left = None if ends is None else max(0.0, ends - time.monotonic())
+            due = None if self._resender is None else self._resender.due_in(pending)
+            if due is None or (left is not None and left <= due):
+                self._wait(collected, pending, left, progress)
+                return
+            self._wait(collected, pending, due, progress)
+            if pending and self._resender is not None:
+                self._resender.check(pending)
+
+    def _wait(
+        self,
+        collected: _Collector,
+        pending: dict[str, Chunk],
+        limit: float | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """One wait of at most ``limit`` seconds for pending chunks."""
         if not pending:
             return
         # Fresh result objects for each wait: Celery's gathering does not see results land on objects
