@@ -8,6 +8,7 @@ from rewardq.broker import make_app
 from rewardq.settings import Settings
 from rewardq.workers.coalesce import register_coalescing
 from rewardq.workers.config import RewardsConfig
+from rewardq.workers.consumer import RecordingConsumer
 from rewardq.workers.runtime import WorkerRuntime
 from rewardq.workers.task import register_score_task
 
@@ -23,6 +24,7 @@ def create_app(settings: Settings, config: RewardsConfig | None = None) -> Celer
         task_time_limit=settings.task_time_limit,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
+        worker_consumer=RecordingConsumer,  # refused messages go to the dead-letter queue
     )
     runtime = WorkerRuntime(settings, config)
     register_coalescing(app, runtime, register_score_task(app, runtime))

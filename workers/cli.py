@@ -1,5 +1,6 @@
 """The ``rewardq`` command line: the app and its small commands (demo, worker, rewards, db); ``score``
-(rewardq.workers.cli_score) and ``audit`` (rewardq.workers.cli_audit) live in modules of their own.
+(rewardq.workers.cli_score), ``audit`` (rewardq.workers.cli_audit) and ``dlq`` (rewardq.workers.cli_dlq)
+live in modules of their own.
 
 Settings come from REWARDQ_* variables, read once here and passed down; flags override them.
 """
@@ -17,6 +18,7 @@ import typer
 from rewardq.schema import queue_for
 from rewardq.workers.cli_audit import audit_app
 from rewardq.workers.cli_common import ConfigOpt, err, errors, settings
+from rewardq.workers.cli_dlq import dlq_app
 from rewardq.workers.cli_score import score
 from rewardq.workers.failures import DEBUG_ENV
 from rewardq.workers.render import Format, render
@@ -31,6 +33,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Manage the audit database.")
 app.command()(score)
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
+app.add_typer(dlq_app, name="dlq")
 
 
 @app.callback()
