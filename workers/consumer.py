@@ -1,6 +1,6 @@
 """The worker's message consumer: Celery's, plus a record in the dead-letter queue of every message it
-cannot take (content it may not or cannot decode, such as a pickled body; a message that is no task;
-a task name it does not know). The raw body is kept (truncated, never unpickled); then the base class
+cannot take (content it may not decode, such as a pickled body, or cannot; a message that is no task;
+a task name it does not know; an invalid task message). The raw body is kept (truncated, never unpickled); then the base class
 does what it always does (log, acknowledge or reject), and the worker stays up.
 """
 
@@ -31,6 +31,10 @@ class RecordingConsumer(Consumer):
         name = (getattr(message, "headers", None) or {}).get("task")
         self._record(message, f"unknown task name {name!r}")
         super().on_unknown_task(body, message, exc)
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        self._record(message, f"refused message: {type(exc).__name__}: {exc}")
+        super().on_invalid_task(body, message, exc)
 
     def _record(self, message: Any, reason: str) -> None:
         try:
