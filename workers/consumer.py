@@ -1,7 +1,7 @@
 """The worker's message consumer: Celery's, plus a record in the dead-letter queue of every message it
-cannot take (content it may not decode, such as a pickled body, or cannot; a message that is no task;
-a task name it does not know; an invalid task message). The raw body is kept (truncated, never unpickled); then the base class
-does what it always does (log, acknowledge or reject), and the worker stays up.
+cannot take: content it may not decode (a pickled body) or cannot, a message that is no task, a task
+name it does not know, an invalid task message. The raw body is kept (truncated, never unpickled); then
+the base class does what it always does (log, acknowledge or reject), and the worker stays up.
 """
 
 from __future__ import annotations
