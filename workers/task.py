@@ -83,7 +83,11 @@ def admit(
     from rewardq.workers.deliveries import parked_error
     from rewardq.workers.dlq import task_letter
 
-    count = runtime.deliveries.count(task_id)
+    try:
+        count = runtime.deliveries.count(task_id)
+    except Exception as e:  # the broker's Redis is away: scoring the task matters more than counting it
+        log.warning("could not count the deliveries of task %s (%s): scoring it uncounted", task_id, e)
+        return 1, None
     if not runtime.deliveries.exceeded(count):
         return count, None
     error = parked_error(count)
