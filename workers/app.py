@@ -8,6 +8,7 @@ from rewardq.broker import make_app
 from rewardq.settings import Settings
 from rewardq.workers.coalesce import register_coalescing
 from rewardq.workers.config import RewardsConfig
+from rewardq.workers.consumer import RecordingConsumer
 from rewardq.workers.runtime import WorkerRuntime
 from rewardq.workers.task import register_score_task
 from rewardq.workers.transport import worker_transport
@@ -38,6 +39,7 @@ def create_app(settings: Settings, config: RewardsConfig | None = None) -> Celer
         result_backend_max_retries=RESULT_STORE_RETRIES,
         result_backend_base_sleep_between_retries_ms=100,
         result_backend_max_sleep_between_retries_ms=RESULT_STORE_RETRY_CAP_MS,
+        worker_consumer=RecordingConsumer,  # refused messages go to the dead-letter queue
     )
     if (transport := worker_transport(settings.broker_url or "")) is not None:
         # … through the transport that turns kombu's crash on a closed connection into a connection

@@ -1,6 +1,6 @@
 """The ``rewardq`` command line: the app and its small commands (demo, worker, rewards, db); ``score``
-(rewardq.workers.cli_score), ``status`` (rewardq.workers.cli_status) and ``audit``
-(rewardq.workers.cli_audit) live in modules of their own.
+(rewardq.workers.cli_score), ``status`` (rewardq.workers.cli_status), ``audit``
+(rewardq.workers.cli_audit) and ``dlq`` (rewardq.workers.cli_dlq) live in modules of their own.
 
 Settings come from REWARDQ_* variables, read once here and passed down; flags override them.
 """
@@ -18,6 +18,7 @@ import typer
 from rewardq.schema import queue_for
 from rewardq.workers.cli_audit import audit_app
 from rewardq.workers.cli_common import ConfigOpt, err, errors, settings
+from rewardq.workers.cli_dlq import dlq_app
 from rewardq.workers.cli_score import score
 from rewardq.workers.cli_status import status
 from rewardq.workers.failures import DEBUG_ENV
@@ -34,6 +35,7 @@ app.command()(score)
 app.command()(status)
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
+app.add_typer(dlq_app, name="dlq")
 
 
 @app.callback()

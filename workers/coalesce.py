@@ -10,8 +10,9 @@ of every other reward take Celery's default strategy: the ordinary task, untouch
 
 Each task is still validated, audited (its own transaction, its own rows) and answered on its own:
 its result is stored with ``backend.mark_as_done`` under its own id, and celery-batches acknowledges
-the messages (acks_late) only after the flush returns, so after every audit row is written. A task
-whose audit write fails is published again under its id with a backoff, as ``Task.retry`` does.
+the messages (acks_late) only after the flush returns, so after every audit row is written. Each
+request is a delivery of its task, counted and parked as the plain task's (rewardq.workers.task.admit);
+an audit-store outage retries the write, inside ``persist``, never the reward.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from typing import Any
 from celery import Celery, Task
 from celery.worker.strategy import default as default_strategy
 
-from rewardq.schema import TASK_NAME, queue_for
 from rewardq.settings import Settings
 from rewardq.workers.config import RewardsConfig
 from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.task import InvalidTask, Prepared, audit_retry_delay, persist, prepare, score_together
+from rewardq.workers.task import InvalidTask, Prepared, admit, park_invalid, persist, prepare, score_together
 
 log = logging.getLogger(__name__)
 
@@ -90,55 +90,38 @@ def register_coalescing(app: Celery, runtime: WorkerRuntime, score_task: Task) -
 
 def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]) -> None:
     """Score buffered requests: one call to each reward for all of its tasks, then each task alone."""
-    from sqlalchemy.exc import DBAPIError
-
     backend = app.backend
-    by_reward: dict[str, list[tuple[Any, Prepared]]] = defaultdict(list)
+    by_reward: dict[str, list[tuple[Any, Prepared, int]]] = defaultdict(list)
     for request in requests:
+        payload = _payload(request)
+        queue = (request.delivery_info or {}).get("routing_key")
+        deliveries, parked = admit(runtime, request.id, payload, queue)
+        if parked is not None:
+            backend.mark_as_done(request.id, parked, request=request)
+            continue
         try:
-            item = prepare(runtime, _payload(request))
+            item = prepare(runtime, payload)
         except InvalidTask as e:
+            park_invalid(runtime, request.id, payload, e, deliveries, queue)
             _fail(backend, request, e)
             continue
-        by_reward[item.task.reward].append((request, item))
+        by_reward[item.task.reward].append((request, item, deliveries))
     for reward, group in by_reward.items():
-        score_together(runtime, [item for _, item in group])
+        score_together(runtime, [item for _, item, _ in group])
         log.info(
             "coalesced %d tasks of reward %s: %d samples in one call",
             len(group),
             reward,
-            sum(len(item.scores) for _, item in group),
+            sum(len(item.scores) for _, item, _ in group),
         )
-        for request, item in group:
-            retries = int((request.request_dict or {}).get("retries") or 0)
+        for request, item, deliveries in group:
             try:
-                result = persist(runtime, item, attempts=retries + 1, worker=request.hostname or None)
-            except DBAPIError as e:
-                _retry(app, request, item, retries, e)
-                continue
+                result = persist(runtime, item, attempts=deliveries, worker=request.hostname or None)
             except Exception as e:
                 log.exception("task %s of reward %s failed", request.id, reward)
                 _fail(backend, request, e)
                 continue
             backend.mark_as_done(request.id, result, request=request)
-
-
-def _retry(app: Celery, request: Any, item: Prepared, retries: int, error: Exception) -> None:
-    """Publish the task again under its id (as ``Task.retry`` would), or fail it when the score task
-    would not retry either (a permanent error, or the last try)."""
-    delay = audit_retry_delay(error, retries)
-    if delay is None:
-        _fail(app.backend, request, error)
-        return
-    app.send_task(
-        TASK_NAME,
-        args=request.args,
-        kwargs=request.kwargs,
-        task_id=request.id,
-        queue=queue_for(item.task.reward),
-        countdown=delay,
-        retries=retries + 1,
-    )
 
 
 def _fail(backend: Any, request: Any, error: Exception) -> None:

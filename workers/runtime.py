@@ -1,5 +1,6 @@
 """Resources a worker process holds: its rewards (built and set up once, in the process that uses them),
-their shared resources and the audit engine. Kept per process id, so a prefork child never uses its
+their shared resources, the audit engine, and the broker's Redis for delivery counts and the
+dead-letter queue. Kept per process id, so a prefork child never uses its
 parent's.
 
 Each reward is built under a lock of its own: loading one model never blocks tasks of other rewards.
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 from rewardq.errors import RewardqError, RewardSetupError
 from rewardq.settings import Settings
 from rewardq.workers.config import RewardsConfig
+from rewardq.workers.deliveries import Deliveries, broker_redis
+from rewardq.workers.dlq import DeadLetters
 from rewardq.workers.resources import GPU_ENV, WorkerResources
 from rewardq.workers.rewards.base import Reward
 
@@ -50,6 +53,9 @@ class WorkerRuntime:
         self.config = config
         self.host = socket.gethostname()
         self.gpu = os.environ.get(GPU_ENV)
+        client = broker_redis(settings)  # connects on first use, in the process that uses it
+        self.deliveries = Deliveries(settings, client)
+        self.dead_letters = DeadLetters(client)
         self._state = _ProcessState(settings)
 
     def _local(self) -> _ProcessState:

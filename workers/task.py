@@ -2,7 +2,11 @@
 
 A malformed sample is recorded as that sample's ``error``; a reward that fails to build or raises
 fails its chunk's samples with the error text; neither crashes the worker. A malformed envelope
-(no batch, reward or offset to key the audit on) fails the task with :class:`InvalidTask`.
+(no batch, reward or offset to key the audit on) fails the task with :class:`InvalidTask` and is
+recorded in the dead-letter queue; so is a task delivered more than ``max_deliveries`` times (its
+worker was lost each time), which is answered ``error`` without being scored.
+
+What a task returns is what the audit holds; an audit-store outage retries the write, not the reward.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from pydantic import TypeAdapter, ValidationError
 
 from rewardq.errors import RewardqError
 from rewardq.samples import JSON_TOO_DEEP, describe_errors, json_size
-from rewardq.schema import STATUSES, TASK_NAME, Sample, TaskEnvelope, sample_id_of, sample_id_problem
+from rewardq.schema import (
+    STATUSES,
+    TASK_NAME,
+    Sample,
+    TaskEnvelope,
+    queue_for,
+    sample_id_of,
+    sample_id_problem,
+)
 from rewardq.storage.text import storable_text
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime import WorkerRuntime
@@ -32,7 +44,6 @@ log = logging.getLogger(__name__)
 
 _SAMPLES = TypeAdapter(list[Sample])
 _SAMPLE = TypeAdapter(Sample)
-AUDIT_RETRIES = 5
 
 
 class InvalidTask(RewardqError):
@@ -40,41 +51,73 @@ class InvalidTask(RewardqError):
 
 
 def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
-    """Register ``rewardq.score`` on ``app``; audit-store outages are retried with backoff, a value the
-    store refuses (a permanent error) is not."""
-    from sqlalchemy.exc import DBAPIError
+    """Register ``rewardq.score`` on ``app``: each delivery is counted (a task delivered more than
+    ``max_deliveries`` times is parked, not scored), a malformed envelope is parked and fails, and a
+    task past its hard time limit is recorded as ``timeout`` (:mod:`rewardq.workers.time_limit`)."""
+    from rewardq.workers.time_limit import HardTimeLimitRequest
 
     # shared=False: a shared task would also be registered on every app finalized later in this
     # process (a second embedded worker), which would then run the first app's runtime.
-    @app.task(name=TASK_NAME, bind=True, max_retries=AUDIT_RETRIES, shared=False)
+    @app.task(name=TASK_NAME, bind=True, shared=False, Request=HardTimeLimitRequest)
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
+        request = self.request
+        queue = (request.delivery_info or {}).get("routing_key")
+        deliveries, parked = admit(runtime, request.id, payload, queue)
+        if parked is not None:
+            return parked
         try:
-            return score_payload(
-                runtime, payload, attempts=self.request.retries + 1, worker=self.request.hostname or None
-            )
-        except DBAPIError as e:
-            delay = audit_retry_delay(e, self.request.retries)
-            if delay is None:
-                raise
-            raise self.retry(exc=e, countdown=delay) from e
+            return score_payload(runtime, payload, attempts=deliveries, worker=request.hostname or None)
+        except InvalidTask as e:
+            park_invalid(runtime, request.id, payload, e, deliveries, queue)
+            raise
 
     return score
 
 
-def audit_retry_delay(error: Exception, retries: int) -> float | None:
-    """Seconds before retrying a task whose audit write failed with ``error`` after ``retries`` retries,
-    or None when it must not be retried: the store refused the rows (a permanent error), or every
-    retry is spent. Shared by the score task and the coalesced path."""
-    from rewardq.storage.errors import is_transient
+def admit(
+    runtime: WorkerRuntime, task_id: str, payload: Any, queue: str | None
+) -> tuple[int, dict[str, Any] | None]:
+    """Count this delivery of a task; returns the count and, when the task has been delivered too
+    often, the answer of the task parked in the dead-letter queue (``error`` for every sample, no audit
+    rows: they are written when a replay scores it), else None."""
+    from rewardq.workers.deliveries import parked_error
+    from rewardq.workers.dlq import task_letter
 
-    if not is_transient(error):
-        log.error("audit write refused, not retried: %s", error)
-        return None
-    if retries >= AUDIT_RETRIES:
-        log.error("audit write failed %d times, giving up: %s", retries + 1, error)
-        return None
-    log.warning("audit write failed (attempt %d): %s", retries + 1, error)
-    return float(min(2**retries, 30))
+    try:
+        count = runtime.deliveries.count(task_id)
+    except Exception as e:  # the broker's Redis is away: scoring the task matters more than counting it
+        log.warning("could not count the deliveries of task %s (%s): scoring it uncounted", task_id, e)
+        return 1, None
+    if not runtime.deliveries.exceeded(count):
+        return count, None
+    error = parked_error(count)
+    log.error("task %s: %s", task_id, error)
+    runtime.dead_letters.park(task_letter(task_id, payload, error, count, queue or _queue_of(payload)))
+    fields = payload if isinstance(payload, Mapping) else {}
+    samples = fields.get("samples")
+    n = len(samples) if isinstance(samples, list) else 0
+    return count, {
+        "reward": fields.get("reward"),
+        "offset": fields.get("offset") or 0,
+        "values": [None] * n,
+        "statuses": ["error"] * n,
+        "errors": {str(i): error for i in range(n)},
+    }
+
+
+def park_invalid(
+    runtime: WorkerRuntime, task_id: str, payload: Any, error: InvalidTask, deliveries: int, queue: str | None
+) -> None:
+    """Record a task whose envelope is malformed in the dead-letter queue (it still fails)."""
+    from rewardq.workers.dlq import task_letter
+
+    letter = task_letter(task_id, payload, str(error), deliveries, queue or _queue_of(payload))
+    runtime.dead_letters.park(letter)
+
+
+def _queue_of(payload: Any) -> str | None:
+    reward = payload.get("reward") if isinstance(payload, Mapping) else None
+    return queue_for(reward) if isinstance(reward, str) else None
 
 
 def score_payload(
@@ -135,9 +178,21 @@ def score_together(runtime: WorkerRuntime, items: Sequence[Prepared]) -> None:
 
 
 def persist(
-    runtime: WorkerRuntime, item: Prepared, *, attempts: int = 1, worker: str | None = None
+    runtime: WorkerRuntime,
+    item: Prepared,
+    *,
+    attempts: int = 1,
+    worker: str | None = None,
+    retry_s: float | None = None,
 ) -> dict[str, Any]:
-    """Write a scored task's audit rows in one transaction; returns its ChunkResult dict."""
+    """Write a scored task's audit rows in one transaction and return what the audit holds for its
+    samples, as a ChunkResult dict: the rows of an earlier delivery win over this one's scores (a
+    redelivered task of a non-deterministic reward returns the first, audited values).
+
+    A transient failure of the store (storage.errors.is_transient) retries the transaction, never the
+    reward, with backoff (1, 2, 4 … 30 s) for up to ``retry_s`` seconds (default: the
+    ``audit_retry`` setting); a permanent one raises at once.
+    """
     task = item.task
     final = [_consistent(s) for s in item.scores]
     rows = _audit_rows(
@@ -150,17 +205,61 @@ def persist(
         attempts,
         worker or runtime.host,
     )
-    from rewardq.storage import write_scores
-
-    with runtime.engine.begin() as conn:
-        write_scores(conn, rows, chain_key=runtime.settings.chain_key)
+    budget = runtime.settings.audit_retry if retry_s is None else retry_s
+    audited = _write_with_retry(runtime, task, rows, budget)
+    values: list[float | None] = []
+    statuses: list[str] = []
+    errors: dict[str, str] = {}
+    for i, score in enumerate(final):
+        value, status, error = audited.get(task.offset + i, (score.value, score.status, score.error))
+        values.append(value)
+        statuses.append(status)
+        if error is not None:
+            errors[str(i)] = error
     return {
         "reward": task.reward,
         "offset": task.offset,
-        "values": [s.value for s in final],
-        "statuses": [s.status for s in final],
-        "errors": {str(i): s.error for i, s in enumerate(final) if s.error is not None},
+        "values": values,
+        "statuses": statuses,
+        "errors": errors,
     }
+
+
+def _write_with_retry(
+    runtime: WorkerRuntime, task: TaskEnvelope, rows: list[dict[str, Any]], budget_s: float
+) -> dict[int, tuple[float | None, str, str | None]]:
+    """Write ``rows`` and read back the task's stored (value, status, error) by sample index, in one
+    transaction; retried while the store's failure is transient and ``budget_s`` lasts."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
+
+    from rewardq.storage import scores_table, write_scores
+    from rewardq.storage.errors import is_transient
+
+    c = scores_table.c
+    stored = (
+        select(c.sample_index, c.value, c.status, c.error)
+        .where(c.batch_id == task.batch_id, c.reward == task.reward)
+        .where(c.sample_index.between(task.offset, task.offset + len(rows) - 1))
+    )
+    deadline = time.monotonic() + budget_s
+    delay, attempt = 1.0, 0
+    while True:
+        attempt += 1
+        try:
+            with runtime.engine.begin() as conn:
+                write_scores(conn, rows, chain_key=runtime.settings.chain_key)
+                return {r.sample_index: (r.value, r.status, r.error) for r in conn.execute(stored)}
+        except DBAPIError as e:
+            if not is_transient(e):
+                log.error("audit write refused, not retried: %s", e)
+                raise
+            if time.monotonic() + delay > deadline:
+                log.error("audit write failed %d times in %.0fs, giving up: %s", attempt, budget_s, e)
+                raise
+            log.warning("audit write failed (attempt %d), retrying in %.0fs: %s", attempt, delay, e)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def _validate_samples(raw: Sequence[Any], max_bytes: int) -> tuple[list[Sample | None], list[Score | None]]:

@@ -43,7 +43,7 @@ def test_a_worker_serving_a_model_reward_reserves_enough_to_fill_a_flush(config:
     assert prefetch_multiplier(settings.with_(prefetch_multiplier=100), config, ["rm"]) == 100
 
 
-def _request(task_id: str, payload: Any, retries: int = 0) -> SimpleRequest:
+def _request(task_id: str, payload: Any) -> SimpleRequest:
     return SimpleRequest(
         task_id,
         TASK_NAME,
@@ -54,7 +54,7 @@ def _request(task_id: str, payload: Any, retries: int = 0) -> SimpleRequest:
         False,
         None,
         None,
-        {"retries": retries},
+        {},
     )
 
 
@@ -88,31 +88,42 @@ def test_a_flush_answers_each_task_as_if_it_were_scored_alone(tmp_path: Path) ->
         app.close()
 
 
-def _locked(*_: Any, **__: Any) -> int:
-    """A write that fails the way a busy SQLite file does (a transient error, worth retrying)."""
+def _locked_then_written(failures: int) -> Any:
+    """A write that fails ``failures`` times the way a busy SQLite file does (a transient error), then
+    writes; ``calls`` counts the attempts."""
     import sqlite3
 
     from sqlalchemy.exc import OperationalError
 
-    raise OperationalError("INSERT INTO scores", {}, sqlite3.OperationalError("database is locked"))
+    from rewardq.storage import write_scores
+
+    def write(*args: Any, **kwargs: Any) -> int:
+        write.calls += 1  # type: ignore[attr-defined]
+        if write.calls <= failures:  # type: ignore[attr-defined]
+            raise OperationalError("INSERT INTO scores", {}, sqlite3.OperationalError("database is locked"))
+        return write_scores(*args, **kwargs)
+
+    write.calls = 0  # type: ignore[attr-defined]
+    return write
 
 
-def test_a_task_whose_audit_write_fails_is_published_again_under_its_id(
+def test_an_audit_outage_retries_the_write_not_the_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(database)
-    monkeypatch.setattr("rewardq.storage.write_scores", _locked)
+    write = _locked_then_written(2)
+    monkeypatch.setattr("rewardq.storage.write_scores", write)
+    monkeypatch.setattr("rewardq.workers.task.time.sleep", lambda _: None)
     app = create_app(Settings.from_env({}, database_url=database))
     runtime = app.rewardq_runtime
     try:
-        score_requests(app, runtime, [_request("retried", _payload("b1", ["x"]), retries=2)])
+        score_requests(app, runtime, [_request("retried", _payload("b1", ["x"]))])
+        assert write.calls == 3
+        meta = app.backend.get_task_meta("retried")
+        assert meta["status"] == states.SUCCESS and meta["result"]["statuses"] == ["ok"]
         with app.connection_for_read() as conn:
-            message = conn.SimpleQueue(queue_for("format")).get(timeout=5)
-        assert message.headers["id"] == "retried"
-        assert message.headers["retries"] == 3
-        assert message.headers["eta"] is not None
-        assert app.backend.get_task_meta("retried")["status"] == states.PENDING
+            assert conn.SimpleQueue(queue_for("format")).qsize() == 0  # nothing published again
     finally:
         runtime.close()
         app.close()
@@ -123,7 +134,7 @@ def test_a_write_the_store_refuses_is_not_retried(tmp_path: Path) -> None:
     app = create_app(Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'audit.db'}"))
     runtime = app.rewardq_runtime
     try:
-        score_requests(app, runtime, [_request("refused", _payload("b1", ["x"]), retries=0)])
+        score_requests(app, runtime, [_request("refused", _payload("b1", ["x"]))])
         meta = app.backend.get_task_meta("refused")
         assert meta["status"] == states.FAILURE
         assert "no such table" in str(meta["result"])
@@ -134,16 +145,16 @@ def test_a_write_the_store_refuses_is_not_retried(tmp_path: Path) -> None:
         app.close()
 
 
-def test_after_the_last_retry_the_task_fails_with_the_audit_error(
+def test_an_outage_past_the_retry_budget_fails_the_task_with_the_audit_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(database)
-    monkeypatch.setattr("rewardq.storage.write_scores", _locked)
-    app = create_app(Settings.from_env({}, database_url=database))
+    monkeypatch.setattr("rewardq.storage.write_scores", _locked_then_written(100))
+    app = create_app(Settings.from_env({}, database_url=database, audit_retry=0))
     runtime = app.rewardq_runtime
     try:
-        score_requests(app, runtime, [_request("given-up", _payload("b1", ["x"]), retries=5)])
+        score_requests(app, runtime, [_request("given-up", _payload("b1", ["x"]))])
         meta = app.backend.get_task_meta("given-up")
         assert meta["status"] == states.FAILURE
         assert "database is locked" in str(meta["result"])

@@ -20,6 +20,7 @@ from rewardq.workers.runtime import WorkerRuntime
 from rewardq.workers.task import InvalidTask, score_payload
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_cli import rewardq
+from tests.workers.test_dlq import dlq_entries
 
 GOOD = {"prompt": "q", "completion": "<think>a</think>\n<answer>b</answer>"}
 
@@ -60,6 +61,10 @@ def test_a_pickled_message_is_refused_and_the_worker_keeps_scoring(
     log = worker.output()
     assert "ContentDisallowed" in log and "pickle" in log, log
     assert worker.proc.poll() is None
+    (entry,) = dlq_entries(redis_server.url)  # recorded, with its raw body, still not unpickled
+    assert entry.task_id == task_id and "ContentDisallowed" in entry.reason
+    assert entry.payload["content_type"] == "application/x-python-serialize"
+    assert entry.payload["raw_bytes"] > 0 and not marker.exists()
 
 
 @pytest.mark.slow

@@ -91,27 +91,39 @@ def test_an_unstorable_envelope_is_rejected_without_a_write(
 
 
 @pytest.mark.parametrize(
-    ("error", "calls"),
+    ("error", "calls", "outcome"),
     [
-        (sa_exc.DataError("INSERT", {}, Exception("value out of range")), 1),
-        (sa_exc.OperationalError("INSERT", {}, ConnectionResetError("server closed the connection")), 6),
+        (sa_exc.DataError("INSERT", {}, Exception("value out of range")), 1, "refused"),
+        (
+            sa_exc.OperationalError("INSERT", {}, ConnectionResetError("server closed the connection")),
+            3,
+            "ok",
+        ),
     ],
 )
 def test_only_transient_database_errors_are_retried(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, error: sa_exc.DBAPIError, calls: int
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, error: sa_exc.DBAPIError, calls: int, outcome: str
 ) -> None:
+    from rewardq.storage import write_scores
+
     upgrade(sqlite_url)
     app = create_app(Settings.from_env({}, database_url=sqlite_url), RewardsConfig.load(None))
     app.conf.task_always_eager = True
     attempts = []
 
-    def refuse(*_: Any, **__: Any) -> None:
+    def fail_twice(*args: Any, **kwargs: Any) -> int:
         attempts.append(1)
-        raise error
+        if len(attempts) <= 2:
+            raise error
+        return write_scores(*args, **kwargs)
 
-    monkeypatch.setattr("rewardq.storage.write_scores", refuse)
+    monkeypatch.setattr("rewardq.storage.write_scores", fail_twice)
+    monkeypatch.setattr("rewardq.workers.task.time.sleep", lambda _: None)
     result = app.tasks[TASK_NAME].apply(args=[payload([{"completion": "a"}])])
-    assert isinstance(result.result, type(error))
+    if outcome == "refused":
+        assert isinstance(result.result, type(error))
+    else:
+        assert result.result["statuses"] == ["ok"]
     assert len(attempts) == calls
     app.rewardq_runtime.close()
 
