@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any
 
+from rewardq.serving import redis_client
 from rewardq.settings import Settings
-from rewardq.tls import redis_ssl_options, uses_tls
 
 DELIVERIES_KEY = "rewardq:deliveries:{}"
 
@@ -25,10 +25,7 @@ def broker_redis(settings: Settings) -> Any:
     Nothing connects until the first command."""
     if settings.embedded or not settings.broker_url:
         return MemoryRedis()
-    import redis
-
-    tls = redis_ssl_options(settings) if uses_tls(settings.broker_url) else {}
-    return redis.Redis.from_url(settings.broker_url, **tls)
+    return redis_client(settings)
 
 
 class MemoryRedis:
