@@ -56,11 +56,13 @@ def publish_failed(app: Celery, exc: BaseException) -> BrokerUnavailable | None:
     its reconnects (Celery's RuntimeError "… must be restarted")."""
     from kombu.exceptions import OperationalError
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     if isinstance(exc, OperationalError):
+        lost = isinstance(_innermost(exc), RedisConnectionError | RedisTimeoutError | OSError)
+        retried = f" (retried for {PUBLISH_RETRY_S:.0f} s)" if lost else ""  # a full Redis is not retried
         return BrokerUnavailable(
-            f"cannot publish to the broker {masked(app.conf.broker_url)} "
-            f"(retried for {PUBLISH_RETRY_S:.0f} s): {_cause(exc)}"
+            f"cannot publish to the broker {masked(app.conf.broker_url)}{retried}: {_cause(exc)}"
         )
     if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, RedisConnectionError | OSError):
         return BrokerUnavailable(
@@ -85,9 +87,14 @@ def _refused(exc: BaseException) -> bool:
     return "SSL" in text
 
 
-def _cause(exc: BaseException) -> str:
-    """The innermost cause's text (kombu wraps redis-py's)."""
+def _innermost(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None:
         exc = exc.__cause__
+    return exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost cause's text (kombu wraps redis-py's)."""
+    exc = _innermost(exc)
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
