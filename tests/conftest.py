@@ -89,17 +89,24 @@ class RedisServer:
 
     With ``password`` it requires it (``requirepass``); with ``user`` too, that password belongs to an
     ACL user of that name (all commands, all keys and channels) and the default user is off. With
-    ``tls`` it speaks only TLS (``rediss://``) with a self-signed certificate, ``ca_file``.
+    ``tls`` it speaks only TLS (``rediss://``) with a self-signed certificate, ``ca_file``. With
+    ``appendonly`` it keeps an append-only file in ``workdir``, so a restart keeps its data.
     """
 
     def __init__(
-        self, workdir: Path, password: str | None = None, user: str | None = None, tls: bool = False
+        self,
+        workdir: Path,
+        password: str | None = None,
+        user: str | None = None,
+        tls: bool = False,
+        appendonly: bool = False,
     ) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.password = password
         self.user = user
         self.tls = tls
+        self.appendonly = appendonly
         self.ca_file = workdir / "tls" / "cert.pem"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -203,7 +210,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
                 "--dir",
                 str(self.workdir),
                 "--maxmemory-policy",
