@@ -143,7 +143,8 @@ def fault_redis(tmp_path: Path) -> Iterator[FaultRedis]:
 
 class PostgresCluster:
     """A PostgreSQL cluster of one test: ``initdb`` run as the ``postgres`` user (it refuses root) in a
-    temporary directory that user owns, listening on 127.0.0.1 at a free port, trust authentication."""
+    temporary directory that user owns, listening on 127.0.0.1 at a free port, trust authentication; it
+    tracks commit timestamps, so a test can tell when each audit row became durable."""
 
     def __init__(self) -> None:
         if not POSTGRES_BIN or shutil.which("runuser") is None:
@@ -166,7 +167,7 @@ class PostgresCluster:
         subprocess.run(command, check=True, capture_output=True, cwd=self.root)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c track_commit_timestamp=on"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     def stop(self) -> None:
