@@ -82,7 +82,10 @@ def memory(worker_pids: list[int], broker: str) -> dict[str, int]:
     """RSS (KiB) of each worker process and pool child, and Redis' used_memory (bytes)."""
     snapshot: dict[str, int] = {}
     for pid in worker_pids:
-        for process, label in [(pid, f"worker {pid}"), *((c, f"worker {pid} child {c}") for c in children(pid))]:
+        for process, label in [
+            (pid, f"worker {pid}"),
+            *((c, f"worker {pid} child {c}") for c in children(pid)),
+        ]:
             if (rss := rss_kib(process)) is not None:
                 snapshot[label] = rss
     client = redis.Redis.from_url(broker)
@@ -109,7 +112,9 @@ def audit_counts(database: str, run_ids: list[str]) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--producers", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
@@ -152,7 +157,8 @@ def main() -> None:
     expected = totals["samples"] * len(REWARDS)
     print(f"minutes {args.minutes}, producers {args.producers}, workers {args.workers}")
     print(f"batches {totals['batches']}, samples {totals['samples']}, scores expected {expected}")
-    print(f"lost {totals['lost'] + max(0, expected - distinct)} (results {totals['lost']}, audit {expected - distinct})")
+    missing = max(0, expected - distinct)
+    print(f"lost {totals['lost'] + missing} (results {totals['lost']}, audit {missing})")
     print(f"duplicated {rows - distinct}")
     print("memory growth, end / minute 1:")
     for label, before in first.items():

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -167,7 +168,10 @@ class PostgresCluster:
         subprocess.run(command, check=True, capture_output=True, cwd=self.root)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c track_commit_timestamp=on"
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c track_commit_timestamp=on"
+        )
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     def stop(self) -> None:
@@ -190,10 +194,8 @@ class PostgresCluster:
             engine.dispose()
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -215,10 +217,8 @@ def pool_children(pid: int) -> list[int]:
 
 def kill9(pid: int) -> None:
     """SIGKILL one process (no handler runs, nothing is flushed); gone already is fine."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -360,4 +360,7 @@ def client_settings(broker_url: str, database_url: str, rewards: FaultRewards, *
 
 def samples(count: int, tag: str) -> list[dict[str, str]]:
     """``count`` distinct samples whose ids carry ``tag``."""
-    return [{"prompt": "Say something.", "completion": f"{tag} answer {i}", "id": f"{tag}-{i}"} for i in range(count)]
+    return [
+        {"prompt": "Say something.", "completion": f"{tag} answer {i}", "id": f"{tag}-{i}"}
+        for i in range(count)
+    ]

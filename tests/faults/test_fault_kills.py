@@ -24,8 +24,8 @@ from tests.faults.conftest import (
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 REWARDS = ["slow", "format"]
-POOL_CHILD_KILLS = 12
-MAIN_KILLS_PER_POOL = 4
+POOL_CHILD_KILLS = 14
+MAIN_KILLS_PER_POOL = 3
 # A dead worker's tasks come back this long after its last heartbeat (the defaults are 60 s and 5 s).
 FAST_RECOVERY = {"REWARDQ_VISIBILITY_TIMEOUT": "6", "REWARDQ_HEARTBEAT": "1"}
 
@@ -81,10 +81,14 @@ def test_kill9_of_a_worker_main_process_mid_batch_another_worker_finishes_it(
     start_worker(fault_redis.url, sqlite_url, *args, "--pool", "solo", env=env)  # the survivor
     submitted: list[Submitted] = []
     recovery = 0.0
-    settings = client_settings(fault_redis.url, sqlite_url, fault_rewards, visibility_timeout=6, heartbeat=1.0)
+    settings = client_settings(
+        fault_redis.url, sqlite_url, fault_rewards, visibility_timeout=6, heartbeat=1.0
+    )
     with RewardClient(settings) as client:
         for trial in range(MAIN_KILLS_PER_POOL):
-            victim = start_worker(fault_redis.url, sqlite_url, *args, "--pool", pool, "--concurrency", "2", env=env)
+            victim = start_worker(
+                fault_redis.url, sqlite_url, *args, "--pool", pool, "--concurrency", "2", env=env
+            )
             handle = client.submit(samples(8, f"{pool}{trial}"), REWARDS, run_id=f"faults-{pool}", step=trial)
             fault_rewards.wait_busy(among=[victim.proc.pid])
             kill9(victim.proc.pid)

@@ -131,8 +131,15 @@ def hostile(
             celery_body(payload(samples=[big, payload()["samples"][0]])),
             "application/json",
         ),
-        publish(fault_redis.url, "unknown reward", celery_body(payload(reward="no_such_reward")), "application/json"),
-        publish(fault_redis.url, "unknown task", celery_body(payload()), "application/json", task="rewardq.nope"),
+        publish(
+            fault_redis.url,
+            "unknown reward",
+            celery_body(payload(reward="no_such_reward")),
+            "application/json",
+        ),
+        publish(
+            fault_redis.url, "unknown task", celery_body(payload()), "application/json", task="rewardq.nope"
+        ),
     ]
     yield worker, {m.name: m for m in messages}, marker
 

@@ -44,10 +44,9 @@ class ResultWatch:
         while not self._done.is_set() and len(self.first_seen) < len(self.handle.chunks):
             for chunk in self.handle.chunks:
                 task_id = chunk.result.id
-                if task_id not in self.first_seen and backend.get_task_meta(task_id, cache=False)["status"] in {
-                    "SUCCESS",
-                    "FAILURE",
-                }:
+                if task_id in self.first_seen:
+                    continue
+                if backend.get_task_meta(task_id, cache=False)["status"] in {"SUCCESS", "FAILURE"}:
                     self.first_seen[task_id] = time.time()
             time.sleep(0.02)
 

@@ -43,7 +43,9 @@ class Producer(threading.Thread):
         while not self.stopping.is_set():
             count += 1
             try:
-                handle = self.client.submit(samples(6, f"{self.name}-{count}"), REWARDS, run_id="faults-redis")
+                handle = self.client.submit(
+                    samples(6, f"{self.name}-{count}"), REWARDS, run_id="faults-redis"
+                )
             except Exception as e:  # the broker was down: a refusal, not a submitted batch
                 self.refusals.append(f"{type(e).__name__}: {e}")
                 time.sleep(0.2)
