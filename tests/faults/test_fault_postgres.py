@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 REWARDS = ["slow", "format"]
 TERMINATION_BATCHES = 6
+CUT_FOR_S = 1.0  # per batch, from its first chunk on: every write then meets a cut connection
 
 
 class ResultWatch:
@@ -94,7 +95,7 @@ def test_connections_terminated_mid_write_are_retried_and_written_once(
         database_url,
         *("--config", str(fault_rewards.config), "--rewards", "slow,format"),
         *("--pool", "prefork", "--concurrency", "2"),
-        env=fault_rewards.env(delay=0.1),
+        env=fault_rewards.env(delay=0.2),
     )
     submitted: list[Submitted] = []
     cuts = 0
@@ -103,7 +104,9 @@ def test_connections_terminated_mid_write_are_retried_and_written_once(
         for trial in range(TERMINATION_BATCHES):
             handle = client.submit(samples(8, f"cut{trial}"), REWARDS, run_id="faults-pg-cut", step=trial)
             watch = ResultWatch(handle)
-            while not handle.ready():
+            fault_rewards.wait_busy()
+            cutting_until = time.monotonic() + CUT_FOR_S
+            while time.monotonic() < cutting_until and not handle.ready():
                 cuts += private_postgres.terminate_backends()
                 time.sleep(0.05)
             result = handle.get(timeout=120)

@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 REWARDS = ["slow", "format"]
 RESTARTS_PER_POOL = 5
 PRODUCERS = 2
+# Short waits before a lost chunk is re-sent or a dead holder's task restored (defaults: 30 s, 60 s).
+FAST_RECOVERY = {"REWARDQ_VISIBILITY_TIMEOUT": "6", "REWARDQ_HEARTBEAT": "1"}
 
 
 class Producer(threading.Thread):
@@ -67,9 +69,11 @@ def test_redis_restarts_under_load(
         sqlite_url,
         *("--config", str(fault_rewards.config), "--rewards", "slow,format", "--pool", pool),
         *("--concurrency", "2"),
-        env=fault_rewards.env(delay=0.2),
+        env=fault_rewards.env(delay=0.2, **FAST_RECOVERY),
     )
-    settings = client_settings(fault_redis.url, sqlite_url, fault_rewards)
+    settings = client_settings(
+        fault_redis.url, sqlite_url, fault_rewards, visibility_timeout=6, heartbeat=1.0, resend_after=5.0
+    )
     clients = [RewardClient(settings) for _ in range(PRODUCERS)]
     producers = [Producer(f"{pool}-p{i}", client) for i, client in enumerate(clients)]
     for producer in producers:
