@@ -22,7 +22,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,13 +341,6 @@ def _fault_report_path() -> Path | None:
 @pytest.fixture
 def delivery_check(_fault_report_path: Path | None) -> DeliveryCheck:
     return DeliveryCheck(_fault_report_path)
-
-
-def timed(action: Callable[[], Any]) -> tuple[Any, float]:
-    """``action()`` and the seconds it took."""
-    started = time.monotonic()
-    value = action()
-    return value, time.monotonic() - started
 
 
 def client_settings(broker_url: str, database_url: str, rewards: FaultRewards, **overrides: Any) -> Settings:
