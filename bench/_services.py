@@ -83,8 +83,9 @@ def sqlite_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def workers(count: int, broker: str, database: str, *args: str) -> Iterator[None]:
-    """``count`` worker processes, each ``rewardq worker *args``, answering pings before the block runs."""
+def workers(count: int, broker: str, database: str, *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` worker processes, each ``rewardq worker *args``, answering pings before the block runs;
+    the block gets their processes (the workers' main processes)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
     env.update({"REWARDQ_BROKER_URL": broker, "REWARDQ_DATABASE_URL": database})
     logs = [tempfile.NamedTemporaryFile(suffix=".log", delete=False) for _ in range(count)]  # noqa: SIM115
@@ -100,7 +101,7 @@ def workers(count: int, broker: str, database: str, *args: str) -> Iterator[None
         while len(app.control.ping(timeout=0.5)) < count:  # works at any --loglevel
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 raise RuntimeError("\n".join(Path(log.name).read_text() for log in logs))
-        yield
+        yield procs
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
