@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 from kombu import Connection
+from sqlalchemy import select
 
 from rewardq import RewardClient, Settings
 from rewardq.broker import make_app
 from rewardq.schema import TASK_NAME
+from rewardq.storage import make_engine, scores_table
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     DeliveryCheck,
@@ -192,7 +194,17 @@ def test_refused_messages_are_recorded_in_the_dead_letter_queue(
     with RewardClient(client_settings(fault_redis.url, sqlite_url, fault_rewards)) as client:
         client.score(samples(2, "after-hostile"), ["format"], run_id="faults-messages", timeout=60)
     parked = {key.decode() for key in fault_redis.client().hkeys(DLQ)}
-    refused = ["malformed JSON", "schema version 2", "pickled body", "unknown reward", "unknown task"]
+    refused = ["malformed JSON", "schema version 2", "pickled body", "unknown task"]
     missing = [name for name in refused if messages[name].task_id not in parked]
     assert missing == [], f"not recorded in {DLQ}: {missing}"
+    # A well-formed task naming a reward no worker knows is not undeliverable: it is answered `error` and
+    # recorded in the audit, like any sample its reward cannot score.
+    assert messages["unknown reward"].task_id not in parked
+    with make_engine(sqlite_url).connect() as conn:
+        rows = conn.execute(
+            select(scores_table.c.status, scores_table.c.error).where(
+                scores_table.c.reward == "no_such_reward"
+            )
+        ).all()
+    assert [status for status, _ in rows] == ["error"] and "no_such_reward" in rows[0][1], rows
     assert worker.proc.poll() is None, worker.output()
