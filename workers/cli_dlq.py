@@ -63,5 +63,9 @@ def dlq_replay(
     """Send a parked task again, under its own id, to its queue; it leaves the dead-letter queue."""
     from rewardq.workers.dlq import replay
 
-    entry = replay(_broker_settings(), task_id)
-    err.print(f"replayed {entry.task_id} (reward {entry.reward}, batch {entry.batch_id}) to {entry.queue}")
+    done = replay(_broker_settings(), task_id)
+    entry = done.entry
+    err.print(
+        f"replayed {entry.task_id} (reward {entry.reward}, batch {entry.batch_id}) to {entry.queue} "
+        f"as task {done.task_id}, batch {done.batch_id}"
+    )

@@ -95,7 +95,7 @@ def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any])
     for request in requests:
         payload = _payload(request)
         queue = (request.delivery_info or {}).get("routing_key")
-        deliveries, parked = admit(runtime, request.id, payload, queue)
+        deliveries, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
         if parked is not None:
             backend.mark_as_done(request.id, parked, request=request)
             continue

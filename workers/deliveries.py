@@ -57,11 +57,6 @@ class MemoryRedis:
             value = self._live(key)
             return None if value is None else str(value).encode()
 
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self._values.pop(key, None)
-            self._expiry.pop(key, None)
-
     def hset(self, key: str, field: str, value: str) -> None:
         with self._lock:
             self._values.setdefault(key, {})[field] = value.encode()
@@ -98,10 +93,6 @@ class Deliveries:
         """How many deliveries of ``task_id`` were counted (0 if none)."""
         value = self.client.get(DELIVERIES_KEY.format(task_id))
         return int(value) if value is not None else 0
-
-    def reset(self, task_id: str) -> None:
-        """Forget ``task_id``'s deliveries (before a replay)."""
-        self.client.delete(DELIVERIES_KEY.format(task_id))
 
     def exceeded(self, count: int) -> bool:
         """True when a task delivered ``count`` times must not be scored again."""

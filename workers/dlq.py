@@ -4,7 +4,7 @@
 Three things are parked here, each with its reason:
 
 - a poison task: delivered more than ``max_deliveries`` times (its worker was lost each time); its
-  samples are answered ``error`` and no audit row is written (they are written when a replay scores it);
+  samples are audited and answered ``error``; a replay scores them again as a new batch of the same run;
 - a task whose envelope is malformed (wrong schema version, no batch …); its failure result stays;
 - a message the worker cannot decode or does not know (pickled or undecodable content, an unknown task
   name): its raw body, truncated to :data:`RAW_LIMIT` bytes and never unpickled.
@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rewardq.errors import RewardqError
-from rewardq.schema import TASK_NAME
+from rewardq.schema import MAX_BATCH_ID, TASK_NAME
 from rewardq.settings import Settings
-from rewardq.workers.deliveries import Deliveries, broker_redis
+from rewardq.workers.deliveries import broker_redis
 
 DLQ_KEY = "rewardq:dlq"
 RAW_LIMIT = 64 * 1024
@@ -130,9 +130,22 @@ def message_letter(message: Any, reason: str) -> DeadLetter:
     )
 
 
-def replay(settings: Settings, task_id: str) -> DeadLetter:
-    """Send a parked task again under its own id to its queue (a client still waiting for it gets its
-    answer), with its delivery count reset; then remove it from the dead-letter queue."""
+@dataclass(frozen=True)
+class Replayed:
+    """A parked task sent again: its entry, and the new task and batch that score it."""
+
+    entry: DeadLetter
+    task_id: str
+    batch_id: str
+
+
+def replay(settings: Settings, task_id: str) -> Replayed:
+    """Send a parked task's samples again to its queue, as a new batch of the same run and step, and
+    remove it from the dead-letter queue.
+
+    A new batch because the parked task's samples are already audited (as ``error``) under the original
+    one, and the audit keeps the first row of a (batch, sample, reward): the replay's scores are stored
+    beside them, as a rescoring is (``replay_batch_id``)."""
     from rewardq.broker import make_app
 
     client = broker_redis(settings)
@@ -140,19 +153,28 @@ def replay(settings: Settings, task_id: str) -> DeadLetter:
     entry = letters.get(task_id)
     if entry is None:
         raise UnknownDeadLetter(f"no task {task_id!r} in the dead-letter queue (see `rewardq dlq list`)")
-    if not entry.replayable or entry.queue is None:
+    if not entry.replayable or entry.queue is None or entry.batch_id is None:
         raise NotReplayable(
             f"{task_id} is a message the workers could not take ({entry.reason}), not a score task: "
             "it cannot be replayed"
         )
-    Deliveries(settings, client).reset(task_id)
+    batch_id = replay_batch_id(entry.batch_id)
+    new_task = str(uuid.uuid4())
     app = make_app(settings)
     try:
-        app.send_task(TASK_NAME, args=[entry.payload], task_id=task_id, queue=entry.queue)
+        app.send_task(
+            TASK_NAME, args=[entry.payload | {"batch_id": batch_id}], task_id=new_task, queue=entry.queue
+        )
     finally:
         app.close()
     letters.remove(task_id)
-    return entry
+    return Replayed(entry, new_task, batch_id)
+
+
+def replay_batch_id(batch_id: str) -> str:
+    """``<batch>.replay-<8 hex>``, the original cut so that it fits the audit's batch id column."""
+    suffix = f".replay-{uuid.uuid4().hex[:8]}"
+    return batch_id[: MAX_BATCH_ID - len(suffix)] + suffix
 
 
 def _plain(value: Any) -> Any:

@@ -4,7 +4,7 @@ A malformed sample is recorded as that sample's ``error``; a reward that fails t
 fails its chunk's samples with the error text; neither crashes the worker. A malformed envelope
 (no batch, reward or offset to key the audit on) fails the task with :class:`InvalidTask` and is
 recorded in the dead-letter queue; so is a task delivered more than ``max_deliveries`` times (its
-worker was lost each time), which is answered ``error`` without being scored.
+worker was lost each time), which is audited and answered ``error`` without being scored.
 
 What a task returns is what the audit holds; an audit-store outage retries the write, not the reward.
 """
@@ -62,7 +62,7 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         request = self.request
         queue = (request.delivery_info or {}).get("routing_key")
-        deliveries, parked = admit(runtime, request.id, payload, queue)
+        deliveries, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
         if parked is not None:
             return parked
         try:
@@ -75,11 +75,12 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
 
 
 def admit(
-    runtime: WorkerRuntime, task_id: str, payload: Any, queue: str | None
+    runtime: WorkerRuntime, task_id: str, payload: Any, queue: str | None, worker: str | None = None
 ) -> tuple[int, dict[str, Any] | None]:
     """Count this delivery of a task; returns the count and, when the task has been delivered too
-    often, the answer of the task parked in the dead-letter queue (``error`` for every sample, no audit
-    rows: they are written when a replay scores it), else None."""
+    often, the answer of the task parked in the dead-letter queue, else None. A parked task's samples
+    are audited and answered ``error`` (the audit holds one row per submitted sample and reward, and
+    the answer agrees with it); a replay scores them again as a new batch."""
     from rewardq.workers.deliveries import parked_error
     from rewardq.workers.dlq import task_letter
 
@@ -93,6 +94,14 @@ def admit(
     error = parked_error(count)
     log.error("task %s: %s", task_id, error)
     runtime.dead_letters.park(task_letter(task_id, payload, error, count, queue or _queue_of(payload)))
+    try:
+        item = prepare(runtime, payload)
+    except InvalidTask:  # nothing to key audit rows on: the answer alone
+        pass
+    else:
+        item.scores = [Score.failed(error) if s is None else s for s in item.scores]
+        item.scorer = "parked"
+        return count, persist(runtime, item, attempts=count, worker=worker)
     fields = payload if isinstance(payload, Mapping) else {}
     samples = fields.get("samples")
     n = len(samples) if isinstance(samples, list) else 0

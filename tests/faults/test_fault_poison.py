@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from rewardq import RewardClient
+from rewardq.storage import make_engine
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     DeliveryCheck,
@@ -69,7 +71,8 @@ def test_a_poison_task_is_parked_after_bounded_deliveries_and_can_be_replayed(
     assert sorted(k.decode() for k in redis.hkeys(DLQ)) == sorted(poison_ids)
     for task_id in poison_ids:
         entry = json.loads(redis.hget(DLQ, task_id) or b"{}")
-        assert entry.get("deliveries") == MAX_DELIVERIES, entry
+        # It ran (and killed its process) MAX_DELIVERIES times; the next delivery parked it.
+        assert entry.get("deliveries") == MAX_DELIVERIES + 1, entry
     listing = rewardq(fault_redis.url, sqlite_url, "dlq", "list", "--json")
     assert all(task_id in listing for task_id in poison_ids), listing
 
@@ -83,6 +86,16 @@ def test_a_poison_task_is_parked_after_bounded_deliveries_and_can_be_replayed(
     assert not redis.hexists(DLQ, poison_ids[0])
     assert redis.hexists(DLQ, poison_ids[1])
     redis.hdel(DLQ, poison_ids[1])
+    # The replay is scored as a new batch beside the parked rows (which stay `error`, as answered).
+    engine = make_engine(sqlite_url)
+    query = sa.text("SELECT status FROM scores WHERE batch_id LIKE :b AND reward = 'poison'")
+    replayed: list[str] = []
+    while not replayed and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            replayed = [r[0] for r in conn.execute(query, {"b": handle.batch_id + ".replay-%"})]
+        time.sleep(0.2)
+    engine.dispose()
+    assert replayed == ["ok"] * 2, replayed
 
     counts = delivery_check(
         "poison task",

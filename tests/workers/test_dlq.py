@@ -1,7 +1,8 @@
 """The dead-letter queue against real workers: a poison task (its reward kills the worker process every
-time) is parked after ``max_deliveries`` and answered ``error`` while the rest of its batch is scored;
-``rewardq dlq list`` shows it and ``rewardq dlq replay`` scores it once the reward is fixed. Malformed,
-pickled and unknown messages put straight on a queue are recorded there too, and the worker stays up."""
+time) is parked after ``max_deliveries``, audited and answered ``error`` while the rest of its batch is
+scored; ``rewardq dlq list`` shows it and ``rewardq dlq replay`` scores it, as a new batch, once the
+reward is fixed. Malformed, pickled and unknown messages put straight on a queue are recorded there too,
+and the worker stays up."""
 
 from __future__ import annotations
 
@@ -109,22 +110,25 @@ def test_a_poison_task_is_parked_answered_as_error_and_replayed_once_fixed(
 
     engine = make_engine(sqlite_url)
 
-    def rows() -> list[Any]:
+    def rows(batch_id: str) -> list[Any]:
         query = "SELECT sample_index, status, value FROM scores WHERE batch_id = :b AND reward = 'poison'"
         with engine.connect() as conn:
-            return list(conn.execute(sa.text(query + " ORDER BY sample_index"), {"b": result.batch_id}))
+            return [
+                tuple(r) for r in conn.execute(sa.text(query + " ORDER BY sample_index"), {"b": batch_id})
+            ]
 
-    assert [tuple(r) for r in rows()] == [(0, "ok", 1.0)]  # a parked task writes no audit rows
+    # The parked task's sample is audited as the error its trainer was answered.
+    assert rows(result.batch_id) == [(0, "ok", 1.0), (1, "error", None)]
 
     (tmp_path / "fixed").touch()
-    replayed = rewardq("dlq", "replay", entry.task_id, env=cli_env)
-    assert entry.task_id in replayed.stderr
-    wait_for(lambda: len(rows()) == 2, "the replayed task's audit rows")
-    assert [tuple(r) for r in rows()] == [(0, "ok", 1.0), (1, "ok", 1.0)]
+    replayed = rewardq("dlq", "replay", entry.task_id, env=cli_env).stderr
+    assert entry.task_id in replayed
+    new_batch = replayed.split("batch ")[-1].strip()
+    assert new_batch.startswith(result.batch_id + ".replay-")
+    wait_for(lambda: rows(new_batch), "the replayed task's audit rows")
+    assert rows(new_batch) == [(1, "ok", 1.0)]  # scored beside the first rows, which stay
+    assert rows(result.batch_id) == [(0, "ok", 1.0), (1, "error", None)]
     assert dlq_entries(redis_server.url) == []
-    with RewardClient(settings) as client:
-        stored = client.app.AsyncResult(entry.task_id).get(timeout=60)
-    assert stored["statuses"] == ["ok"]
     engine.dispose()
 
     unknown = rewardq("dlq", "replay", "no-such-task", env=cli_env, check=False)
