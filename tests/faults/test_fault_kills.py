@@ -1,14 +1,16 @@
-"""Scenario 1: ``kill -9`` in the middle of batches, of prefork pool children and of solo and threads
-worker main processes (a second worker running): every sample scored once, nothing stranded."""
+"""Scenario 1: ``kill -9`` in the middle of batches, of prefork pool children, of solo and threads
+worker main processes and of a reward-model worker holding coalesced tasks (a second worker running):
+every sample scored once, nothing stranded."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from rewardq import RewardClient
+from rewardq import RewardClient, Settings
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     DeliveryCheck,
@@ -130,6 +132,53 @@ def test_with_default_settings_a_dead_solo_workers_batch_completes_within_90s(
     counts = delivery_check(
         "kill -9 of a solo worker, default settings",
         [Submitted(handle.batch_id, 8, REWARDS, result)],
+        database_url=sqlite_url,
+        redis_url=fault_redis.url,
+        trials=1,
+        recovery_s=round(recovery, 1),
+    )
+    assert counts.clean, counts.problems
+
+
+def test_kill9_of_a_model_worker_holding_coalesced_tasks_another_worker_finishes_them(
+    tmp_path: Path,
+    fault_redis: FaultRedis,
+    sqlite_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    delivery_check: DeliveryCheck,
+) -> None:
+    """A worker serving a reward model (the GPU worker's path: solo pool, tasks coalesced through
+    celery-batches, many reserved at once) dies holding tasks; a second one scores them."""
+    from tests.tinymodels import build_classifier
+
+    model = build_classifier(tmp_path / "rm")
+    config = tmp_path / "rm.toml"
+    config.write_text(f'[rewards.rm]\nkind = "reward_model"\nmodel = "{model}"\n')
+    args = ("--config", str(config), "--rewards", "rm")
+    # Coalescing waits for more tasks than the batch holds, so the victim reserves every task first.
+    env = {"REWARDQ_COALESCE_TASKS": "500", "REWARDQ_COALESCE_WAIT_MS": "60000", **FAST_RECOVERY}
+    victim = start_worker(fault_redis.url, sqlite_url, *args, env=env)
+    broker = fault_redis.client()
+    settings = Settings.from_env(
+        {}, broker_url=fault_redis.url, database_url=sqlite_url, rewards=config, chunk_size=4, timeout=120.0
+    )
+    with RewardClient(settings) as client:
+        handle = client.submit(samples(64, "model"), ["rm"], run_id="faults-model")
+        deadline = time.monotonic() + 60
+        while broker.hlen("unacked") < len(handle.chunks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = broker.hlen("unacked")
+        kill9(victim.proc.pid)
+        killed_at = time.monotonic()
+        start_worker(fault_redis.url, sqlite_url, *args, env={**env, "REWARDQ_COALESCE_WAIT_MS": "5"})
+        result = handle.get(timeout=90)
+        recovery = time.monotonic() - killed_at
+        victim.stop()
+
+    assert held == len(handle.chunks)  # the dead worker held every task of the batch
+    counts = delivery_check(
+        "kill -9 of a model worker holding coalesced tasks",
+        [Submitted(handle.batch_id, 64, ["rm"], result)],
         database_url=sqlite_url,
         redis_url=fault_redis.url,
         trials=1,
