@@ -9,7 +9,7 @@
 - ``delivery_check``: the invariant every scenario ends with: for each submitted (batch, sample,
   reward) exactly one audit row and one client result, nothing left in a queue or ``unacked``. It
   returns the counts and appends them, with the scenario's trials and recovery time, to the JSON lines
-  file named by REWARDQ_FAULT_REPORT (docs/reliability-suite.md).
+  file named by REWARDQ_FAULT_REPORT (docs/reliability.md, "The fault-injection suite").
 """
 
 from __future__ import annotations
