@@ -6,7 +6,8 @@ what came back and how memory moved (issue 8, "Delivery guarantees, proven", ite
 
 Prints batches, samples, lost (a sample whose result is not ``ok``/``unscorable``, or that has no audit
 row), duplicated (audit rows beyond one per (batch, sample, reward)), and memory growth as the ratio of
-the end to minute 1: each worker process's RSS (main and pool children, by pid) and Redis' used_memory.
+the end to minute 1 and to half way: each worker process's RSS (main and pool children, by pid) and
+Redis' used_memory.
 """
 
 from __future__ import annotations
@@ -145,6 +146,8 @@ def main() -> None:
                 p.start()
             time.sleep(max(0.0, started + min(60.0, args.minutes * 30) - time.time()))  # minute 1
             first = memory(pids, broker)
+            time.sleep(max(0.0, started + args.minutes * 30 - time.time()))  # half way
+            middle = memory(pids, broker)
             totals = {"batches": 0, "samples": 0, "lost": 0}
             for _ in producers:
                 for key, value in out.get(timeout=args.minutes * 60 + 600).items():
@@ -160,11 +163,13 @@ def main() -> None:
     missing = max(0, expected - distinct)
     print(f"lost {totals['lost'] + missing} (results {totals['lost']}, audit {missing})")
     print(f"duplicated {rows - distinct}")
-    print("memory growth, end / minute 1:")
+    print("memory growth, end / minute 1 and end / half way (flat when the second is about 1):")
     for label, before in first.items():
-        after = last.get(label)
-        growth = "gone" if after is None else f"{after / before:.3f} ({before} -> {after})"
-        print(f"  {label}: {growth}")
+        after, half = last.get(label), middle.get(label)
+        if after is None or half is None:
+            print(f"  {label}: gone")
+            continue
+        print(f"  {label}: {after / before:.3f}, {after / half:.3f} ({before} -> {half} -> {after})")
 
 
 if __name__ == "__main__":

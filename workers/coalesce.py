@@ -90,6 +90,13 @@ def register_coalescing(app: Celery, runtime: WorkerRuntime, score_task: Task) -
 
 def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]) -> None:
     """Score buffered requests: one call to each reward for all of its tasks, then each task alone."""
+    try:
+        _score_requests(app, runtime, requests)
+    finally:  # not reached when the process dies: the counts then survive to the next delivery
+        runtime.deliveries.settle(*(request.id for request in requests))
+
+
+def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]) -> None:
     backend = app.backend
     by_reward: dict[str, list[tuple[Any, Prepared, int]]] = defaultdict(list)
     for request in requests:

@@ -9,12 +9,15 @@ in-memory broker), the counter lives in the process, as the broker does.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 from rewardq.serving import redis_client
 from rewardq.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DELIVERIES_KEY = "rewardq:deliveries:{}"
 
@@ -52,6 +55,12 @@ class MemoryRedis:
         with self._lock:
             self._expiry[key] = time.monotonic() + seconds
 
+    def delete(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._values.pop(key, None)
+                self._expiry.pop(key, None)
+
     def get(self, key: str) -> Any:
         with self._lock:
             value = self._live(key)
@@ -88,6 +97,15 @@ class Deliveries:
         count = int(self.client.incr(key))
         self.client.expire(key, self.expires)
         return count
+
+    def settle(self, *task_ids: str) -> None:
+        """Forget the tasks' counts once a delivery ran to its end (answered, parked or failed), so that
+        only tasks in flight hold a key: the counts of a run's millions of tasks would otherwise fill
+        Redis until they expire. A failure here is logged, never raised (the key then expires)."""
+        try:
+            self.client.delete(*(DELIVERIES_KEY.format(task_id) for task_id in task_ids))
+        except Exception as e:
+            log.warning("could not clear the delivery counts of tasks %s: %s", ", ".join(task_ids), e)
 
     def current(self, task_id: str) -> int:
         """How many deliveries of ``task_id`` were counted (0 if none)."""

@@ -62,14 +62,17 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         request = self.request
         queue = (request.delivery_info or {}).get("routing_key")
-        deliveries, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
-        if parked is not None:
-            return parked
         try:
-            return score_payload(runtime, payload, attempts=deliveries, worker=request.hostname or None)
-        except InvalidTask as e:
-            park_invalid(runtime, request.id, payload, e, deliveries, queue)
-            raise
+            deliveries, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
+            if parked is not None:
+                return parked
+            try:
+                return score_payload(runtime, payload, attempts=deliveries, worker=request.hostname or None)
+            except InvalidTask as e:
+                park_invalid(runtime, request.id, payload, e, deliveries, queue)
+                raise
+        finally:  # not reached when the process dies: the count then survives to the next delivery
+            runtime.deliveries.settle(request.id)
 
     return score
 

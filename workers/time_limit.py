@@ -76,4 +76,7 @@ def timed_out(runtime: Any, request: Request, timeout: float) -> dict[str, Any]:
     error = f"task exceeded the hard time limit of {timeout:g}s"
     item.scores = [Score.timed_out(error) if s is None else s for s in item.scores]
     attempts = max(runtime.deliveries.current(request.id), 1)
-    return persist(runtime, item, attempts=attempts, worker=request.hostname or None, retry_s=0)
+    try:
+        return persist(runtime, item, attempts=attempts, worker=request.hostname or None, retry_s=0)
+    finally:
+        runtime.deliveries.settle(request.id)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 from kombu import Connection, Exchange, Producer
 
@@ -129,6 +130,8 @@ def test_a_poison_task_is_parked_answered_as_error_and_replayed_once_fixed(
     assert rows(new_batch) == [(1, "ok", 1.0)]  # scored beside the first rows, which stay
     assert rows(result.batch_id) == [(0, "ok", 1.0), (1, "error", None)]
     assert dlq_entries(redis_server.url) == []
+    # Only tasks in flight keep a delivery count: every task here has run to its end.
+    assert redis.Redis.from_url(redis_server.url).keys("rewardq:deliveries:*") == []
     engine.dispose()
 
     unknown = rewardq("dlq", "replay", "no-such-task", env=cli_env, check=False)
