@@ -10,7 +10,7 @@ from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
 from rewardq.broker import PUBLISH_RETRY_S
-from rewardq.errors import BrokerUnavailable
+from rewardq.errors import BrokerLost, BrokerUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -49,7 +49,7 @@ def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S, *, refusal
         ) from e
 
 
-def publish_failed(app: Celery, exc: BaseException) -> BrokerUnavailable | None:
+def publish_failed(app: Celery, exc: BaseException) -> BrokerLost | None:
     """The one-line error for a task that could not be sent while Redis stayed down, or None when
     ``exc`` is something else: the broker outlasted Celery's publish retries (``task_publish_retry_policy``:
     about 30 s, enough for a restart), or the result backend the client subscribes through outlasted
@@ -61,11 +61,11 @@ def publish_failed(app: Celery, exc: BaseException) -> BrokerUnavailable | None:
     if isinstance(exc, OperationalError):
         lost = isinstance(_innermost(exc), RedisConnectionError | RedisTimeoutError | OSError)
         retried = f" (retried for {PUBLISH_RETRY_S:.0f} s)" if lost else ""  # a full Redis is not retried
-        return BrokerUnavailable(
+        return BrokerLost(
             f"cannot publish to the broker {masked(app.conf.broker_url)}{retried}: {_cause(exc)}"
         )
     if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, RedisConnectionError | OSError):
-        return BrokerUnavailable(
+        return BrokerLost(
             f"cannot reach the result backend {masked(app.conf.result_backend)} (retried): {_cause(exc)}"
         )
     return None

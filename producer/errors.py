@@ -12,6 +12,7 @@ RewardqError
 ├── UnknownBatchError    a batch id has no record in the result backend
 ├── DeadlineExceeded     a batch with the ``fail`` deadline policy is not scored in time
 ├── BrokerUnavailable    the broker or result backend is unreachable or refuses the credentials
+│   └── BrokerLost       it went away after the first connection (sends or waits outlasted retries)
 └── UnservedRewardError  no live worker serves a requested reward (before anything is enqueued)
 """
 
@@ -130,6 +131,11 @@ class DeadlineExceeded(RewardqError, TimeoutError):
 class BrokerUnavailable(RewardqError):
     """Raised when the broker or the result backend cannot be reached or refuses the credentials; the
     message names the URL with its password masked."""
+
+
+class BrokerLost(BrokerUnavailable):
+    """Raised when the broker or result backend went away after the first connection (a send or a wait
+    outlasted the retries): work may already be queued, unlike a first connection that is refused."""
 
 
 class UnservedRewardError(RewardqError):

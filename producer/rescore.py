@@ -30,7 +30,7 @@ from tqdm import tqdm
 from rewardq.broker import RESCORE_PRIORITY
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient, ScoreHandle
-from rewardq.errors import BrokerError, BrokerUnavailable, InvalidInputError, Problem
+from rewardq.errors import BrokerError, BrokerLost, InvalidInputError, Problem
 from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, rows_of
 from rewardq.results import weighted_total
 from rewardq.rollouts import RecordWriter, iter_records, rollout_files
@@ -41,9 +41,9 @@ DEFAULT_WINDOW = 16
 MAX_LISTED_PROBLEMS = 1000
 CHECK_BATCH = 1024  # rows checked at once in the first pass
 LOOKUP_AHEAD = 4  # chunks whose audit lookup runs ahead of their sending, when resuming
-# What a lost or full broker raises from send_task or while results are gathered (BrokerUnavailable: the
-# client's own one-line error once its publish retries are spent).
-BROKER_ERRORS = (OperationalError, RedisError, ConnectionError, BrokerUnavailable)
+# What a lost or full broker raises from send_task or while results are gathered (BrokerLost: the
+# client's own one-line error once its publish retries are spent; a refused first connection is not one).
+BROKER_ERRORS = (OperationalError, RedisError, ConnectionError, BrokerLost)
 
 
 class Stored(NamedTuple):
