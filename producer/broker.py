@@ -24,6 +24,16 @@ TRAINING_PRIORITY = 0
 RESCORE_PRIORITY = 9
 PRIORITY_STEPS = [TRAINING_PRIORITY, RESCORE_PRIORITY]
 
+# kombu's Redis transport keeps a queue's messages of priority step p > 0 in the list named queue +
+# PRIORITY_SEP + p (step 0 in the bare name), and the messages workers hold in the hash UNACKED_KEY.
+PRIORITY_SEP = "\x06\x16"
+UNACKED_KEY = "unacked"
+
+
+def priority_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps for ``queue``: one per priority step."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
+
 
 # A producer whose broker restarts retries each publish for about this long (one try a second) before
 # it fails with BrokerUnavailable (rewardq.connection.publish_failed).

@@ -26,15 +26,11 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from rewardq.broker import PRIORITY_STEPS
+from rewardq.broker import UNACKED_KEY, priority_lists
 from rewardq.schema import TASK_NAME
 
 log = logging.getLogger(__name__)
 
-# kombu's Redis transport: a queue's list for priority step p > 0 is named queue + PRIORITY_SEP + p,
-# and messages delivered but not acknowledged are kept in this hash.
-PRIORITY_SEP = "\x06\x16"
-UNACKED_KEY = "unacked"
 # Lists or an unacked hash longer than this are not scanned: they count as holding every chunk.
 SCAN_CAP = 20_000
 # A chunk found missing is looked for once more after this pause before it is re-sent.
@@ -88,11 +84,6 @@ class Sendable:
     priority: int | None
 
 
-def queue_lists(queue: str) -> list[str]:
-    """The Redis lists kombu keeps for ``queue``, one per priority step."""
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
-
-
 class Resender:
     """Looks for a batch's overdue chunks in the broker and sends the lost ones again."""
 
@@ -134,7 +125,7 @@ class Resender:
     def _missing(self, task_ids: list[str]) -> list[str]:
         """The task ids that no queue list, ``unacked`` entry or result key holds."""
         backend: Any = self.app.backend
-        lists = list(dict.fromkeys(k for t in task_ids for k in queue_lists(self.sendables[t].queue)))
+        lists = list(dict.fromkeys(k for t in task_ids for k in priority_lists(self.sendables[t].queue)))
         same_redis = self.app.conf.result_backend == self.app.conf.broker_url
         result_keys = [_text(backend.get_key_for_task(t)) for t in task_ids] if same_redis else []
         with self.app.connection_for_write() as conn:

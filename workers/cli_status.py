@@ -12,18 +12,16 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from rewardq.broker import PRIORITY_STEPS
+from rewardq.broker import PRIORITY_SEP, PRIORITY_STEPS, UNACKED_KEY, priority_lists
 from rewardq.connection import masked
 from rewardq.errors import BrokerUnavailable, SettingsError
 from rewardq.schema import QUEUE_PREFIX
 from rewardq.serving import REDIS_SCHEMES, read_announcements, redis_client
 from rewardq.settings import Settings
 from rewardq.workers.cli_common import errors, settings
+from rewardq.workers.dlq import DLQ_KEY
 from rewardq.workers.render import Format, render
 
-UNACKED_KEY = "unacked"  # kombu's hash of the tasks workers hold
-DLQ_KEY = "rewardq:dlq"  # the dead-letter queue: task id -> parked task
-PRIORITY_SEP = "\x06\x16"  # kombu's separator between a queue's name and its priority step
 SOCKET_TIMEOUT_S = 5.0
 
 
@@ -43,11 +41,6 @@ class BrokerStatus:
     queues: list[QueueDepth]
     in_flight: int
     parked: int
-
-
-def priority_lists(queue: str) -> list[str]:
-    """The Redis lists kombu keeps for ``queue``: one per priority step (step 0 is the bare name)."""
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 def read_status(config: Settings) -> BrokerStatus:

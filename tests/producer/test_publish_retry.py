@@ -12,9 +12,8 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
-from rewardq.broker import PUBLISH_RETRY_POLICY
+from rewardq.broker import PUBLISH_RETRY_POLICY, priority_lists
 from rewardq.errors import BrokerUnavailable
-from rewardq.resend import queue_lists
 from rewardq.schema import queue_for
 from tests.conftest import RedisServer
 
@@ -34,7 +33,7 @@ def test_a_submit_during_a_restart_is_sent_once_redis_is_back(tmp_path: Path) ->
             restart.start()
             task_ids = client.submit(ROWS, ["format"], run_id="publish").task_ids
             restart.join()
-        queued = redis.Redis.from_url(server.url).lrange(queue_lists(queue_for("format"))[0], 0, -1)
+        queued = redis.Redis.from_url(server.url).lrange(priority_lists(queue_for("format"))[0], 0, -1)
         assert [json.loads(m)["headers"]["id"] for m in queued] == task_ids
     finally:
         gc.collect()  # the handle's results unsubscribe through Redis when collected: while it is up

@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
-from rewardq.resend import queue_lists
+from rewardq.broker import priority_lists
 from rewardq.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess
 
@@ -37,13 +37,13 @@ def _settings(redis_server: RedisServer, database_url: str, resend_after: float)
 def _queued_task_ids(client: redis.Redis, reward: str) -> list[str]:
     """The task ids of the messages waiting in ``reward``'s queue lists (with repeats)."""
     ids = []
-    for key in queue_lists(queue_for(reward)):
+    for key in priority_lists(queue_for(reward)):
         ids += [json.loads(m)["headers"]["id"] for m in client.lrange(key, 0, -1)]
     return ids
 
 
 def _remove_message(client: redis.Redis, reward: str, task_id: str) -> None:
-    for key in queue_lists(queue_for(reward)):
+    for key in priority_lists(queue_for(reward)):
         for message in client.lrange(key, 0, -1):
             if json.loads(message)["headers"]["id"] == task_id:
                 assert client.lrem(key, 1, message) == 1
