@@ -36,7 +36,7 @@ from rewardq.schema import (
     run_id_problem,
     step_problem,
 )
-from rewardq.serving import ServingCheck, checks_serving
+from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class RewardClient:
         deadline: float | None = None,
         on_deadline: DeadlinePolicy = "partial",
         priority: int | None = None,
+        allow_scorer_change: bool = False,
     ) -> ScoreHandle:
         """Validate and enqueue; returns at once. Raises InvalidInputError / UnknownRewardError first.
 
@@ -98,6 +99,10 @@ class RewardClient:
 
         ``priority``: None (training traffic) or :data:`rewardq.broker.RESCORE_PRIORITY`, which workers
         take only when no training task waits (Redis broker; the embedded one ignores it).
+
+        A run keeps, per reward, the scorer fingerprint its first batch was served with (see
+        :mod:`rewardq.scorers`): a batch whose reward live workers now serve with another one raises
+        ScorerChangedError, or re-pins the run with ``allow_scorer_change=True``.
         """
         weights = check_weights(rewards, self.known_rewards)
         _check_request(run_id, step, len(samples), batch_id)
@@ -107,6 +112,7 @@ class RewardClient:
         if checks_serving(self.settings):  # a reward no live worker serves: refused before enqueueing
             self._serving = self._serving or ServingCheck(self.settings)
             self._serving.require(weights)
+            self._serving.pin(run_id, weights, allow_change=allow_scorer_change)
         batch_id = batch_id or uuid.uuid4().hex
         size = self.settings.chunk_size
         chunks: list[Chunk] = []
@@ -150,6 +156,23 @@ class RewardClient:
         )
         handle.remember()
         return handle
+
+    def scorers(self, rewards: Sequence[str]) -> dict[str, str | None]:
+        """The scorer fingerprint each reward is served with: the embedded worker's own, or what the
+        live workers announce (waiting for them as ``submit`` does; None where none announces one).
+        Raises UnknownRewardError first, ScorerMismatchError for a reward live workers serve with several."""
+        rewards = list(check_weights(rewards, self.known_rewards))
+        if self.settings.embedded:
+            _ = self.app  # starts the embedded worker, which serves every reward of this client's config
+            return {reward: self._embedded.fingerprint(reward) for reward in rewards}
+        if not str(self.settings.broker_url).startswith(REDIS_SCHEMES):
+            return dict.fromkeys(rewards)  # only a Redis broker holds announcements
+        self._serving = self._serving or ServingCheck(self.settings)
+        if checks_serving(self.settings):
+            self._serving.require(rewards)
+        else:
+            self._serving.read()
+        return self._serving.fingerprints(rewards)
 
     def handle(self, batch_id: str) -> ScoreHandle:
         """Re-open a batch submitted by this or another process (same result backend) by its id.

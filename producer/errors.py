@@ -13,7 +13,9 @@ RewardqError
 ├── DeadlineExceeded     a batch with the ``fail`` deadline policy is not scored in time
 ├── BrokerUnavailable    the broker or result backend is unreachable or refuses the credentials
 │   └── BrokerLost       it went away after the first connection (sends or waits outlasted retries)
-└── UnservedRewardError  no live worker serves a requested reward (before anything is enqueued)
+├── UnservedRewardError  no live worker serves a requested reward (before anything is enqueued)
+└── ScorerMismatchError  a reward would be scored by more than one scorer (fingerprint)
+    └── ScorerChangedError   a run's reward is now served by another scorer than the run began with
 """
 
 from __future__ import annotations
@@ -149,4 +151,27 @@ class UnservedRewardError(RewardqError):
         super().__init__(
             f"no live worker serves {noun} {names} (waited {waited:g}s, REWARDQ_SERVE_WAIT); nothing was "
             f"enqueued: start one with `rewardq worker --rewards {','.join(rewards)}`"
+        )
+
+
+class ScorerMismatchError(RewardqError):
+    """Raised when a reward would be scored by more than one scorer (fingerprint): live workers announce
+    different ones for it, a worker starts with another one than the live workers serving it, or a
+    client's rewards config differs from what the workers serve. Nothing was enqueued or consumed."""
+
+
+class ScorerChangedError(ScorerMismatchError):
+    """Raised when a later batch of a run asks for a reward that live workers now serve with another
+    fingerprint than the one the run was pinned to on its first batch; nothing was enqueued."""
+
+    def __init__(self, run_id: str, reward: str, pinned: str, served: str) -> None:
+        self.run_id = run_id
+        self.reward = reward
+        self.pinned = pinned
+        self.served = served
+        super().__init__(
+            f"run {run_id!r} is scored for reward {reward!r} by scorer {pinned} but live workers now "
+            f"serve it with {served}; nothing was enqueued: bring back workers with the run's scorer, give "
+            "the changed reward a new name, or pass allow_scorer_change=True (rewardq score "
+            "--allow-scorer-change) to change scorer mid-run on purpose"
         )

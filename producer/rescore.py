@@ -177,13 +177,15 @@ def score_file(
     fields: Mapping[str, str] | None = None,
     stored: StoredScores | None = None,
     priority: int | None = RESCORE_PRIORITY,
+    allow_scorer_change: bool = False,
 ) -> RescoreSummary:
     """Score every sample of ``source``; each output line is the input record plus ``rewards``,
     ``reward`` (the weighted total), ``reward_status`` and, where any, ``reward_errors``.
 
     ``timeout`` bounds the wait for each chunk (default REWARDQ_TIMEOUT). A broker failure mid-run is
     a :class:`BrokerError`; what was sent before it is scored and audited by the workers, and a rerun
-    with the same ``run_id`` and ``stored`` takes it from the audit.
+    with the same ``run_id`` and ``stored`` takes it from the audit. ``allow_scorer_change``: see
+    :meth:`RewardClient.submit`.
     """
     if window < 1:
         raise InvalidInputError([Problem("--window", f"must be at least 1, got {window}")])
@@ -210,7 +212,17 @@ def score_file(
         chunks = iter(lambda: list(islice(rows, client.settings.chunk_size)), [])
         try:
             for chunk_rows, found in _looked_up(chunks, stored):
-                chunk = _send(client, chunk_rows, weights, found, run_id, step, str(source), priority)
+                chunk = _send(
+                    client,
+                    chunk_rows,
+                    weights,
+                    found,
+                    run_id,
+                    step,
+                    str(source),
+                    priority,
+                    allow_scorer_change=allow_scorer_change,
+                )
                 inflight.append(chunk)
                 if len(inflight) >= window:
                     _finish(inflight.popleft(), weights, wait, writer, summary, bar)
@@ -258,6 +270,8 @@ def _send(
     step: int | None,
     source: str,
     priority: int | None,
+    *,
+    allow_scorer_change: bool = False,
 ) -> _Chunk:
     """Enqueue what is not in the audit yet: one submission per set of rewards missing the same rows."""
     n = len(rows)
@@ -290,6 +304,7 @@ def _send(
             lines=[rows[i].line for i in missing_rows],
             source=source,
             priority=priority,
+            allow_scorer_change=allow_scorer_change,
         )
         chunk.sent.append((list(missing_rows), handle))
     return chunk

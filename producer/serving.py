@@ -1,11 +1,13 @@
 """Which rewards live workers serve: their announcements in Redis, and the producer's check that every
 reward of a request has a live worker before anything is enqueued.
 
-Each worker writes ``rewardq:worker:<node>`` (JSON: node, host, pid, rewards, queues, gpu, pool,
-concurrency, started_at, beat_at, held) every heartbeat with a time to live of three heartbeats
+Each worker writes ``rewardq:worker:<node>`` (JSON: node, host, pid, rewards, fingerprints, queues, gpu,
+pool, concurrency, started_at, beat_at, held) every heartbeat with a time to live of three heartbeats
 (rewardq.workers.heartbeat), so a worker that died is gone from the announcements within that time.
 The nodes are also kept in the sorted set ``rewardq:workers`` so that readers find the announcements
 without scanning the keyspace (which the judges' cache shares and may fill with millions of keys).
+A worker that is about to consume first writes its announcement marked ``starting`` to claim its rewards'
+scorers (rewardq.scorers); producers do not count it as serving until its first heartbeat.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from rewardq.connection import masked
 from rewardq.errors import BrokerUnavailable, UnservedRewardError
+from rewardq.scorers import RunPins, Scorers, scorers_of, served_fingerprint
 from rewardq.settings import Settings
 from rewardq.tls import redis_ssl_options, uses_tls
 
@@ -25,6 +30,7 @@ WORKERS_INDEX = "rewardq:workers"  # node -> when its announcement expires (the 
 ANNOUNCEMENT_TTL_BEATS = 3  # an announcement lives this many heartbeats past its last refresh
 POLL_S = 0.5  # how often a waiting producer reads the announcements again
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+STARTING = "starting"  # the field that marks a worker's announcement before it consumes
 
 
 def announcement_key(node: str) -> str:
@@ -78,12 +84,15 @@ def served_rewards(announcements: Iterable[dict[str, Any]]) -> set[str]:
 class ServingCheck:
     """Refuses a request for a reward no live worker serves, after waiting ``settings.serve_wait``
     seconds for one to appear. A reward found served is trusted for ``settings.heartbeat`` seconds, so
-    most submits pay no round trip."""
+    most submits pay no round trip. It also learns the scorer fingerprint each reward is served with, and
+    keeps a run to the fingerprints it began with (rewardq.scorers)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client: Any = None
         self._served_until: dict[str, float] = {}
+        self._scorers: Scorers = {}
+        self._pins = RunPins()
 
     def require(self, rewards: Iterable[str]) -> None:
         """Return once every reward in ``rewards`` has a live worker; raise UnservedRewardError naming
@@ -95,7 +104,7 @@ class ServingCheck:
             missing = [r for r in wanted if self._served_until.get(r, 0.0) <= now]
             if not missing:
                 return
-            served = served_rewards(self._announcements())
+            served = self.read()
             now = time.monotonic()
             for reward in served:
                 self._served_until[reward] = now + self.settings.heartbeat
@@ -106,11 +115,37 @@ class ServingCheck:
                 raise UnservedRewardError(missing, self.settings.serve_wait)
             time.sleep(min(POLL_S, max(0.0, started + self.settings.serve_wait - now)))
 
-    def _announcements(self) -> list[dict[str, Any]]:
+    def read(self) -> set[str]:
+        """Read the announcements now: returns the rewards live workers serve, and learns the
+        fingerprints they serve them with."""
+        announcements = [a for a in self._announcements() if not a.get(STARTING)]
+        self._scorers.update(scorers_of(announcements))
+        return served_rewards(announcements)
+
+    def fingerprints(self, rewards: Iterable[str]) -> dict[str, str | None]:
+        """The fingerprint each reward is served with, as of the last read (None: no live worker
+        announces one); raises ScorerMismatchError for a reward live workers serve with several."""
+        return {reward: served_fingerprint(self._scorers, reward) for reward in rewards}
+
+    def pin(self, run_id: str, rewards: Iterable[str], *, allow_change: bool = False) -> None:
+        """Keep ``run_id`` to the fingerprints its rewards were first served with: raises
+        ScorerMismatchError or ScorerChangedError (unless ``allow_change``) before anything is enqueued."""
+        served = self.fingerprints(rewards)
+        try:
+            self._pins.check(self._redis(), run_id, served, allow_change=allow_change)
+        except RedisError as e:
+            raise BrokerUnavailable(
+                f"cannot read the scorers of run {run_id!r} from {masked(self.settings.broker_url)}: {e}"
+            ) from e
+
+    def _redis(self) -> Any:
         if self._client is None:
             self._client = redis_client(self.settings, socket_timeout=5.0, socket_connect_timeout=5.0)
+        return self._client
+
+    def _announcements(self) -> list[dict[str, Any]]:
         try:
-            return read_announcements(self._client)
+            return read_announcements(self._redis())
         except Exception as e:
             raise BrokerUnavailable(
                 f"cannot read the workers' announcements from {masked(self.settings.broker_url)}: {e}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, true
+from sqlalchemy import Connection, Select, distinct, func, select, true
 
 from rewardq.schema import STATUSES
 from rewardq.storage.models import scores_table
@@ -48,7 +48,8 @@ _c = scores_table.c
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One run as the audit store saw it: when it was scored, which steps, how many scores, which rewards."""
+    """One run as the audit store saw it: when it was scored, which steps, how many scores, which rewards,
+    and the rewards whose scores come from more than one scorer fingerprint (``mixed_scorers``)."""
 
     run_id: str
     first_at: datetime
@@ -57,6 +58,7 @@ class RunSummary:
     step_max: int | None
     scores: int
     rewards: tuple[str, ...]
+    mixed_scorers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +130,10 @@ def list_runs(conn: Connection) -> list[RunSummary]:
         func.min(_c.step),
         func.max(_c.step),
         func.count(),
+        func.count(distinct(_c.scorer)),
     ).group_by(_c.run_id, _c.reward)
     runs: dict[str, dict[str, Any]] = {}
-    for run_id, reward, first_at, last_at, step_min, step_max, count in conn.execute(query):
+    for run_id, reward, first_at, last_at, step_min, step_max, count, scorers in conn.execute(query):
         run = runs.get(run_id)
         if run is None:
             runs[run_id] = {
@@ -139,8 +142,11 @@ def list_runs(conn: Connection) -> list[RunSummary]:
                 "steps": [s for s in (step_min, step_max) if s is not None],
                 "scores": count,
                 "rewards": {reward},
+                "mixed": {reward} if scorers > 1 else set(),
             }
             continue
+        if scorers > 1:
+            run["mixed"].add(reward)
         run["first_at"] = min(run["first_at"], first_at)
         run["last_at"] = max(run["last_at"], last_at)
         run["steps"].extend(s for s in (step_min, step_max) if s is not None)
@@ -155,6 +161,7 @@ def list_runs(conn: Connection) -> list[RunSummary]:
             step_max=max(r["steps"], default=None),
             scores=r["scores"],
             rewards=tuple(sorted(r["rewards"])),
+            mixed_scorers=tuple(sorted(r["mixed"])),
         )
         for run_id, r in runs.items()
     ]

@@ -25,11 +25,20 @@ def _connect() -> Any:
 @audit_app.command("runs")
 @errors
 def audit_runs(fmt: FormatOpt = Format.table) -> None:
-    """The runs in the audit store, with their steps, rewards and score counts."""
+    """The runs in the audit store, with their steps, rewards and score counts; ``mixed_scorers`` names
+    a run's rewards whose scores come from more than one scorer fingerprint."""
     from rewardq.storage import list_runs
 
     with _connect() as conn:
-        render([as_row(r) for r in list_runs(conn)], fmt, title="runs")
+        runs = list_runs(conn)
+    render([as_row(r) for r in runs], fmt, title="runs")
+    mixed = [r for r in runs if r.mixed_scorers]
+    if mixed and fmt is Format.table:
+        err.print(
+            f"{len(mixed)} run(s) scored with more than one scorer for a reward (mixed_scorers): their "
+            "scores of that reward are not comparable; `rewardq audit scores RUN` shows each row's scorer",
+            highlight=False,
+        )
 
 
 @audit_app.command("scores")

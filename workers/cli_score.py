@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -48,12 +49,21 @@ def score(
         bool, typer.Option(help="Take scores this run already holds in the audit instead of resending.")
     ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with rate and ETA.")] = True,
+    allow_scorer_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-scorer-change",
+            help="Score this run with the scorers the workers serve now even where its earlier batches "
+            "had others (re-pins the run).",
+        ),
+    ] = False,
 ) -> None:
     """Score saved rollouts through the queue (or the embedded worker) and write them back with rewards.
 
     The file is checked whole before anything is enqueued, then streamed a chunk at a time at
     rescoring priority (training traffic goes first). Rerunning an interrupted run with the same
-    --run-id sends only what the audit does not hold yet.
+    --run-id sends only what the audit does not hold yet. With a broker, the workers score with their own
+    rewards config: a --config whose scorer differs from what they serve is refused.
     """
     from rewardq.catalog import parse_reward_specs
     from rewardq.client import RewardClient
@@ -66,12 +76,15 @@ def score(
     fields = parse_field_maps(field or [])
     opts = settings(rewards=config, chunk_size=chunk_size)
     stored = None
-    if resume:
-        from rewardq.workers.resume import AuditScores
+    with RewardClient(opts) as client:
+        served = client.scorers(list(weights))  # what the workers (or the embedded worker) score with
+        if config is not None and not opts.embedded:
+            check_config(config, served)
+        if resume:
+            from rewardq.workers.resume import AuditScores
 
-        stored = AuditScores(opts, run_id, list(weights))
-    try:
-        with RewardClient(opts) as client:
+            stored = AuditScores(opts, run_id, served)
+        try:
             summary = score_file(
                 client,
                 source,
@@ -85,10 +98,11 @@ def score(
                 rollout_format=_format_name(rollout_format),
                 fields=fields,
                 stored=stored,
+                allow_scorer_change=allow_scorer_change,
             )
-    finally:
-        if stored is not None:
-            stored.close()
+        finally:
+            if stored is not None:
+                stored.close()
     render(summary.rows(), Format.table, title=f"{summary.samples} samples → {out}", console=err)
 
 
@@ -96,3 +110,20 @@ def _format_name(name: str) -> FormatName:
     from rewardq.formats import FORMAT_NAMES
 
     return next(n for n in FORMAT_NAMES if n == name)
+
+
+def check_config(path: Path, served: Mapping[str, str | None]) -> None:
+    """Refuse a client rewards config (``--config``) that would score a reward differently from what the
+    live workers serve: they score with their own config, so it would only mislead the resume lookup."""
+    from rewardq.errors import ScorerMismatchError
+    from rewardq.workers.config import RewardsConfig
+
+    config = RewardsConfig.load(path)
+    for name, fingerprint in served.items():
+        local = config.build(name).fingerprint
+        if fingerprint is not None and local != fingerprint:
+            raise ScorerMismatchError(
+                f"reward {name!r}: --config {path} gives scorer {local} but the live workers serve it with "
+                f"{fingerprint}; nothing was enqueued: workers score with their own rewards config, so start "
+                "workers with this config (under a new reward name) or leave --config out"
+            )

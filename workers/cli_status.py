@@ -16,6 +16,7 @@ from rewardq.broker import PRIORITY_SEP, PRIORITY_STEPS, UNACKED_KEY, priority_l
 from rewardq.connection import masked
 from rewardq.errors import BrokerUnavailable, SettingsError
 from rewardq.schema import QUEUE_PREFIX
+from rewardq.scorers import short
 from rewardq.serving import REDIS_SCHEMES, read_announcements, redis_client
 from rewardq.settings import Settings
 from rewardq.workers.cli_common import errors, settings
@@ -74,12 +75,17 @@ def read_status(config: Settings) -> BrokerStatus:
     return BrokerStatus(masked(url), workers, depths, int(in_flight), int(parked))
 
 
-def _worker_row(entry: dict[str, Any], now: float) -> dict[str, Any]:
+def _worker_row(entry: dict[str, Any], now: float, *, full: bool) -> dict[str, Any]:
+    """One worker's row; its scorer fingerprints whole (``full``) or shortened for a table."""
     beat_at = entry.get("beat_at")
+    fingerprints = entry.get("fingerprints") or {}
     return {
         "node": entry.get("node"),
         "host": entry.get("host"),
         "rewards": entry.get("rewards"),
+        "fingerprints": fingerprints
+        if full
+        else ", ".join(f"{r}={short(fingerprints.get(r))}" for r in entry.get("rewards") or []),
         "gpu": entry.get("gpu"),
         "pool": entry.get("pool"),
         "concurrency": entry.get("concurrency"),
@@ -92,11 +98,13 @@ def _worker_row(entry: dict[str, Any], now: float) -> dict[str, Any]:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of tables.")] = False,
 ) -> None:
-    """Live workers (rewards, GPU, pool, held tasks, last heartbeat), queue depths, tasks in flight and
-    parked tasks."""
+    """Live workers (rewards and their scorer fingerprints, GPU, pool, held tasks, last heartbeat), queue
+    depths, tasks in flight and parked tasks."""
     report = read_status(settings())
     now = time.time()
-    workers = [_worker_row(w, now) for w in sorted(report.workers, key=lambda w: str(w.get("node")))]
+    workers = [
+        _worker_row(w, now, full=as_json) for w in sorted(report.workers, key=lambda w: str(w.get("node")))
+    ]
     if as_json:
         print(json.dumps(asdict(report) | {"workers": workers}))
         return

@@ -80,6 +80,10 @@ class EmbeddedWorker:
         log.info("embedded worker ready; audit store %s", settings.database_url)
         return cls(app, thread)
 
+    def fingerprint(self, reward: str) -> str:
+        """The scorer fingerprint this worker scores ``reward`` with (from its config; nothing loads)."""
+        return str(self.app.rewardq_runtime.config.build(reward).fingerprint)
+
     def stop(self) -> None:
         worker_state.should_terminate = 0  # how Celery's own in-thread worker is stopped
         self._thread.join(STOP_TIMEOUT_S)

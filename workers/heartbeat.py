@@ -9,6 +9,9 @@
   three heartbeats, and lists the node in the ``rewardq:workers`` index; producers read them before
   enqueueing and ``rewardq status`` lists them.
 
+Before the worker consumes, :meth:`Heartbeat.claim` writes the announcement marked ``starting`` and
+refuses the start when another live worker serves one of its rewards with another scorer fingerprint.
+
 It runs apart from the consumer's event loop because a solo pool runs its task on that loop's thread.
 A failing beat (Redis down) is logged once per outage and retried at the next one.
 """
@@ -27,7 +30,16 @@ from typing import Any
 from celery import signals
 
 from rewardq.connection import masked
-from rewardq.serving import ANNOUNCEMENT_TTL_BEATS, WORKERS_INDEX, announcement_key, redis_client
+from rewardq.errors import ScorerMismatchError
+from rewardq.scorers import refuse_conflicts
+from rewardq.serving import (
+    ANNOUNCEMENT_TTL_BEATS,
+    STARTING,
+    WORKERS_INDEX,
+    announcement_key,
+    read_announcements,
+    redis_client,
+)
 from rewardq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +60,7 @@ class Announcement:
     gpu: str | None
     pool: str
     concurrency: int
+    fingerprints: dict[str, str] = field(default_factory=dict)  # reward -> scorer fingerprint
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -115,28 +128,59 @@ class Heartbeat:
         self._thread.join(timeout=2 * SOCKET_TIMEOUT_S)
         self._thread = None
         try:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.delete(announcement_key(self.announcement.node))
-            pipe.zrem(WORKERS_INDEX, self.announcement.node)
-            pipe.execute()
+            self._withdraw(self._client)
         except Exception as e:  # the announcement then expires by itself
             log.warning("could not withdraw the announcement of %s: %s", self.announcement.node, e)
         self._client.close()
+
+    def claim(self) -> None:
+        """Before consuming: write this worker's announcement marked ``starting``, then read the live
+        ones and raise ScorerMismatchError (withdrawing it) when another worker serves one of this
+        worker's rewards with another fingerprint. Written before it is read, so of two workers that
+        start at once with different scorers, the one that reads last sees the other and refuses."""
+        client = redis_client(
+            self.settings, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
+        )
+        try:
+            pipe = client.pipeline(transaction=False)
+            self._announce(pipe, time.time(), held=0, starting=True)
+            pipe.execute()
+            try:
+                refuse_conflicts(
+                    read_announcements(client), self.announcement.node, self.announcement.fingerprints
+                )
+            except ScorerMismatchError:
+                self._withdraw(client)
+                raise
+        finally:
+            client.close()
 
     def beat(self) -> int:
         """One beat: refresh the held tasks' visibility and the announcement; returns how many are held."""
         tags = held_tags(self._consumer)
         now = time.time()
-        entry = asdict(self.announcement) | {"beat_at": now, "held": len(tags)}
         pipe = self._client.pipeline(transaction=False)
         if tags:
             pipe.zadd(_index_key(self._consumer), dict.fromkeys(tags, now), xx=True)
+        self._announce(pipe, now, held=len(tags))
+        pipe.execute()
+        return len(tags)
+
+    def _announce(self, pipe: Any, now: float, *, held: int, starting: bool = False) -> None:
+        """Queue on ``pipe`` the writes of the announcement and its place in the workers index."""
+        entry = asdict(self.announcement) | {"beat_at": now, "held": held}
+        if starting:
+            entry[STARTING] = True
         ttl = ANNOUNCEMENT_TTL_BEATS * self.settings.heartbeat
         pipe.set(announcement_key(self.announcement.node), json.dumps(entry), px=int(ttl * 1000))
         pipe.zadd(WORKERS_INDEX, {self.announcement.node: now + ttl})
         pipe.zremrangebyscore(WORKERS_INDEX, "-inf", now - INDEX_PRUNE_AFTER_S)
+
+    def _withdraw(self, client: Any) -> None:
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(announcement_key(self.announcement.node))
+        pipe.zrem(WORKERS_INDEX, self.announcement.node)
         pipe.execute()
-        return len(tags)
 
     def _run(self) -> None:
         while True:

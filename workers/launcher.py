@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from celery import signals
 
 from rewardq.connection import check_connection
-from rewardq.errors import SettingsError
+from rewardq.errors import ScorerMismatchError, SettingsError
 from rewardq.schema import queue_for
 from rewardq.settings import Settings
 from rewardq.workers.resources import GPU_ENV
@@ -107,6 +107,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     # Every reward is built before the worker consumes: a missing model or an unreachable server
     # fails the start (RewardSetupError, exit 2), and the first task does not pay the load.
     runtime.prepare(options.rewards)
+    fingerprints = {name: runtime.reward(name).fingerprint for name in options.rewards}
     if pool == "prefork":
         # Children build their own (a model or client must not cross a fork): at their start.
         runtime.close()
@@ -127,8 +128,17 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     log.info("serving %s with pool=%s concurrency=%d gpu=%s", options.rewards, pool, concurrency, options.gpu)
     hostname = node_name(options.gpu)
     queues = [queue_for(name) for name in options.rewards]
-    announcement = Announcement(hostname, options.rewards, queues, options.gpu, pool, concurrency)
-    Heartbeat(settings, announcement).install()
+    announcement = Announcement(
+        hostname, options.rewards, queues, options.gpu, pool, concurrency, fingerprints=fingerprints
+    )
+    heartbeat = Heartbeat(settings, announcement)
+    try:
+        # A reward live workers serve with another scorer fingerprint: refused before consuming.
+        heartbeat.claim()
+    except ScorerMismatchError:
+        runtime.close()
+        raise
+    heartbeat.install()
     worker = app.Worker(
         hostname=hostname,
         queues=queues,

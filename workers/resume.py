@@ -2,9 +2,10 @@
 
 A score counts as done when the audit holds, for the same run, a final score (``ok`` or
 ``unscorable``) of a sample with the same content hash by the same reward with the same scorer
-fingerprint as this client's rewards config gives now. Fingerprints are computed from the rewards'
-options (and local files) without building models. A store that has no score of the run, or no
-``scores`` table yet, costs one query at start and none per chunk.
+fingerprint as the workers serve it with now (``RewardClient.scorers``: what live workers announce, or
+the embedded worker's own), not one computed from a local config the workers may not share. A reward
+whose fingerprint is unknown (no live worker announces one) is not resumed: all of it is sent. A store
+that has no score of the run, or no ``scores`` table yet, costs one query at start and none per chunk.
 """
 
 from __future__ import annotations
@@ -15,27 +16,25 @@ from typing import Any
 from rewardq.rescore import Stored
 from rewardq.samples import to_samples
 from rewardq.settings import Settings
-from rewardq.workers.config import RewardsConfig
 from rewardq.workers.task import sample_hash
 
 
 class AuditScores:
     """:class:`rewardq.rescore.StoredScores` read from the audit store of ``settings``."""
 
-    def __init__(self, settings: Settings, run_id: str, rewards: Sequence[str]) -> None:
+    def __init__(self, settings: Settings, run_id: str, fingerprints: Mapping[str, str | None]) -> None:
         from sqlalchemy import inspect
 
         from rewardq.storage import make_engine, run_exists
 
-        config = RewardsConfig.load(settings.rewards)
         self.run_id = run_id
-        self.fingerprints = {name: config.build(name).fingerprint for name in rewards}
+        self.fingerprints = {name: fp for name, fp in fingerprints.items() if fp is not None}
         self._engine = make_engine(settings.database_url)
         with self._engine.connect() as conn:
             self.active = inspect(conn).has_table("scores") and run_exists(conn, run_id)
 
     def lookup(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Stored | None]]:
-        if not self.active:
+        if not self.active or not self.fingerprints:
             return {}
         from rewardq.storage import stored_scores
 

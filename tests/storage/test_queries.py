@@ -70,8 +70,22 @@ def test_list_runs(scored: Engine) -> None:
     a, b = runs
     assert (a.first_at, a.last_at) == (at(0), at(25))
     assert (a.step_min, a.step_max, a.scores, a.rewards) == (0, 1, 14, ("accuracy", "format"))
+    assert a.mixed_scorers == b.mixed_scorers == ()
     assert (b.first_at, b.last_at) == (at(60), at(60))
     assert (b.step_min, b.step_max, b.scores, b.rewards) == (None, None, 1, ("accuracy",))
+
+
+def test_list_runs_names_the_rewards_scored_by_more_than_one_scorer(
+    engine: Engine, make_row: MakeRow
+) -> None:
+    rows = [make_row(i, reward="format", scorer="format@1:aaaaaaaaaaaa") for i in range(3)]
+    rows += [make_row(i, reward="format", scorer="format@1:bbbbbbbbbbbb", batch_id="b2") for i in range(2)]
+    rows += [make_row(i, batch_id="b3") for i in range(2)]  # accuracy: one scorer
+    with engine.begin() as conn:
+        write_scores(conn, rows)
+    with engine.connect() as conn:
+        [run] = list_runs(conn)
+    assert (run.rewards, run.mixed_scorers) == (("accuracy", "format"), ("format",))
 
 
 def test_list_runs_of_an_empty_store(engine: Engine) -> None:

@@ -125,6 +125,7 @@ def test_a_worker_announces_what_it_serves_and_withdraws_at_shutdown(
     broker = redis.Redis.from_url(redis_server.url)
     _until(lambda: bool(broker.keys(announcement_key("*"))))
     [key] = broker.keys(announcement_key("*"))
+    _until(lambda: "starting" not in json.loads(broker.get(key)))  # its claim, replaced by the first beat
     entry = json.loads(broker.get(key))
     assert key.decode() == announcement_key(entry["node"])
     assert entry["pid"] == worker.proc.pid and entry["node"].startswith(f"rewardq-cpu-{worker.proc.pid}@")
@@ -133,6 +134,10 @@ def test_a_worker_announces_what_it_serves_and_withdraws_at_shutdown(
         ["rewards.format", "rewards.accuracy"],
     )
     assert (entry["pool"], entry["concurrency"], entry["gpu"], entry["held"]) == ("threads", 2, None, 0)
+    assert {r: fp.split("@")[0] for r, fp in entry["fingerprints"].items()} == {
+        "format": "format",
+        "accuracy": "accuracy",
+    }
     assert 0 < broker.pttl(key) <= 3 * 5000, "expires three heartbeats after the last one"
     assert broker.zrange(WORKERS_INDEX, 0, -1) == [key.removeprefix(announcement_key("").encode())]
     worker.stop()

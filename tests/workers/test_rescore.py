@@ -16,6 +16,7 @@ from rewardq.errors import InvalidInputError
 from rewardq.rescore import score_file
 from rewardq.settings import Settings
 from rewardq.storage import make_engine, scores_table
+from rewardq.workers.config import RewardsConfig
 from rewardq.workers.resume import AuditScores
 
 GOOD = "<think>a</think><answer>{}</answer>"
@@ -82,7 +83,7 @@ def audit_rows(database_url: str, run_id: str) -> int:
 
 
 def stored(client: RewardClient, run_id: str, rewards: Sequence[str]) -> AuditScores:
-    return AuditScores(client.settings, run_id, rewards)
+    return AuditScores(client.settings, run_id, client.scorers(rewards))
 
 
 def test_a_verl_dump_streams_through_the_window_and_comes_back_in_order(
@@ -163,7 +164,7 @@ def test_another_scorer_version_or_run_is_not_taken_from_the_audit(
     config = tmp_path / "rewards.toml"
     config.write_text('[rewards.format]\nkind = "format"\npattern = "^<answer>.*</answer>$"\n')
     changed = Settings.from_env({}, database_url=database_url, rewards=config)
-    lookup = AuditScores(changed, "v1", ["format"])
+    lookup = AuditScores(changed, "v1", {"format": RewardsConfig.load(config).build("format").fingerprint})
     assert lookup.active  # the run is there …
     rows = [{"prompt": f"user: {i}+0?", "completion": GOOD.format(i), "solution": str(i)} for i in (1, 2)]
     assert lookup.lookup(rows) == {}  # … but not scored by this scorer
