@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from rewardq.broker import PRIORITY_SEP, PRIORITY_STEPS, UNACKED_KEY, priority_lists
 from rewardq.connection import masked
@@ -20,7 +19,7 @@ from rewardq.serving import REDIS_SCHEMES, read_announcements, redis_client
 from rewardq.settings import Settings
 from rewardq.workers.cli_common import errors, settings
 from rewardq.workers.dlq import DLQ_KEY
-from rewardq.workers.render import Format, render
+from rewardq.workers.render import Format, render, stdout_console
 
 SOCKET_TIMEOUT_S = 5.0
 
@@ -102,6 +101,6 @@ def status(
         return
     render(workers, Format.table, title=f"live workers ({report.broker})")
     render([asdict(q) for q in report.queues], Format.table, title="queues (tasks waiting)")
-    Console().print(
+    stdout_console().print(
         f"tasks in flight: {report.in_flight}   parked (rewardq dlq list): {report.parked}", highlight=False
     )
