@@ -45,8 +45,14 @@ class BrokerStatus:
 def read_status(config: Settings) -> BrokerStatus:
     """Read the announcements, queue lengths, ``unacked`` and ``rewardq:dlq`` from the broker's Redis."""
     url = config.broker_url
-    if not url or not url.startswith(REDIS_SCHEMES):
+    if not url:
         raise SettingsError("rewardq status needs a Redis broker: set REWARDQ_BROKER_URL (redis://…)")
+    if not url.startswith(REDIS_SCHEMES):
+        scheme, sep, _ = url.partition("://")  # the scheme only: the rest may hold a password
+        what = f"the scheme {scheme!r} is not a supported broker" if sep else "it is not a URL"
+        raise SettingsError(
+            f"REWARDQ_BROKER_URL: {what}; rewardq status reads a Redis broker: {', '.join(REDIS_SCHEMES)}"
+        )
     client = redis_client(config, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
     try:
         workers = read_announcements(client)
