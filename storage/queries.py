@@ -10,6 +10,12 @@ standard deviation (divisor n, so one score has std 0.0): it describes the score
 ``numpy.std`` does, rather than estimating a wider population. It is computed in one pass from the
 mean of the values and the mean of their squares (SQLite has no ``stddev``), which loses precision
 only when the mean is many orders of magnitude larger than the spread — not the case for rewards.
+
+Statistics count the rows that *stand*, as a resumed ``rewardq score`` writes its output: a rerun of a
+run scores again what has no final score (``error``) or no score by the current scorer, in new
+batches, and its output holds the new score. So a row is superseded when its (step, sample content,
+reward) has a later row in another batch of the run, unless the row is final (``ok``/``unscorable``)
+and by the same scorer as that later row; rows of one batch (a sample sent twice in one chunk) all stand.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, true
+from sqlalchemy import Connection, Select, Subquery, func, select, true
 
 from rewardq.schema import STATUSES
 from rewardq.storage.models import scores_table
@@ -195,20 +201,26 @@ def step_stats(
 
     Ordered by step (scores without a step last), then reward; filters as in :func:`run_scores`.
     """
-    ok = _c.status == "ok"
-    value = _c.value
-    query = select(
-        _c.step,
-        _c.reward,
-        func.count(),
-        *(func.count().filter(_c.status == status) for status in STATUSES),
-        func.avg(value).filter(ok),
-        func.avg(value * value).filter(ok),
-        func.min(value).filter(ok),
-        func.max(value).filter(ok),
-    ).group_by(_c.step, _c.reward)
-    query = _run_filter(query, run_id, step_min, step_max, rewards).order_by(
-        _c.step.asc().nulls_last(), _c.reward
+    rows = _standing(run_id, step_min, step_max, rewards).c
+    ok = rows.status == "ok"
+    value = rows.value
+    query = (
+        select(
+            rows.step,
+            rows.reward,
+            func.count(),
+            *(func.count().filter(rows.status == status) for status in STATUSES),
+            func.avg(value).filter(ok),
+            func.avg(value * value).filter(ok),
+            func.min(value).filter(ok),
+            func.max(value).filter(ok),
+        )
+        .where(
+            (rows.batch_id == rows.last_batch)
+            | (rows.status.in_(FINAL_STATUSES) & (rows.scorer == rows.last_scorer))
+        )
+        .group_by(rows.step, rows.reward)
+        .order_by(rows.step.asc().nulls_last(), rows.reward)
     )
     out = []
     for row in conn.execute(query):
@@ -324,6 +336,24 @@ def paired_scores(
     )
     for row in conn.execute(query):
         yield PairedScore(*row)
+
+
+def _standing(
+    run_id: str, step_min: int | None, step_max: int | None, rewards: Iterable[str] | None
+) -> Subquery:
+    """The run's rows, each with the batch and scorer of the latest row of its (step, sample, reward)."""
+    latest = {"partition_by": (_c.step, _c.sample_hash, _c.reward), "order_by": _c.id.desc()}
+    query = select(
+        _c.step,
+        _c.reward,
+        _c.value,
+        _c.status,
+        _c.batch_id,
+        _c.scorer,
+        func.first_value(_c.batch_id).over(**latest).label("last_batch"),
+        func.first_value(_c.scorer).over(**latest).label("last_scorer"),
+    )
+    return _run_filter(query, run_id, step_min, step_max, rewards).subquery()
 
 
 def _run_filter(
