@@ -126,7 +126,11 @@ def audit_diff(
     ] = None,
     top: Annotated[int, typer.Option(help="How many of the largest disagreements to list.")] = 10,
     plot: Annotated[
-        Path | None, typer.Option(help="Write a PNG: scatter of a vs b and histogram of deltas.")
+        Path | None,
+        typer.Option(
+            help="Write a PNG per reward, PLOT-<reward>.png: transition counts (few values) or a scatter "
+            "of a vs b, and the deltas."
+        ),
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -155,5 +159,5 @@ def audit_diff(
     if plot is not None:
         from rewardq.workers.diff_plot import plot_diffs
 
-        plot_diffs(diffs, plot, label_a=run_a, label_b=run_b)
-        err.print(f"plot written to {plot}")
+        for written in plot_diffs(diffs, plot, label_a=run_a, label_b=run_b):
+            err.print(f"plot written to {escape(str(written))}", highlight=False)
