@@ -2,8 +2,9 @@
 main's single SQL join of the two runs against this branch's two ``run_id`` reads paired in Python.
 
 The store holds ``--runs`` runs of ``--rows-per-run`` rows each (one reward), every run scoring the
-same samples, as repeated rescorings of one evaluation set do. Autovacuum is off for the table so that it stays unanalysed until the
-script runs ``ANALYZE``. Each variant is timed ``--repeat`` times, interleaved; the median is printed.
+same samples, as repeated rescorings of one evaluation set do. Autovacuum is off for the table so
+that it stays unanalysed until the script runs ``ANALYZE``. Each variant is timed ``--repeat`` times,
+interleaved; the median is printed.
 
     .venv/bin/python bench/audit_diff.py --runs 20 --rows-per-run 50000
 
@@ -132,7 +133,9 @@ def main() -> None:
     with temporary_postgres_database() as url:
         upgrade(url)
         fill(url, args.runs, args.rows_per_run)
-        print(f"{args.runs} runs x {args.rows_per_run} rows; pairs of run-0 and run-1; median of {args.repeat}")
+        print(
+            f"{args.runs} runs x {args.rows_per_run} rows; pairs of run-0 and run-1; median of {args.repeat}"
+        )
         print(f"{'table':<14} {'main (s)':>9} {'branch (s)':>11} {'pairs':>8}")
         for label in ("not analysed", "analysed"):
             if label == "analysed":
@@ -142,7 +145,9 @@ def main() -> None:
                 engine.dispose()
             result = measure(url, args.repeat)
             assert result["main"][1] == result["branch"][1], result
-            print(f"{label:<14} {result['main'][0]:>9.3f} {result['branch'][0]:>11.3f} {result['branch'][1]:>8}")
+            print(
+                f"{label:<14} {result['main'][0]:>9.3f} {result['branch'][0]:>11.3f} {result['branch'][1]:>8}"
+            )
 
 
 if __name__ == "__main__":

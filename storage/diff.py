@@ -83,7 +83,9 @@ class RewardDiff:
             return None
         if self.both_ok < 2:
             return f"{self.both_ok} sample(s) scored ok on both sides, correlation needs 2"
-        constant = [label for label, v in ((label_a, self.values_a), (label_b, self.values_b)) if len(set(v)) == 1]
+        constant = [
+            label for label, v in ((label_a, self.values_a), (label_b, self.values_b)) if len(set(v)) == 1
+        ]
         if len(constant) == 2:
             return f"both {label_a} and {label_b} are constant"
         return f"{constant[0]} is constant"

@@ -128,7 +128,9 @@ def _wrong_key(sealed: str, key: bytes | None) -> str:
         return "the run was sealed without a key (plain SHA-256), but a key was given"
     if key is None:
         return f"the run was sealed with a key (key id {sealed}), but no key was given"
-    return f"the key does not match the run's seal (sealed with key id {sealed}, this key's id is {key_id(key)})"
+    return (
+        f"the key does not match the run's seal (sealed with key id {sealed}, this key's id is {key_id(key)})"
+    )
 
 
 def _head_problems(head: Any, last_seq: int, last_hash: str) -> list[str]:

@@ -7,7 +7,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-
 from rewardq.client import RewardClient
 from rewardq.results import ScoreResult
 from rewardq.rollouts import read_records, write_records

@@ -2,7 +2,7 @@
 differ in shape (a binary reward next to a continuous one).
 
 Each has two panels. Left: a reward with few distinct values (:data:`rewardq.storage.diff.FEW_VALUES`)
-gets its transition counts, a grid of a value × b value with the number of samples in each cell; any
+gets its transition counts, a grid of (a value, b value) with the number of samples in each cell; any
 other reward a scatter of a against b. Right: how many samples moved by how much (b - a). The title
 gives the correlations, or why they are missing.
 

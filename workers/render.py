@@ -19,7 +19,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-
 UNWRAPPED_WIDTH = 1_000_000
 """The console width off a terminal: wider than any row, so nothing is folded (tables take their
 values' width, not this)."""
