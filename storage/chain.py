@@ -7,6 +7,9 @@ the end are missed too. The content is every column a writer gives (``COLUMNS``)
 them, deleting, inserting or reordering rows breaks the chain where it happened
 (:func:`rewardq.storage.verify.verify_run` says where and how).
 
+The head also keeps the run's ``key_id`` (:func:`key_id`), set when its first row is written, so that
+verifying with another key is told as that, not as every row edited.
+
 Writers of one run take turns: :func:`claim_heads` locks the run's head row (PostgreSQL row lock;
 SQLite's single writer lock) until the transaction ends, so concurrent workers keep one valid chain.
 Without a key anyone who can write the database can recompute a chain; with one, only key holders.
@@ -26,8 +29,13 @@ from sqlalchemy import Connection, bindparam, text
 GENESIS = "0" * 64
 """The hash a run's first row links to."""
 
+UNKEYED = "sha256"
+"""The ``key_id`` of a run sealed without a key (plain SHA-256)."""
+
+_KEY_ID_MESSAGE = b"rewardq audit key id"
+
 _CLAIM = text(
-    "INSERT INTO run_heads (run_id, seq, head) VALUES (:run, 0, :genesis) "
+    "INSERT INTO run_heads (run_id, seq, head, key_id) VALUES (:run, 0, :genesis, :key_id) "
     "ON CONFLICT (run_id) DO UPDATE SET seq = run_heads.seq RETURNING seq, head"
 )
 _ADVANCE = text("UPDATE run_heads SET seq = :seq, head = :head WHERE run_id = :run")
@@ -55,12 +63,23 @@ def link(previous: str, content: bytes, key: bytes | None) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def claim_heads(connection: Connection, runs: Sequence[str]) -> dict[str, tuple[int, str]]:
-    """Lock each run's head (creating it at seq 0) and return its (seq, hash); runs in sorted order,
-    so that two writers never wait on each other's locks in a cycle."""
+def key_id(key: bytes | None) -> str:
+    """Which key seals a chain, safe to store and print: :data:`UNKEYED` without one, else the first 16
+    hex digits of HMAC-SHA-256(key, a constant), which tells keys apart without revealing them."""
+    if key is None:
+        return UNKEYED
+    return hmac.new(key, _KEY_ID_MESSAGE, hashlib.sha256).hexdigest()[:16]
+
+
+def claim_heads(
+    connection: Connection, runs: Sequence[str], key: bytes | None = None
+) -> dict[str, tuple[int, str]]:
+    """Lock each run's head (creating it at seq 0, sealed by ``key``) and return its (seq, hash); runs
+    in sorted order, so that two writers never wait on each other's locks in a cycle."""
     heads = {}
+    ident = key_id(key)
     for run in sorted(set(runs)):
-        seq, head = connection.execute(_CLAIM, {"run": run, "genesis": GENESIS}).one()
+        seq, head = connection.execute(_CLAIM, {"run": run, "genesis": GENESIS, "key_id": ident}).one()
         heads[run] = (int(seq), str(head))
     return heads
 

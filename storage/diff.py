@@ -5,6 +5,10 @@ Built on :func:`rewardq.storage.queries.paired_scores`. Per reward, over the sam
 ties averaged; None when either side is constant), the flip rate when both sides are binary (every
 value 0 or 1), and the largest disagreements. Samples whose status differs (``ok`` on one side,
 ``error`` on the other …) are counted by transition.
+
+For a reward with few distinct values (a binary or graded one, :data:`FEW_VALUES`), a scatter of a
+against b is a few overplotted dots: :meth:`RewardDiff.transitions` counts the samples per (a value,
+b value) instead, and :meth:`RewardDiff.why_no_correlation` says why a correlation is missing.
 """
 
 from __future__ import annotations
@@ -29,6 +33,19 @@ class Disagreement:
     delta: float
 
 
+FEW_VALUES = 10
+"""Most distinct values on each side for which ``rewardq audit diff --plot`` draws transition counts."""
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """How many samples went from each value on side a to each value on side b."""
+
+    values_a: list[float]  # sorted distinct values of side a
+    values_b: list[float]
+    counts: list[list[int]]  # counts[i][j]: samples valued values_a[i] on side a and values_b[j] on b
+
+
 @dataclass(frozen=True)
 class RewardDiff:
     """The comparison of one reward's scores between side a and side b."""
@@ -47,6 +64,31 @@ class RewardDiff:
     largest: list[Disagreement] = field(default_factory=list)
     values_a: list[float] = field(default_factory=list, repr=False)  # for plots
     values_b: list[float] = field(default_factory=list, repr=False)
+
+    def transitions(self, limit: int = FEW_VALUES) -> Transitions | None:
+        """The counts per (a value, b value) of the samples both sides scored ``ok``; None when either
+        side has more than ``limit`` distinct values (or there are none)."""
+        values_a, values_b = sorted(set(self.values_a)), sorted(set(self.values_b))
+        if not values_a or len(values_a) > limit or len(values_b) > limit:
+            return None
+        row, column = {v: i for i, v in enumerate(values_a)}, {v: j for j, v in enumerate(values_b)}
+        counts = [[0] * len(values_b) for _ in values_a]
+        for a, b in zip(self.values_a, self.values_b, strict=True):
+            counts[row[a]][column[b]] += 1
+        return Transitions(values_a, values_b, counts)
+
+    def why_no_correlation(self, label_a: str = "a", label_b: str = "b") -> str | None:
+        """Why :attr:`pearson` (and :attr:`spearman`) is None, naming the sides; None when it is not."""
+        if self.pearson is not None:
+            return None
+        if self.both_ok < 2:
+            return f"{self.both_ok} sample(s) scored ok on both sides, correlation needs 2"
+        constant = [
+            label for label, v in ((label_a, self.values_a), (label_b, self.values_b)) if len(set(v)) == 1
+        ]
+        if len(constant) == 2:
+            return f"both {label_a} and {label_b} are constant"
+        return f"{constant[0]} is constant"
 
     def summary(self) -> dict[str, object]:
         """The row ``rewardq audit diff`` shows."""

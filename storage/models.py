@@ -168,6 +168,9 @@ class RunHead(Base):
     run_id: Mapped[str] = mapped_column(String(MAX_LENGTHS["run_id"]), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     head: Mapped[str] = mapped_column(String(64))
+    # Which key seals the run (rewardq.storage.chain.key_id), from its first write; added by migration
+    # 0004, so None for runs begun before it.
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
     def __repr__(self) -> str:
         return f"RunHead(run_id={self.run_id!r}, seq={self.seq!r}, head={self.head!r})"

@@ -6,6 +6,9 @@ hash before it (so one edit is reported once, not as a broken tail). A row that 
 told apart: one that matches after another row's hash was *moved* (reordered); one that matches no
 link at all was *edited*. Missing sequence numbers and a head ahead of the last row are *deleted*
 rows; a duplicate or missing sequence number, *inserted* ones.
+
+A key that is not the one the run was sealed with (its head's ``key_id``) is reported as that, once,
+and the rows are not walked: with the wrong key every link fails, which says nothing about edits.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from rewardq.storage.chain import GENESIS, canonical, link
+from rewardq.storage.chain import GENESIS, UNKEYED, canonical, key_id, link
 from rewardq.storage.models import RunHead, ScoreRow
 from rewardq.storage.writer import COLUMNS
 
@@ -31,10 +34,11 @@ class ChainReport:
     head_seq: int | None
     head_hash: str | None
     problems: list[str] = field(default_factory=list)
+    wrong_key: str | None = None  # why the key given is not the run's; the rows were then not checked
 
     @property
     def intact(self) -> bool:
-        return not self.problems
+        return not self.problems and self.wrong_key is None
 
 
 def verify_run(connection: Connection, run_id: str, key: bytes | None = None) -> ChainReport:
@@ -45,7 +49,11 @@ def verify_run(connection: Connection, run_id: str, key: bytes | None = None) ->
         table.c.run_id == run_id
     )
     rows = [tuple(r) for r in connection.execute(query)]
-    head = connection.execute(select(RunHead.seq, RunHead.head).where(RunHead.run_id == run_id)).first()
+    head = connection.execute(
+        select(RunHead.seq, RunHead.head, RunHead.key_id).where(RunHead.run_id == run_id)
+    ).first()
+    if head is not None and head[2] is not None and head[2] != key_id(key):
+        return ChainReport(run_id, len(rows), int(head[0]), str(head[1]), wrong_key=_wrong_key(head[2], key))
     problems: list[str] = []
     chained = sorted((r for r in rows if r[1] is not None), key=lambda r: (r[1], r[0]))
     problems.extend(
@@ -113,6 +121,16 @@ class _Walk:
                 )
                 return f"{_describe(row)} is out of order (reordered): it was written after {after}"
         return f"{_describe(row)} was edited: its content no longer matches its hash"
+
+
+def _wrong_key(sealed: str, key: bytes | None) -> str:
+    if sealed == UNKEYED:
+        return "the run was sealed without a key (plain SHA-256), but a key was given"
+    if key is None:
+        return f"the run was sealed with a key (key id {sealed}), but no key was given"
+    return (
+        f"the key does not match the run's seal (sealed with key id {sealed}, this key's id is {key_id(key)})"
+    )
 
 
 def _head_problems(head: Any, last_seq: int, last_hash: str) -> list[str]:

@@ -157,7 +157,9 @@ def write_scores(
             f"not {dialect.name}+{dialect.driver}"
         )
     columns = _validated(rows)
-    heads = claim_heads(connection, columns[_RUN])  # the first statement writes: it waits for the lock
+    heads = claim_heads(
+        connection, columns[_RUN], chain_key
+    )  # the first statement writes: it waits for the lock
     columns = _unstored(connection, columns)
     if not columns[0]:
         return 0

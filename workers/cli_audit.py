@@ -98,13 +98,18 @@ def audit_sample(
 @audit_app.command("verify")
 @errors
 def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
-    """Check a run's hash chain: says which rows were edited, deleted, inserted or reordered (exit 1)."""
+    """Check a run's hash chain: says which rows were edited, deleted, inserted or reordered (exit 1),
+    or that REWARDQ_AUDIT_KEY is not the key the run was sealed with (exit 2)."""
     from rewardq.storage import verify_run
 
     with _connect() as conn:
         report = verify_run(conn, run_id, settings().chain_key)
     if report.rows == 0:
         raise typer.BadParameter(f"no scores of run {run_id!r} in the audit store", param_hint="RUN")
+    if report.wrong_key is not None:
+        message = f"run {run_id}: REWARDQ_AUDIT_KEY: {report.wrong_key}; no row was checked"
+        err.print(escape(message), highlight=False)
+        raise typer.Exit(2)
     if report.intact:
         print(
             f"run {run_id}: {report.rows} rows, chain intact (head seq {report.head_seq}, {report.head_hash})"
@@ -130,7 +135,11 @@ def audit_diff(
     ] = None,
     top: Annotated[int, typer.Option(help="How many of the largest disagreements to list.")] = 10,
     plot: Annotated[
-        Path | None, typer.Option(help="Write a PNG: scatter of a vs b and histogram of deltas.")
+        Path | None,
+        typer.Option(
+            help="Write a PNG per reward, PLOT-<reward>.png: transition counts (few values) or a scatter "
+            "of a vs b, and the deltas."
+        ),
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -159,5 +168,5 @@ def audit_diff(
     if plot is not None:
         from rewardq.workers.diff_plot import plot_diffs
 
-        plot_diffs(diffs, plot, label_a=run_a, label_b=run_b)
-        err.print(f"plot written to {plot}")
+        for written in plot_diffs(diffs, plot, label_a=run_a, label_b=run_b):
+            err.print(f"plot written to {escape(str(written))}", highlight=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,6 +21,10 @@ from rewardq.workers.render import Format
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+SIGPIPE_EXIT = 141
+"""The exit code when the reader of stdout went away (``| head``): 128 + SIGPIPE, as a shell reports
+a tool that SIGPIPE ended."""
+
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[
@@ -29,7 +35,8 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 
 def errors(fn: F) -> F:
     """Turn failures into a message naming the cause and exit code 2, not a traceback (unless
-    --debug / REWARDQ_DEBUG=1); secrets in it are masked (rewardq.workers.failures)."""
+    --debug / REWARDQ_DEBUG=1); secrets in it are masked (rewardq.workers.failures). A closed stdout
+    (``rewardq audit scores RUN | head``) ends the command quietly with :data:`SIGPIPE_EXIT`."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,6 +44,10 @@ def errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, TyperException):  # the command line's own exits and usage errors
             raise
+        except BrokenPipeError:
+            # What is still buffered for stdout goes nowhere, so the flush at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(SIGPIPE_EXIT) from None
         except Exception as e:
             if debug_requested():
                 raise

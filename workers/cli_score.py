@@ -42,7 +42,7 @@ def score(
         float | None, typer.Option(help="Seconds to wait for each chunk (default REWARDQ_TIMEOUT).")
     ] = None,
     chunk_size: Annotated[
-        int | None, typer.Option(help="Samples per task (default REWARDQ_CHUNK_SIZE).")
+        int | None, typer.Option(min=1, help="Samples per task (default REWARDQ_CHUNK_SIZE).")
     ] = None,
     window: Annotated[int, typer.Option(help="Chunks in flight at once: bounds memory and queue.")] = 16,
     resume: Annotated[

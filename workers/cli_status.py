@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from rewardq.broker import PRIORITY_SEP, PRIORITY_STEPS, UNACKED_KEY, priority_lists
 from rewardq.connection import masked
@@ -21,7 +20,7 @@ from rewardq.serving import REDIS_SCHEMES, read_announcements, redis_client
 from rewardq.settings import Settings
 from rewardq.workers.cli_common import errors, settings
 from rewardq.workers.dlq import DLQ_KEY
-from rewardq.workers.render import Format, render
+from rewardq.workers.render import Format, render, stdout_console
 
 SOCKET_TIMEOUT_S = 5.0
 
@@ -47,8 +46,14 @@ class BrokerStatus:
 def read_status(config: Settings) -> BrokerStatus:
     """Read the announcements, queue lengths, ``unacked`` and ``rewardq:dlq`` from the broker's Redis."""
     url = config.broker_url
-    if not url or not url.startswith(REDIS_SCHEMES):
+    if not url:
         raise SettingsError("rewardq status needs a Redis broker: set REWARDQ_BROKER_URL (redis://…)")
+    if not url.startswith(REDIS_SCHEMES):
+        scheme, sep, _ = url.partition("://")  # the scheme only: the rest may hold a password
+        what = f"the scheme {scheme!r} is not a supported broker" if sep else "it is not a URL"
+        raise SettingsError(
+            f"REWARDQ_BROKER_URL: {what}; rewardq status reads a Redis broker: {', '.join(REDIS_SCHEMES)}"
+        )
     client = redis_client(config, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
     try:
         workers = read_announcements(client)
@@ -110,6 +115,6 @@ def status(
         return
     render(workers, Format.table, title=f"live workers ({report.broker})")
     render([asdict(q) for q in report.queues], Format.table, title="queues (tasks waiting)")
-    Console().print(
+    stdout_console().print(
         f"tasks in flight: {report.in_flight}   parked (rewardq dlq list): {report.parked}", highlight=False
     )

@@ -7,14 +7,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from rewardq.client import RewardClient
 from rewardq.results import ScoreResult
 from rewardq.rollouts import read_records, write_records
 from rewardq.schema import STATUSES
 from rewardq.settings import Settings
-from rewardq.workers.render import Format, render
+from rewardq.workers.render import Format, render, stdout_console
 
 DEMO_WEIGHTS = {"accuracy": 1.0, "format": 0.5, "repetition": 0.0}  # repetition: logged, not counted
 
@@ -46,7 +44,7 @@ def summary_rows(result: ScoreResult) -> list[dict[str, Any]]:
 
 
 def run_demo(settings: Settings, run_id: str, out: Path | None) -> ScoreResult:
-    console = Console()
+    console = stdout_console()
     source = demo_rollouts()
     mode = "embedded worker (no broker set)" if settings.embedded else f"broker {settings.broker_url}"
     console.print(f"[bold]rewardq demo[/bold]: scoring {source.name} via the {mode}")

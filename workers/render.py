@@ -1,4 +1,8 @@
-"""Printing rows for people (a rich table) and for programs (CSV, JSON lines)."""
+"""Printing rows for people (a rich table) and for programs (CSV, JSON lines).
+
+A table is as wide as the terminal when stdout is one; piped or redirected, it is as wide as its
+values, so hashes and ids stay whole on one line (``grep`` finds them) instead of folding at 80 columns.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+UNWRAPPED_WIDTH = 1_000_000
+"""The console width off a terminal: wider than any row, so nothing is folded (tables take their
+values' width, not this)."""
+
 
 class Format(enum.StrEnum):
     table = "table"
@@ -28,6 +36,18 @@ def printable(text: str) -> str:
     if not text.isprintable():
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return escape(text)
+
+
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        """Leave a closed stdout (``| head``) to the command line, as every other write to it
+        (rewardq.workers.cli_common.errors), instead of rich's own ``SystemExit(1)``."""
+        raise BrokenPipeError
+
+
+def stdout_console() -> Console:
+    """The console for stdout: the terminal's width on a terminal, no wrapping anywhere else."""
+    return _StdoutConsole() if sys.stdout.isatty() else _StdoutConsole(width=UNWRAPPED_WIDTH)
 
 
 def _cell(value: Any) -> str:
@@ -68,7 +88,7 @@ def render(
         for row in rows:
             writer.writerow(["" if row.get(c) is None else _csv_cell(row.get(c)) for c in columns])
         return
-    console = console or Console()
+    console = console or stdout_console()
     if not rows:
         console.print(f"[dim]{printable(title or 'nothing')}: no rows[/dim]")
         return

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rewardq.storage import make_engine, upgrade, verify_run, write_scores
+from rewardq.storage.chain import key_id
 
 MakeRow = Callable[..., dict[str, Any]]
 
@@ -101,10 +102,41 @@ def test_reordered_rows_are_named(engine: Engine, make_row: MakeRow) -> None:
     ]
 
 
-def test_a_keyed_chain_does_not_verify_without_its_key(engine: Engine, make_row: MakeRow) -> None:
+def report(engine: Engine, key: bytes | None) -> tuple[str | None, list[str]]:
+    with engine.connect() as conn:
+        result = verify_run(conn, "run-a", key)
+    return result.wrong_key, result.problems
+
+
+def test_another_key_is_named_once_not_as_every_row_edited(engine: Engine, make_row: MakeRow) -> None:
     write_batches(engine, make_row, batches=1, chain_key=b"s3cret")
-    assert problems(engine, key=b"s3cret") == []
-    assert len(problems(engine)) == 4
+    assert report(engine, b"s3cret") == (None, [])
+    sealed = key_id(b"s3cret")
+    assert report(engine, b"other") == (
+        f"the key does not match the run's seal (sealed with key id {sealed}, "
+        f"this key's id is {key_id(b'other')})",
+        [],
+    )
+    assert report(engine, None) == (
+        f"the run was sealed with a key (key id {sealed}), but no key was given",
+        [],
+    )
+    sql(engine, "UPDATE scores SET value = 0.5 WHERE chain_seq = 2")  # an edit is still an edit
+    wrong_key, found = report(engine, b"s3cret")
+    assert wrong_key is None and len(found) == 1 and "was edited" in found[0]
+
+
+def test_an_unkeyed_run_named_with_a_key_and_a_run_from_before_key_ids(
+    engine: Engine, make_row: MakeRow
+) -> None:
+    write_batches(engine, make_row, batches=1)
+    assert report(engine, b"k") == (
+        "the run was sealed without a key (plain SHA-256), but a key was given",
+        [],
+    )
+    sql(engine, "UPDATE run_heads SET key_id = NULL")  # begun before migration 0004: rows checked
+    wrong_key, found = report(engine, b"k")
+    assert wrong_key is None and len(found) == 4
 
 
 def _writer(url: str, worker: int, batches: int) -> None:

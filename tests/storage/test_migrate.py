@@ -21,7 +21,7 @@ from rewardq.storage.migrate import MIGRATIONS_DIR
 def test_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head() == "0003"
+    assert head() == "0004"
 
 
 def test_upgrade_from_empty_reaches_head(database_url: str) -> None:

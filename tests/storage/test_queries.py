@@ -132,6 +132,27 @@ def test_step_stats_filters(scored: Engine) -> None:
     assert none == []
 
 
+def test_step_stats_count_only_the_rows_a_resumed_run_keeps(engine: Engine, make_row: MakeRow) -> None:
+    """The first pass: sample 1 failed, sample 3 was sent twice in one chunk (both stand). The resumed
+    pass (a new batch) rescored sample 1 ok; its output holds that score, not the error."""
+    rows = [
+        make_row(0, batch_id="c1", value=1.0),
+        make_row(1, batch_id="c1", value=None, status="error", error="judge down"),
+        make_row(2, batch_id="c1", value=0.0),
+        make_row(3, batch_id="c1", value=1.0),
+        make_row(4, batch_id="c1", value=1.0, sample_hash=make_row(3)["sample_hash"]),
+    ]
+    resumed = [make_row(0, batch_id="c2", sample_hash=make_row(1)["sample_hash"], value=0.5)]
+    with engine.begin() as conn:
+        write_scores(conn, rows)
+    with engine.begin() as conn:
+        write_scores(conn, resumed)
+    with engine.connect() as conn:
+        [stats] = step_stats(conn, "run-a")
+    assert (stats.count, stats.ok, stats.statuses["error"]) == (5, 5, 0)
+    assert stats.mean == pytest.approx((1.0 + 0.5 + 0.0 + 1.0 + 1.0) / 5)
+
+
 def test_run_scores_order_and_filters(scored: Engine) -> None:
     with scored.connect() as conn:
         everything = run_scores(conn, "run-a")

@@ -119,3 +119,15 @@ def test_a_worker_refused_by_redis_fails_in_one_line(tmp_path: Path, sqlite_url:
         f"error: cannot connect to the broker redis://trainer:**@127.0.0.1:{server.port}/0: "
         "invalid username-password pair or user is disabled."
     )
+
+
+def test_a_bad_chunk_size_names_the_option_and_a_bad_broker_its_scheme(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    out = str(tmp_path / "out.jsonl")
+    chunk = fails("score", str(source), "-r", "format", "-o", out, "--run-id", "r", "--chunk-size", "-1")
+    assert "Invalid value for '--chunk-size'" in chunk and "REWARDQ_CHUNK_SIZE" not in chunk
+    broker = fails("status", env={"REWARDQ_BROKER_URL": f"http://u:{SECRET}@x"})
+    assert broker == (
+        "error: REWARDQ_BROKER_URL: the scheme 'http' is not a supported broker; rewardq status reads a "
+        "Redis broker: redis://, rediss://, unix://"
+    )

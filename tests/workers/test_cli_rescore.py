@@ -62,7 +62,9 @@ def test_audit_diff_of_two_scorer_versions_with_a_plot(tmp_path: Path) -> None:
     plot = tmp_path / "diff.png"
     proc = rewardq("audit", "diff", "v1", "v2", "--plot", str(plot))
     assert "flip rate" in proc.stdout and "largest disagreements" in proc.stdout
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = tmp_path / "diff-format.png"  # one PNG per reward
+    assert f"plot written to {written}" in proc.stderr
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     [row] = [json.loads(x) for x in rewardq("audit", "diff", "v1", "v2", "-f", "jsonl").stdout.splitlines()]
     odd_passing = sum(1 for i in range(40) if i % 4 and i % 2)  # 1.0 under v1, 0.0 under v2
     assert row["paired"] == 40 and row["flips"] == odd_passing

@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from rewardq.storage import make_engine
+from rewardq.storage.chain import key_id
 from tests.workers.test_cli import ROLLOUTS, rewardq, write_jsonl
 
 
@@ -36,7 +37,11 @@ def test_verify_passes_an_intact_run_and_names_an_edited_row(tmp_path: Path, sql
     assert bad.returncode == 1
     assert f"row id {target} (seq 2" in bad.stderr and "was edited" in bad.stderr
     wrong_key = rewardq("audit", "verify", "v1", env={**env, "REWARDQ_AUDIT_KEY": "other"}, check=False)
-    assert wrong_key.returncode == 1 and "3 problem(s) in 3 rows" in wrong_key.stderr
+    assert wrong_key.returncode == 2
+    assert wrong_key.stderr.strip().splitlines() == [
+        "run v1: REWARDQ_AUDIT_KEY: the key does not match the run's seal (sealed with key id "
+        f"{key_id(b'k3y')}, this key's id is {key_id(b'other')}); no row was checked"
+    ]
     assert "k3y" not in ok.stdout + bad.stdout + bad.stderr
     missing = rewardq("audit", "verify", "nope", env=env, check=False)
     assert missing.returncode == 2 and "no scores of run 'nope'" in missing.stderr
