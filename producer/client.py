@@ -12,7 +12,7 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -104,9 +104,7 @@ class RewardClient:
         check_deadline(deadline, on_deadline)
         wire = self._normalize(samples, lines, sizes, source)
         app = self.app  # connects first: an unreachable broker fails with its own clear error
-        if checks_serving(self.settings):  # a reward no live worker serves: refused before enqueueing
-            self._serving = self._serving or ServingCheck(self.settings)
-            self._serving.require(weights)
+        self.require_serving(weights)  # a reward no live worker serves: refused before enqueueing
         batch_id = batch_id or uuid.uuid4().hex
         size = self.settings.chunk_size
         chunks: list[Chunk] = []
@@ -150,6 +148,16 @@ class RewardClient:
         )
         handle.remember()
         return handle
+
+    def require_serving(self, rewards: Iterable[str], *, since: float | None = None) -> None:
+        """Wait until a live worker serves each reward, up to REWARDQ_SERVE_WAIT seconds counted from
+        ``since`` (a ``time.monotonic()`` reading; default now), else raise UnservedRewardError. Does
+        nothing on the embedded worker, a broker other than Redis, or with a wait of 0."""
+        if not checks_serving(self.settings):
+            return
+        self.app  # noqa: B018 - connects first: an unreachable broker fails with its own clear error
+        self._serving = self._serving or ServingCheck(self.settings)
+        self._serving.require(rewards, since=since)
 
     def handle(self, batch_id: str) -> ScoreHandle:
         """Re-open a batch submitted by this or another process (same result backend) by its id.

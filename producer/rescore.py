@@ -89,6 +89,11 @@ class RescoreSummary:
         return out
 
 
+class RescoreInterrupted(KeyboardInterrupt):
+    """Raised when a rescoring run is interrupted (Ctrl-C); the message says how far it got, where the
+    scored records are kept and how to resume. A KeyboardInterrupt still, so callers stop as before."""
+
+
 def resolve_format(
     source: Path, name: FormatName, fields: Mapping[str, str], max_bytes: int
 ) -> RolloutFormat:
@@ -177,17 +182,21 @@ def score_file(
     fields: Mapping[str, str] | None = None,
     stored: StoredScores | None = None,
     priority: int | None = RESCORE_PRIORITY,
+    started: float | None = None,
 ) -> RescoreSummary:
     """Score every sample of ``source``; each output line is the input record plus ``rewards``,
     ``reward`` (the weighted total), ``reward_status`` and, where any, ``reward_errors``.
 
     ``timeout`` bounds the wait for each chunk (default REWARDQ_TIMEOUT). A broker failure mid-run is
     a :class:`BrokerError`; what was sent before it is scored and audited by the workers, and a rerun
-    with the same ``run_id`` and ``stored`` takes it from the audit.
+    with the same ``run_id`` and ``stored`` takes it from the audit; so does a rerun after Ctrl-C
+    (:class:`RescoreInterrupted`). ``started``: when the command started (``time.monotonic()``), from
+    which REWARDQ_SERVE_WAIT counts.
     """
     if window < 1:
         raise InvalidInputError([Problem("--window", f"must be at least 1, got {window}")])
     weights = check_weights(weights, client.known_rewards)  # fail on names before reading a large file
+    client.require_serving(weights, since=started)  # and on rewards no worker serves
     max_bytes = client.settings.max_record_bytes
     fmt = resolve_format(source, rollout_format, fields or {}, max_bytes)
     total = check_file(source, fmt, max_bytes)
@@ -216,6 +225,12 @@ def score_file(
                     _finish(inflight.popleft(), weights, wait, writer, summary, bar)
             while inflight:
                 _finish(inflight.popleft(), weights, wait, writer, summary, bar)
+        except KeyboardInterrupt as e:
+            kept = f", kept in {writer.partial}" if writer is not None else ""
+            raise RescoreInterrupted(
+                f"interrupted: {summary.samples:,} of {total:,} scored{kept}; "
+                "rerun the same command (same --run-id) to resume"
+            ) from e
         except BROKER_ERRORS as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise BrokerError(

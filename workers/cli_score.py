@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from rewardq.formats import FormatName
-from rewardq.workers.cli_common import ConfigOpt, err, errors, settings
+from rewardq.workers.cli_common import BrokerRetryNote, ConfigOpt, err, errors, settings
 from rewardq.workers.render import Format, render
 
 
@@ -58,8 +59,10 @@ def score(
     from rewardq.catalog import parse_reward_specs
     from rewardq.client import RewardClient
     from rewardq.formats import FORMAT_NAMES, parse_field_maps
-    from rewardq.rescore import score_file
+    from rewardq.rescore import RescoreInterrupted, score_file
 
+    started = time.monotonic()  # REWARDQ_SERVE_WAIT counts from here, not from after the set-up
+    BrokerRetryNote.install()
     if rollout_format not in FORMAT_NAMES:
         raise typer.BadParameter(f"one of {', '.join(FORMAT_NAMES)}", param_hint="--rollout-format")
     weights = parse_reward_specs(reward)
@@ -85,7 +88,11 @@ def score(
                 rollout_format=_format_name(rollout_format),
                 fields=fields,
                 stored=stored,
+                started=started,
             )
+    except RescoreInterrupted as e:
+        err.print(str(e), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130) from e
     finally:
         if stored is not None:
             stored.close()
