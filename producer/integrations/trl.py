@@ -21,6 +21,7 @@ from rewardq.handles import DeadlinePolicy
 from rewardq.integrations.batches import (
     SharedBatches,
     batch_key,
+    check_lengths,
     json_columns,
     metrics,
     resolve_run_id,
@@ -60,6 +61,10 @@ class _TrlBatches:
     def _args(
         self, kwargs: Mapping[str, Any]
     ) -> tuple[bytes, Callable[[], list[dict[str, Any]]], int | None]:
+        check_lengths(
+            kwargs["completions"],
+            {"prompts": kwargs.get("prompts"), "completion_ids": kwargs.get("completion_ids")},
+        )
         step = step_of(kwargs.get("trainer_state"))
         key = batch_key(step, kwargs.get("prompts"), kwargs["completions"])
         return key, lambda: trl_rows(kwargs), step
