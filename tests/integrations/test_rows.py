@@ -109,3 +109,21 @@ def test_the_swift_orm_refuses_messages_and_completions_of_different_lengths(
     with pytest.raises(InvalidInputError) as info:
         scorer(["c1", "c2", "c3"], messages=[turns, turns])
     assert "field 'messages': 2 entries for 3 completions" in str(info.value)
+
+
+def test_weights_given_to_reward_funcs_are_warned_about_with_the_trl_setting_that_applies_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from rewardq import RewardClient, Settings
+
+    client = RewardClient(Settings.from_env({"REWARDQ_HOME": str(tmp_path)}))
+    with caplog.at_level(logging.WARNING, logger="rewardq.integrations.trl"):
+        client.reward_funcs(["accuracy", "format"], run_id="r")
+        client.reward_funcs({"accuracy": 1.0, "format": 1.0}, run_id="r")
+        assert not caplog.records
+        client.reward_funcs({"accuracy": 1.0, "format": 0.5}, run_id="r")
+    [record] = caplog.records
+    assert "GRPOConfig(reward_weights=[1.0, 0.5])" in record.getMessage()
+    client.close()
