@@ -35,7 +35,7 @@ from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, row
 from rewardq.results import weighted_total
 from rewardq.rollouts import RecordWriter, iter_records, rollout_files
 from rewardq.samples import to_samples
-from rewardq.schema import STATUSES, Status
+from rewardq.schema import STATUSES, Status, step_problem
 
 DEFAULT_WINDOW = 16
 MAX_LISTED_PROBLEMS = 1000
@@ -105,9 +105,10 @@ def resolve_format(
     return FORMATS["plain"].with_fields(fields)
 
 
-def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
-    """First pass: read and check every record; return how many samples it holds, or raise one
-    :class:`InvalidInputError` listing the problems (at most ``MAX_LISTED_PROBLEMS``) by line."""
+def check_file(source: Path, fmt: RolloutFormat, max_bytes: int, *, row_steps: bool = True) -> int:
+    """First pass: read and check every record (and, with ``row_steps``, the step each carries); return
+    how many samples it holds, or raise one :class:`InvalidInputError` listing the problems (at most
+    ``MAX_LISTED_PROBLEMS``) by line."""
     problems: list[Problem] = []
     count = 0
     batch: list[Row] = []
@@ -115,6 +116,8 @@ def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
         if isinstance(item, Problem):
             problems.append(item)
             continue
+        if row_steps and (problem := step_problem(item.step)) is not None:
+            problems.append(Problem(fmt.step_field or "step", problem, item.line, file=item.file))
         if batch and (len(batch) == CHECK_BATCH or batch[-1].file != item.file):
             problems.extend(_check_rows(batch))
             batch = []
@@ -199,7 +202,7 @@ def score_file(
     client.require_serving(weights, since=started)  # and on rewards no worker serves
     max_bytes = client.settings.max_record_bytes
     fmt = resolve_format(source, rollout_format, fields or {}, max_bytes)
-    total = check_file(source, fmt, max_bytes)
+    total = check_file(source, fmt, max_bytes, row_steps=step is None)
     wait = client.settings.timeout if timeout is None else timeout
     summary = RescoreSummary(dict(weights))
     inflight: deque[_Chunk] = deque()
@@ -274,7 +277,8 @@ def _send(
     source: str,
     priority: int | None,
 ) -> _Chunk:
-    """Enqueue what is not in the audit yet: one submission per set of rewards missing the same rows."""
+    """Enqueue what is not in the audit yet: one submission per set of rewards missing the same rows and
+    per step among them (each row's own, from the dump, unless ``step`` is given for all)."""
     n = len(rows)
     chunk = _Chunk(
         rows,
@@ -297,16 +301,20 @@ def _send(
         if missing:
             missing_by_reward.setdefault(tuple(missing), []).append(reward)
     for missing_rows, rewards in missing_by_reward.items():
-        handle = client.submit(
-            [rows[i].row for i in missing_rows],
-            {r: 1.0 for r in rewards},
-            run_id=run_id,
-            step=step,
-            lines=[rows[i].line for i in missing_rows],
-            source=source,
-            priority=priority,
-        )
-        chunk.sent.append((list(missing_rows), handle))
+        by_step: dict[int | None, list[int]] = {}  # a task has one step: one submission per step
+        for i in missing_rows:
+            by_step.setdefault(rows[i].step if step is None else step, []).append(i)
+        for row_step, indices in by_step.items():
+            handle = client.submit(
+                [rows[i].row for i in indices],
+                {r: 1.0 for r in rewards},
+                run_id=run_id,
+                step=row_step,
+                lines=[rows[i].line for i in indices],
+                source=source,
+                priority=priority,
+            )
+            chunk.sent.append((indices, handle))
     return chunk
 
 
@@ -319,7 +327,6 @@ def _finish(
     bar: tqdm[Any],
 ) -> None:
     """Wait for a chunk's scores, write its records in order and count them."""
-    sent = 0
     for missing, handle in chunk.sent:
         result = handle.get(timeout=timeout)
         for reward in handle.weights:
@@ -328,7 +335,7 @@ def _finish(
                 chunk.statuses[reward][i] = result.statuses[reward][j]
                 if j in result.errors[reward]:
                     chunk.errors[reward][i] = result.errors[reward][j]
-        sent = max(sent, len(missing))
+    sent = len({i for missing, _ in chunk.sent for i in missing})  # rows sent for at least one reward
     n = len(chunk.rows)
     for reward in weights:
         counts = summary.counts.setdefault(reward, {})
