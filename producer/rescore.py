@@ -36,6 +36,8 @@ from rewardq.results import weighted_total
 from rewardq.rollouts import RecordWriter, iter_records, rollout_files
 from rewardq.samples import to_samples
 from rewardq.schema import STATUSES, Status, step_problem
+from rewardq.serving import REDIS_SCHEMES
+from rewardq.stalls import StallNote
 
 DEFAULT_WINDOW = 16
 MAX_LISTED_PROBLEMS = 1000
@@ -216,6 +218,7 @@ def score_file(
             disable=not progress,
             dynamic_ncols=True,
         ) as bar,
+        StallNote(client.settings, weights) if _on_redis(client) else nullcontext() as note,
     ):
         problems: list[Problem] = []
         rows = (r for r in _rows(source, fmt, max_bytes, problems) if isinstance(r, Row))
@@ -226,8 +229,12 @@ def score_file(
                 inflight.append(chunk)
                 if len(inflight) >= window:
                     _finish(inflight.popleft(), weights, wait, writer, summary, bar)
+                    if note is not None:
+                        note.progress()
             while inflight:
                 _finish(inflight.popleft(), weights, wait, writer, summary, bar)
+                if note is not None:
+                    note.progress()
         except KeyboardInterrupt as e:
             kept = f", kept in {writer.partial}" if writer is not None else ""
             raise RescoreInterrupted(
@@ -244,6 +251,10 @@ def score_file(
         if writer is not None:
             writer.commit()
     return summary
+
+
+def _on_redis(client: RewardClient) -> bool:
+    return str(client.settings.broker_url or "").startswith(REDIS_SCHEMES)
 
 
 def _looked_up(

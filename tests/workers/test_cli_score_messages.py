@@ -126,3 +126,28 @@ def test_the_wait_for_a_serving_worker_is_said_once(
     [waiting] = [line for line in lines if "waiting" in line]
     assert waiting.endswith("waiting up to 2s for a worker serving: format")
     assert lines[-1].startswith("error: no live worker serves reward 'format'")
+
+
+def test_a_run_stalled_on_a_lost_worker_says_what_it_waits_for_once(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    env = {
+        "REWARDQ_BROKER_URL": redis_server.url,
+        "REWARDQ_DATABASE_URL": sqlite_url,
+        "REWARDQ_REWARDS": str(_rewards(tmp_path)),
+        "REWARDQ_CHUNK_SIZE": "8",
+        "REWARDQ_HEARTBEAT": "1",
+        "REWARDQ_VISIBILITY_TIMEOUT": "8",
+        "PYTHONPATH": str(tmp_path),
+    }
+    doomed = start_worker(redis_server.url, sqlite_url, "--rewards", "slow", "--pool", "solo", env=env)
+    start_worker(redis_server.url, sqlite_url, "--rewards", "slow", "--pool", "solo", env=env)
+    proc, out = _start_score(tmp_path, env)
+    _wait_for_scores(out, proc)
+    doomed.kill()  # its tasks wait in `unacked` until the other worker gives them back
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr
+    said = [line for line in stderr.splitlines() if "no result for" in line]
+    assert len(said) == 1, stderr
+    assert "waiting for the broker to redeliver " in said[0] and " of a lost worker " in said[0]
+    assert said[0].endswith("(within VISIBILITY_TIMEOUT + HEARTBEAT, 9s)")
