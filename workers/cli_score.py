@@ -29,7 +29,10 @@ def score(
     run_id: Annotated[
         str, typer.Option("--run-id", help="Run id recorded in the audit; rerun with it to resume.")
     ],
-    step: Annotated[int | None, typer.Option(help="Step recorded in the audit.")] = None,
+    step: Annotated[
+        int | None,
+        typer.Option(help="Step recorded in the audit for every sample (default: each record's own step)."),
+    ] = None,
     config: ConfigOpt = None,
     rollout_format: Annotated[
         str, typer.Option("--rollout-format", help="auto (detect), verl, swift, trl or plain.")
