@@ -12,7 +12,7 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -109,9 +109,8 @@ class RewardClient:
         check_deadline(deadline, on_deadline)
         wire = self._normalize(samples, lines, sizes, source)
         app = self.app  # connects first: an unreachable broker fails with its own clear error
-        if checks_serving(self.settings):  # a reward no live worker serves: refused before enqueueing
-            self._serving = self._serving or ServingCheck(self.settings)
-            self._serving.require(weights)
+        self.require_serving(weights)  # a reward no live worker serves: refused before enqueueing
+        if self._serving is not None and checks_serving(self.settings):  # the run keeps its scorers
             self._serving.pin(run_id, weights, allow_change=allow_scorer_change)
         batch_id = batch_id or uuid.uuid4().hex
         size = self.settings.chunk_size
@@ -157,22 +156,32 @@ class RewardClient:
         handle.remember()
         return handle
 
-    def scorers(self, rewards: Sequence[str]) -> dict[str, str | None]:
+    def scorers(self, rewards: Sequence[str], *, since: float | None = None) -> dict[str, str | None]:
         """The scorer fingerprint each reward is served with: the embedded worker's own, or what the
         live workers announce (waiting for them as ``submit`` does; None where none announces one).
-        Raises UnknownRewardError first, ScorerMismatchError for a reward live workers serve with several."""
+        Raises UnknownRewardError first, ScorerMismatchError for a reward live workers serve with several.
+        ``since``: as for :meth:`require_serving`."""
         rewards = list(check_weights(rewards, self.known_rewards))
         if self.settings.embedded:
             _ = self.app  # starts the embedded worker, which serves every reward of this client's config
             return {reward: self._embedded.fingerprint(reward) for reward in rewards}
         if not str(self.settings.broker_url).startswith(REDIS_SCHEMES):
             return dict.fromkeys(rewards)  # only a Redis broker holds announcements
+        self.require_serving(rewards, since=since)
         self._serving = self._serving or ServingCheck(self.settings)
-        if checks_serving(self.settings):
-            self._serving.require(rewards)
-        else:
+        if not checks_serving(self.settings):
             self._serving.read()
         return self._serving.fingerprints(rewards)
+
+    def require_serving(self, rewards: Iterable[str], *, since: float | None = None) -> None:
+        """Wait until a live worker serves each reward, up to REWARDQ_SERVE_WAIT seconds counted from
+        ``since`` (a ``time.monotonic()`` reading; default now), else raise UnservedRewardError. Does
+        nothing on the embedded worker, a broker other than Redis, or with a wait of 0."""
+        if not checks_serving(self.settings):
+            return
+        self.app  # noqa: B018 - connects first: an unreachable broker fails with its own clear error
+        self._serving = self._serving or ServingCheck(self.settings)
+        self._serving.require(rewards, since=since)
 
     def handle(self, batch_id: str) -> ScoreHandle:
         """Re-open a batch submitted by this or another process (same result backend) by its id.

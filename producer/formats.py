@@ -15,13 +15,14 @@ and the reference, which ones the trainer computed itself.
 A format maps *target* fields of the row rewardq scores (``prompt``, ``completion``, ``solution`` …)
 from *source* fields of the record; ``--field completion=output`` adds or overrides such a mapping.
 The fields a trainer computed (its scores, advantages, step) stay in the output record but are not
-sent to the scorers, so the same completion hashes alike whatever a trainer logged next to it.
+sent to the scorers, so the same completion hashes alike whatever a trainer logged next to it. The
+trainer's ``step`` (an integer, or digits as ms-swift writes it) is each row's step in the audit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from rewardq.errors import InvalidInputError, Problem
@@ -38,9 +39,10 @@ class RolloutFormat:
     fields: Mapping[str, str] = field(default_factory=dict)  # target -> source
     trainer_fields: frozenset[str] = frozenset()  # computed by the trainer: kept, not scored
     columnar: bool = False  # each record is a table of equal-length lists
+    step_field: str | None = None  # the training step the trainer wrote beside each sample
 
     def with_fields(self, overrides: Mapping[str, str]) -> RolloutFormat:
-        return RolloutFormat(self.name, {**self.fields, **overrides}, self.trainer_fields, self.columnar)
+        return replace(self, fields={**self.fields, **overrides})
 
 
 FORMATS: dict[str, RolloutFormat] = {
@@ -48,11 +50,16 @@ FORMATS: dict[str, RolloutFormat] = {
         "verl",
         {"prompt": "input", "completion": "output", "solution": "gts"},
         frozenset({"score", "step", "request_id"}),
+        step_field="step",
     ),
     "swift": RolloutFormat(
-        "swift", {}, frozenset({"step", "advantages", "entropy", "num_turns"}), columnar=True
+        "swift",
+        {},
+        frozenset({"step", "advantages", "entropy", "num_turns"}),
+        columnar=True,
+        step_field="step",
     ),
-    "trl": RolloutFormat("trl", {}, frozenset({"step", "advantage"})),
+    "trl": RolloutFormat("trl", {}, frozenset({"step", "advantage"}), step_field="step"),
     "plain": RolloutFormat("plain"),
 }
 
@@ -91,13 +98,14 @@ def parse_field_maps(specs: Iterable[str]) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One sample of a dump: its line (or Parquet row), the record written back, the row scored, and
-    its file when the dump is a directory of files."""
+    """One sample of a dump: its line (or Parquet row), the record written back, the row scored, its
+    file when the dump is a directory of files, and the training step the trainer wrote beside it."""
 
     line: int
     record: dict[str, Any]
     row: dict[str, Any]
     file: str | None = None
+    step: Any = None  # as written (checked with rewardq.schema.step_problem before sending)
 
 
 def rows_of(fmt: RolloutFormat, line: int, record: dict[str, Any]) -> Iterator[Row | Problem]:
@@ -127,4 +135,7 @@ def _mapped(fmt: RolloutFormat, line: int, record: dict[str, Any]) -> Row | Prob
             row[target] = record[source]
         elif target == "completion":
             return Problem(source, f"missing; the {fmt.name} format reads the completion from it", line)
-    return Row(line, record, row)
+    step = record.get(fmt.step_field) if fmt.step_field else None
+    if isinstance(step, str) and step.isdigit():  # ms-swift logs the step as text
+        step = int(step)
+    return Row(line, record, row, step=step)

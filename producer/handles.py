@@ -29,6 +29,7 @@ from celery.result import AsyncResult, ResultSet
 from pydantic import ValidationError
 
 from rewardq.broker import GATHER_POLL_S
+from rewardq.connection import publish_failed
 from rewardq.errors import DeadlineExceeded, InvalidInputError, Problem, UnknownBatchError
 from rewardq.resend import Resender, Sendable
 from rewardq.results import ScoreResult
@@ -210,6 +211,10 @@ class ScoreHandle:
                     break
         except (CeleryTimeoutError, TimeoutError):
             pass
+        except RuntimeError as e:  # Celery's "result store … must be restarted": Redis stayed away
+            if (lost := publish_failed(app, e)) is None:
+                raise
+            raise lost from e
         finally:
             _unsubscribe(app.backend, [waiting[task_id] for task_id in pending])
             _detach(list(waiting.values()))

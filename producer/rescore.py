@@ -35,7 +35,9 @@ from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, row
 from rewardq.results import weighted_total
 from rewardq.rollouts import RecordWriter, iter_records, rollout_files
 from rewardq.samples import to_samples
-from rewardq.schema import STATUSES, Status
+from rewardq.schema import STATUSES, Status, step_problem
+from rewardq.serving import REDIS_SCHEMES
+from rewardq.stalls import StallNote
 
 DEFAULT_WINDOW = 16
 MAX_LISTED_PROBLEMS = 1000
@@ -89,6 +91,11 @@ class RescoreSummary:
         return out
 
 
+class RescoreInterrupted(KeyboardInterrupt):
+    """Raised when a rescoring run is interrupted (Ctrl-C); the message says how far it got, where the
+    scored records are kept and how to resume. A KeyboardInterrupt still, so callers stop as before."""
+
+
 def resolve_format(
     source: Path, name: FormatName, fields: Mapping[str, str], max_bytes: int
 ) -> RolloutFormat:
@@ -100,9 +107,10 @@ def resolve_format(
     return FORMATS["plain"].with_fields(fields)
 
 
-def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
-    """First pass: read and check every record; return how many samples it holds, or raise one
-    :class:`InvalidInputError` listing the problems (at most ``MAX_LISTED_PROBLEMS``) by line."""
+def check_file(source: Path, fmt: RolloutFormat, max_bytes: int, *, row_steps: bool = True) -> int:
+    """First pass: read and check every record (and, with ``row_steps``, the step each carries); return
+    how many samples it holds, or raise one :class:`InvalidInputError` listing the problems (at most
+    ``MAX_LISTED_PROBLEMS``) by line."""
     problems: list[Problem] = []
     count = 0
     batch: list[Row] = []
@@ -110,6 +118,8 @@ def check_file(source: Path, fmt: RolloutFormat, max_bytes: int) -> int:
         if isinstance(item, Problem):
             problems.append(item)
             continue
+        if row_steps and (problem := step_problem(item.step)) is not None:
+            problems.append(Problem(fmt.step_field or "step", problem, item.line, file=item.file))
         if batch and (len(batch) == CHECK_BATCH or batch[-1].file != item.file):
             problems.extend(_check_rows(batch))
             batch = []
@@ -178,21 +188,24 @@ def score_file(
     stored: StoredScores | None = None,
     priority: int | None = RESCORE_PRIORITY,
     allow_scorer_change: bool = False,
+    started: float | None = None,
 ) -> RescoreSummary:
     """Score every sample of ``source``; each output line is the input record plus ``rewards``,
     ``reward`` (the weighted total), ``reward_status`` and, where any, ``reward_errors``.
 
     ``timeout`` bounds the wait for each chunk (default REWARDQ_TIMEOUT). A broker failure mid-run is
     a :class:`BrokerError`; what was sent before it is scored and audited by the workers, and a rerun
-    with the same ``run_id`` and ``stored`` takes it from the audit. ``allow_scorer_change``: see
-    :meth:`RewardClient.submit`.
+    with the same ``run_id`` and ``stored`` takes it from the audit; so does a rerun after Ctrl-C
+    (:class:`RescoreInterrupted`). ``allow_scorer_change``: see :meth:`RewardClient.submit`.
+    ``started``: when the command started (``time.monotonic()``), from which REWARDQ_SERVE_WAIT counts.
     """
     if window < 1:
         raise InvalidInputError([Problem("--window", f"must be at least 1, got {window}")])
     weights = check_weights(weights, client.known_rewards)  # fail on names before reading a large file
+    client.require_serving(weights, since=started)  # and on rewards no worker serves
     max_bytes = client.settings.max_record_bytes
     fmt = resolve_format(source, rollout_format, fields or {}, max_bytes)
-    total = check_file(source, fmt, max_bytes)
+    total = check_file(source, fmt, max_bytes, row_steps=step is None)
     wait = client.settings.timeout if timeout is None else timeout
     summary = RescoreSummary(dict(weights))
     inflight: deque[_Chunk] = deque()
@@ -206,6 +219,7 @@ def score_file(
             disable=not progress,
             dynamic_ncols=True,
         ) as bar,
+        StallNote(client.settings, weights) if _on_redis(client) else nullcontext() as note,
     ):
         problems: list[Problem] = []
         rows = (r for r in _rows(source, fmt, max_bytes, problems) if isinstance(r, Row))
@@ -226,8 +240,18 @@ def score_file(
                 inflight.append(chunk)
                 if len(inflight) >= window:
                     _finish(inflight.popleft(), weights, wait, writer, summary, bar)
+                    if note is not None:
+                        note.progress()
             while inflight:
                 _finish(inflight.popleft(), weights, wait, writer, summary, bar)
+                if note is not None:
+                    note.progress()
+        except KeyboardInterrupt as e:
+            kept = f", kept in {writer.partial}" if writer is not None else ""
+            raise RescoreInterrupted(
+                f"interrupted: {summary.samples:,} of {total:,} scored{kept}; "
+                "rerun the same command (same --run-id) to resume"
+            ) from e
         except BROKER_ERRORS as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise BrokerError(
@@ -238,6 +262,10 @@ def score_file(
         if writer is not None:
             writer.commit()
     return summary
+
+
+def _on_redis(client: RewardClient) -> bool:
+    return str(client.settings.broker_url or "").startswith(REDIS_SCHEMES)
 
 
 def _looked_up(
@@ -273,7 +301,8 @@ def _send(
     *,
     allow_scorer_change: bool = False,
 ) -> _Chunk:
-    """Enqueue what is not in the audit yet: one submission per set of rewards missing the same rows."""
+    """Enqueue what is not in the audit yet: one submission per set of rewards missing the same rows and
+    per step among them (each row's own, from the dump, unless ``step`` is given for all)."""
     n = len(rows)
     chunk = _Chunk(
         rows,
@@ -296,17 +325,21 @@ def _send(
         if missing:
             missing_by_reward.setdefault(tuple(missing), []).append(reward)
     for missing_rows, rewards in missing_by_reward.items():
-        handle = client.submit(
-            [rows[i].row for i in missing_rows],
-            {r: 1.0 for r in rewards},
-            run_id=run_id,
-            step=step,
-            lines=[rows[i].line for i in missing_rows],
-            source=source,
-            priority=priority,
-            allow_scorer_change=allow_scorer_change,
-        )
-        chunk.sent.append((list(missing_rows), handle))
+        by_step: dict[int | None, list[int]] = {}  # a task has one step: one submission per step
+        for i in missing_rows:
+            by_step.setdefault(rows[i].step if step is None else step, []).append(i)
+        for row_step, indices in by_step.items():
+            handle = client.submit(
+                [rows[i].row for i in indices],
+                {r: 1.0 for r in rewards},
+                run_id=run_id,
+                step=row_step,
+                lines=[rows[i].line for i in indices],
+                source=source,
+                priority=priority,
+                allow_scorer_change=allow_scorer_change,
+            )
+            chunk.sent.append((indices, handle))
     return chunk
 
 
@@ -319,7 +352,6 @@ def _finish(
     bar: tqdm[Any],
 ) -> None:
     """Wait for a chunk's scores, write its records in order and count them."""
-    sent = 0
     for missing, handle in chunk.sent:
         result = handle.get(timeout=timeout)
         for reward in handle.weights:
@@ -328,7 +360,7 @@ def _finish(
                 chunk.statuses[reward][i] = result.statuses[reward][j]
                 if j in result.errors[reward]:
                     chunk.errors[reward][i] = result.errors[reward][j]
-        sent = max(sent, len(missing))
+    sent = len({i for missing, _ in chunk.sent for i in missing})  # rows sent for at least one reward
     n = len(chunk.rows)
     for reward in weights:
         counts = summary.counts.setdefault(reward, {})

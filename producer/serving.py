@@ -13,6 +13,7 @@ scorers (rewardq.scorers); producers do not count it as serving until its first 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -24,6 +25,8 @@ from rewardq.errors import BrokerUnavailable, UnservedRewardError
 from rewardq.scorers import RunPins, Scorers, scorers_of, served_fingerprint
 from rewardq.settings import Settings
 from rewardq.tls import redis_ssl_options, uses_tls
+
+log = logging.getLogger(__name__)
 
 ANNOUNCEMENT_PREFIX = "rewardq:worker:"
 WORKERS_INDEX = "rewardq:workers"  # node -> when its announcement expires (the worker's clock)
@@ -94,11 +97,13 @@ class ServingCheck:
         self._scorers: Scorers = {}
         self._pins = RunPins()
 
-    def require(self, rewards: Iterable[str]) -> None:
+    def require(self, rewards: Iterable[str], *, since: float | None = None) -> None:
         """Return once every reward in ``rewards`` has a live worker; raise UnservedRewardError naming
-        those still without one when ``serve_wait`` has passed."""
+        those still without one ``serve_wait`` seconds after ``since`` (a ``time.monotonic()`` reading,
+        e.g. when a command started; default now). Says once, in the log, what it waits for."""
         wanted = list(dict.fromkeys(rewards))
-        started = time.monotonic()
+        started = time.monotonic() if since is None else since
+        said = False
         while True:
             now = time.monotonic()
             missing = [r for r in wanted if self._served_until.get(r, 0.0) <= now]
@@ -111,9 +116,13 @@ class ServingCheck:
             missing = [r for r in missing if r not in served]
             if not missing:
                 return
-            if now - started >= self.settings.serve_wait:
+            left = started + self.settings.serve_wait - now
+            if left <= 0:
                 raise UnservedRewardError(missing, self.settings.serve_wait)
-            time.sleep(min(POLL_S, max(0.0, started + self.settings.serve_wait - now)))
+            if not said:
+                log.warning("waiting up to %.0fs for a worker serving: %s", left, ", ".join(missing))
+                said = True
+            time.sleep(min(POLL_S, left))
 
     def read(self) -> set[str]:
         """Read the announcements now: returns the rewards live workers serve, and learns the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -61,6 +62,29 @@ def errors(fn: F) -> F:
             raise typer.Exit(2) from e
 
     return wrapper  # type: ignore[return-value]
+
+
+class BrokerRetryNote(logging.Filter):
+    """Celery's result backend logs every reconnect try ("Connection to Redis lost: Retry (n/20)") and
+    a multi-line CRITICAL when it gives up. On the command line that is one line per outage saying what
+    is awaited; giving up is the command's own one-line error (rewardq.connection.publish_failed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "celery.backends.asynchronous":
+            return record.levelno < logging.CRITICAL  # the give-up: the command reports it
+        if not str(record.msg).startswith("Connection to Redis lost"):
+            return True
+        if record.args and isinstance(record.args, tuple) and record.args[0] != 0:
+            return False  # a later try of the same outage
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = "lost the result backend; waiting for the broker to come back", ()
+        return True
+
+    @classmethod
+    def install(cls) -> None:
+        note = cls()
+        for name in ("celery.backends.redis", "celery.backends.asynchronous"):
+            logging.getLogger(name).addFilter(note)
 
 
 def settings(**overrides: Any) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 
 from rewardq.formats import FormatName
-from rewardq.workers.cli_common import ConfigOpt, err, errors, settings
+from rewardq.workers.cli_common import BrokerRetryNote, ConfigOpt, err, errors, settings
 from rewardq.workers.render import Format, render
 
 
@@ -29,7 +30,10 @@ def score(
     run_id: Annotated[
         str, typer.Option("--run-id", help="Run id recorded in the audit; rerun with it to resume.")
     ],
-    step: Annotated[int | None, typer.Option(help="Step recorded in the audit.")] = None,
+    step: Annotated[
+        int | None,
+        typer.Option(help="Step recorded in the audit for every sample (default: each record's own step)."),
+    ] = None,
     config: ConfigOpt = None,
     rollout_format: Annotated[
         str, typer.Option("--rollout-format", help="auto (detect), verl, swift, trl or plain.")
@@ -68,8 +72,10 @@ def score(
     from rewardq.catalog import parse_reward_specs
     from rewardq.client import RewardClient
     from rewardq.formats import FORMAT_NAMES, parse_field_maps
-    from rewardq.rescore import score_file
+    from rewardq.rescore import RescoreInterrupted, score_file
 
+    started = time.monotonic()  # REWARDQ_SERVE_WAIT counts from here, not from after the set-up
+    BrokerRetryNote.install()
     if rollout_format not in FORMAT_NAMES:
         raise typer.BadParameter(f"one of {', '.join(FORMAT_NAMES)}", param_hint="--rollout-format")
     weights = parse_reward_specs(reward)
@@ -77,7 +83,8 @@ def score(
     opts = settings(rewards=config, chunk_size=chunk_size)
     stored = None
     with RewardClient(opts) as client:
-        served = client.scorers(list(weights))  # what the workers (or the embedded worker) score with
+        # what the workers (or the embedded worker) score with; the serving wait counts from the start
+        served = client.scorers(list(weights), since=started)
         if config is not None and not opts.embedded:
             check_config(config, served)
         if resume:
@@ -99,7 +106,11 @@ def score(
                 fields=fields,
                 stored=stored,
                 allow_scorer_change=allow_scorer_change,
+                started=started,
             )
+        except RescoreInterrupted as e:
+            err.print(str(e), highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(130) from e
         finally:
             if stored is not None:
                 stored.close()

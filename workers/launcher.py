@@ -79,6 +79,16 @@ def choose_pool(config: RewardsConfig, options: WorkerOptions) -> str:
     return pool
 
 
+def solo_reason(config: RewardsConfig, options: WorkerOptions) -> str:
+    """Why a worker runs the solo pool, for the line saying that its --concurrency is ignored."""
+    if options.pool == "solo":
+        return "--pool solo"
+    holders = [name for name in options.rewards if config.kinds.resolve(config.spec(name).kind).holds_model]
+    if holders:
+        return f"reward {', '.join(holders)} {'holds' if len(holders) == 1 else 'hold'} a model"
+    return f"--gpu {options.gpu}"
+
+
 def run_worker(settings: Settings, options: WorkerOptions) -> int:
     """Run a Celery worker for ``options.rewards`` until it is stopped; returns its exit code."""
     if settings.embedded:
@@ -99,6 +109,13 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
         config.spec(name)  # unknown names fail here, listing the known ones
     pool = choose_pool(config, options)
     concurrency = 1 if pool == "solo" else (options.concurrency or os.cpu_count() or 1)
+    if pool == "solo" and (options.concurrency or 1) > 1:
+        log.warning(
+            "%s: using the solo pool, --concurrency %d ignored (use --pool threads for several tasks on "
+            "one model copy)",
+            solo_reason(config, options),
+            options.concurrency,
+        )
     upgrade(settings.database_url)
     app = create_app(settings, config)
     check_connection(app, refusals_only=True)  # a wrong password or certificate: fail now, not retry forever

@@ -47,6 +47,20 @@ def batch_key(step: int | None, *parts: Any) -> bytes:
     return hashlib.blake2b(orjson.dumps([step, parts], default=repr), digest_size=16).digest()
 
 
+def check_lengths(completions: Sequence[Any], per_sample: Mapping[str, Sequence[Any] | None]) -> None:
+    """Refuse a batch whose per-sample fields (``prompts`` …) do not hold one entry per completion:
+    pairing them by position would score completions against the wrong prompts, or drop samples."""
+    problems = [
+        Problem(
+            name, f"{len(values)} entries for {len(completions)} completions; one per completion expected"
+        )
+        for name, values in per_sample.items()
+        if values is not None and len(values) != len(completions)
+    ]
+    if problems:
+        raise InvalidInputError(problems)
+
+
 def json_columns(kwargs: Mapping[str, Any], size: int, skip: Iterable[str]) -> dict[str, list[Any]]:
     """The dataset columns among a trainer's keyword arguments: per-sample lists that are JSON.
 

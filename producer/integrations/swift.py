@@ -21,7 +21,14 @@ from typing import Any
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient
 from rewardq.handles import DeadlinePolicy
-from rewardq.integrations.batches import SharedBatches, batch_key, json_columns, resolve_run_id, step_of
+from rewardq.integrations.batches import (
+    SharedBatches,
+    batch_key,
+    check_lengths,
+    json_columns,
+    resolve_run_id,
+    step_of,
+)
 
 # Keyword arguments of ms-swift's that are not per-sample columns sent as such.
 NOT_COLUMNS = ("messages", "trainer_state", "completions", "trajectory_inputs")
@@ -72,6 +79,7 @@ def orm(
         )
 
     def __call__(self: Any, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        check_lengths(completions, {"messages": kwargs.get("messages")})
         step = step_of(kwargs.get("trainer_state"))
         key = batch_key(step, kwargs.get("messages"), completions)
         return self.batches.score(key, lambda: swift_rows(completions, kwargs), step).totals

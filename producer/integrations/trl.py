@@ -12,6 +12,7 @@ message lists for conversational data), ``completion_ids``, ``trainer_state``, `
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,12 +22,15 @@ from rewardq.handles import DeadlinePolicy
 from rewardq.integrations.batches import (
     SharedBatches,
     batch_key,
+    check_lengths,
     json_columns,
     metrics,
     resolve_run_id,
     step_of,
 )
 from rewardq.results import ScoreResult
+
+log = logging.getLogger(__name__)
 
 # Keyword arguments of TRL's that are not dataset columns.
 NOT_COLUMNS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
@@ -60,6 +64,10 @@ class _TrlBatches:
     def _args(
         self, kwargs: Mapping[str, Any]
     ) -> tuple[bytes, Callable[[], list[dict[str, Any]]], int | None]:
+        check_lengths(
+            kwargs["completions"],
+            {"prompts": kwargs.get("prompts"), "completion_ids": kwargs.get("completion_ids")},
+        )
         step = step_of(kwargs.get("trainer_state"))
         key = batch_key(step, kwargs.get("prompts"), kwargs["completions"])
         return key, lambda: trl_rows(kwargs), step
@@ -136,10 +144,18 @@ def per_reward(
 ) -> list[RewardFunc]:
     """One TRL reward function per reward, named after it; values are None unless the status is ``ok``.
 
-    The weights given here are not applied (each callable returns its reward's raw value): give them
-    to TRL as ``GRPOConfig(reward_weights=[...])``, in this order.
+    Each callable returns its reward's raw value, so weights given here are not applied: TRL applies
+    ``GRPOConfig(reward_weights=[...])``, in this order. Weights other than 1 are warned about, naming
+    the ``reward_weights`` to give TRL (pass the names alone to say nothing).
     """
     weights = _weights(client, rewards)
+    if any(w != 1.0 for w in weights.values()):
+        log.warning(
+            "reward_funcs returns raw values, the weights %s are not applied: give them to TRL as "
+            "GRPOConfig(reward_weights=%s)",
+            weights,
+            list(weights.values()),
+        )
     batches = _TrlBatches(
         SharedBatches(
             client,

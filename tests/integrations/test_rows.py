@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,3 +71,59 @@ def test_a_run_id_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REWARDQ_RUN_ID", "from-env")
     assert resolve_run_id(None) == "from-env"
     assert resolve_run_id("given") == "given"
+
+
+def test_trl_callables_refuse_prompts_and_completions_of_different_lengths(tmp_path: Path) -> None:
+    from rewardq import RewardClient, Settings
+
+    client = RewardClient(Settings.from_env({"REWARDQ_HOME": str(tmp_path)}))  # refused before it starts
+    for func in [*client.reward_funcs(["format"], run_id="r"), client.reward_func(["format"], run_id="r")]:
+        with pytest.raises(InvalidInputError) as info:
+            func(prompts=["p1", "p2"], completions=["c1"])
+        assert "field 'prompts': 2 entries for 1 completions" in str(info.value)
+    with pytest.raises(InvalidInputError) as info:
+        client.reward_func(["format"], run_id="r")(
+            prompts=["p"], completions=["c"], completion_ids=[[1], [2]]
+        )
+    assert "field 'completion_ids': 2 entries for 1 completions" in str(info.value)
+    client.close()
+
+
+def test_the_swift_orm_refuses_messages_and_completions_of_different_lengths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    from rewardq.integrations.swift import orm
+
+    class ORM:  # ms-swift's base class (swift.rewards.ORM): stores its arguments
+        def __init__(self, args: Any = None, **kwargs: Any) -> None:
+            self.args = args
+
+    monkeypatch.setitem(sys.modules, "swift", types.ModuleType("swift"))
+    monkeypatch.setitem(sys.modules, "swift.rewards", types.SimpleNamespace(ORM=ORM))
+    monkeypatch.setenv("REWARDQ_HOME", str(tmp_path))
+    scorer = orm(["format"], run_id="r")()
+    turns = [{"role": "user", "content": "q"}]
+    with pytest.raises(InvalidInputError) as info:
+        scorer(["c1", "c2", "c3"], messages=[turns, turns])
+    assert "field 'messages': 2 entries for 3 completions" in str(info.value)
+
+
+def test_weights_given_to_reward_funcs_are_warned_about_with_the_trl_setting_that_applies_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from rewardq import RewardClient, Settings
+
+    client = RewardClient(Settings.from_env({"REWARDQ_HOME": str(tmp_path)}))
+    with caplog.at_level(logging.WARNING, logger="rewardq.integrations.trl"):
+        client.reward_funcs(["accuracy", "format"], run_id="r")
+        client.reward_funcs({"accuracy": 1.0, "format": 1.0}, run_id="r")
+        assert not caplog.records
+        client.reward_funcs({"accuracy": 1.0, "format": 0.5}, run_id="r")
+    [record] = caplog.records
+    assert "GRPOConfig(reward_weights=[1.0, 0.5])" in record.getMessage()
+    client.close()

@@ -54,3 +54,25 @@ def test_a_served_reward_passes_and_is_scored(
         first = client.score(ROWS, "format", run_id="served", timeout=60)
         second = client.score(ROWS, "format", run_id="served", timeout=60)  # answered from the check's cache
     assert first.statuses == second.statuses == {"format": ["ok"]}
+
+
+def test_the_wait_is_said_once_and_counts_from_the_time_given(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import time
+
+    check = ServingCheck(Settings.from_env({}, broker_url=redis_server.url, serve_wait=1))
+    try:
+        with caplog.at_level(logging.WARNING, logger="rewardq.serving"), pytest.raises(UnservedRewardError):
+            check.require(["format", "accuracy"])
+        said = [r.getMessage() for r in caplog.records if r.name == "rewardq.serving"]
+        assert said == ["waiting up to 1s for a worker serving: format, accuracy"]
+        caplog.clear()
+        # A command that started serve_wait ago (its set-up took that long) has no wait left: it is
+        # refused at the first look, without a word about waiting.
+        with caplog.at_level(logging.WARNING, logger="rewardq.serving"), pytest.raises(UnservedRewardError):
+            check.require(["format"], since=time.monotonic() - 1)
+        assert not [r for r in caplog.records if r.name == "rewardq.serving"]
+    finally:
+        check.close()

@@ -103,3 +103,23 @@ def test_rewards_are_set_up_before_the_worker_consumes(
     )
     out = worker.output()
     assert out.index("SETUP-DONE") < out.index(" ready.")
+
+
+@pytest.mark.slow
+def test_a_concurrency_the_solo_pool_ignores_is_said_at_start(
+    config_file: Path, redis_server: RedisServer, sqlite_url: str, start_worker: object
+) -> None:
+    worker = start_worker(  # type: ignore[operator]
+        redis_server.url,
+        sqlite_url,
+        "--rewards",
+        "rm",
+        "--concurrency",
+        "2",
+        env={"REWARDQ_REWARDS": str(config_file)},
+    )
+    said = [line for line in worker.output().splitlines() if "ignored" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "reward rm holds a model: using the solo pool, --concurrency 2 ignored "
+        "(use --pool threads for several tasks on one model copy)"
+    )

@@ -187,3 +187,56 @@ def test_a_rollout_directory_is_scored_file_after_file_in_step_order(
     summary = score_file(client, dump, out, {"format": 1.0}, run_id="dir", progress=False)
     assert summary.samples == 6
     assert [line["input"] for line in read_out(out)] == [f"user: {i}+0?" for i in (0, 0, 1, 0, 1, 2)]
+
+
+def _audit_steps(database_url: str, run_id: str) -> dict[int | None, int]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            c = scores_table.c
+            query = select(c.step, func.count()).where(c.run_id == run_id).group_by(c.step)
+            return {step: int(count) for step, count in conn.execute(query)}
+    finally:
+        engine.dispose()
+
+
+def test_each_sample_is_audited_under_the_step_its_trainer_wrote_unless_one_is_given(
+    tmp_path: Path, client: CountingClient, database_url: str
+) -> None:
+    # One file of a verl dump holding two steps, and an ms-swift table (steps logged as text).
+    mixed = verl_dump(tmp_path / "mixed.jsonl", 12)
+    lines = [
+        {**json.loads(line), "step": 3 if i < 5 else 4}
+        for i, line in enumerate(mixed.read_text().splitlines())
+    ]
+    mixed.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    score_file(client, mixed, tmp_path / "a.jsonl", {"format": 1.0}, run_id="steps", progress=False)
+    assert _audit_steps(database_url, "steps") == {3: 5, 4: 7}
+    swift = tmp_path / "completions.jsonl"
+    table = {
+        "step": ["7", "7", "8"],
+        "prompt": ["p"] * 3,
+        "completion": ["a", "b", "c"],
+        "advantages": [0.1] * 3,
+    }
+    swift.write_text(json.dumps(table) + "\n")
+    score_file(client, swift, tmp_path / "b.jsonl", {"format": 1.0}, run_id="swift", progress=False)
+    assert _audit_steps(database_url, "swift") == {7: 2, 8: 1}
+    # --step given: it holds for every sample, whatever the dump says.
+    score_file(client, mixed, tmp_path / "c.jsonl", {"format": 1.0}, run_id="given", step=9, progress=False)
+    assert _audit_steps(database_url, "given") == {9: 12}
+
+
+def test_a_step_the_audit_cannot_hold_is_reported_by_line_before_anything_is_sent(
+    tmp_path: Path, client: CountingClient
+) -> None:
+    source = verl_dump(tmp_path / "bad.jsonl", 3)
+    lines = [
+        {**json.loads(line), "step": "late" if i == 1 else 1}
+        for i, line in enumerate(source.read_text().splitlines())
+    ]
+    source.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.raises(InvalidInputError) as info:
+        score_file(client, source, tmp_path / "o.jsonl", {"format": 1.0}, run_id="bad", progress=False)
+    assert "line 2, field 'step': must be an integer" in str(info.value) and client.sent == 0
+    score_file(client, source, tmp_path / "o.jsonl", {"format": 1.0}, run_id="bad", step=2, progress=False)
