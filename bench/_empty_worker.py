@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from rewardq import Settings
-from rewardq.workers.app import create_app
+from rewardq.workers.runtime.app import create_app
 
 EMPTY_TASK = "bench.empty"
 EMPTY_QUEUE = "bench.empty"

@@ -12,9 +12,9 @@ from typing import Any
 from celery import signals
 
 from rewardq import Settings
-from rewardq.schema import queue_for
 from rewardq.storage import upgrade
-from rewardq.workers.app import create_app
+from rewardq.wire.schema import queue_for
+from rewardq.workers.runtime.app import create_app
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from rewardq.schema import Sample
-from rewardq.settings import Settings
-from rewardq.workers.resources import WorkerResources
-from rewardq.workers.rewards.local_judge import LocalJudgeReward
+from rewardq.wire.schema import Sample
+from rewardq.wire.settings import Settings
+from rewardq.workers.rewards.judges.local_judge import LocalJudgeReward
+from rewardq.workers.runtime.resources import WorkerResources
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [

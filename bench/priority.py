@@ -26,7 +26,7 @@ from rescore import make_verl_dump
 
 from rewardq.broker import RESCORE_PRIORITY
 from rewardq.client import RewardClient
-from rewardq.settings import Settings
+from rewardq.wire.settings import Settings
 
 ROWS = [
     {"prompt": f"what is 7*{i}?", "completion": f"<think>7 times {i}</think><answer>{7 * i}</answer>"}

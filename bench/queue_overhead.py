@@ -25,8 +25,8 @@ from pydantic import TypeAdapter
 from rewardq import RewardClient, Settings
 from rewardq.broker import GATHER_POLL_S, make_app
 from rewardq.samples import to_samples
-from rewardq.schema import Sample
-from rewardq.workers.rewards.format import FormatReward
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.rules.format import FormatReward
 
 AIM_RATIO = 2.5
 CONFIGS = (("postgres", "solo"), ("postgres", "prefork"), ("sqlite", "solo"), ("sqlite", "prefork"))

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from _services import redis_server, sqlite_database, workers  # noqa: E402
 
 from rewardq import RewardClient, Settings  # noqa: E402
-from rewardq.schema import Sample  # noqa: E402
-from rewardq.workers.batching import pack  # noqa: E402
-from rewardq.workers.chat_tokens import encode, render  # noqa: E402
+from rewardq.wire.schema import Sample  # noqa: E402
+from rewardq.workers.rewards.models.batching import pack  # noqa: E402
+from rewardq.workers.rewards.models.chat_tokens import encode, render  # noqa: E402
 from tests.tinymodels import CORPUS, build_tokenizer  # noqa: E402
 
 SHAPES: dict[str, dict[str, int]] = {

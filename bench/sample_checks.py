@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from rewardq.samples import to_samples
-from rewardq.schema import Sample, samples_checker
+from rewardq.wire.schema import Sample, samples_checker
 
 SHAPES: dict[str, Callable[[int], dict[str, Any]]] = {
     "TRL strings": lambda i: {"prompt": f"q{i}", "completion": f"<think>{i}</think><answer>{i}</answer>"},

@@ -19,9 +19,9 @@ from _services import postgres_database
 from rewardq import Settings
 from rewardq.samples import to_samples
 from rewardq.storage import upgrade
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.task import score_payload
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.context import WorkerRuntime
+from rewardq.workers.runtime.task import score_payload
 
 
 def cumulative(stats: pstats.Stats, file_suffix: str, function: str) -> float:

@@ -21,8 +21,8 @@ from _services import REWARDQ, postgres_database, redis_server, sqlite_database,
 from pydantic import TypeAdapter
 
 from rewardq.samples import to_samples
-from rewardq.schema import Sample
-from rewardq.workers.rewards.format import FormatReward
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.rules.format import FormatReward
 
 AIM = 20_000
 

@@ -21,10 +21,10 @@ from pydantic import TypeAdapter
 from rewardq import RewardClient, Settings
 from rewardq.integrations.trl import trl_rows
 from rewardq.samples import to_samples
-from rewardq.schema import Sample
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward
-from rewardq.workers.rewards.format import FormatReward
-from rewardq.workers.rewards.repetition import RepetitionReward
+from rewardq.workers.rewards.rules.format import FormatReward
+from rewardq.workers.rewards.rules.repetition import RepetitionReward
 
 BATCH = 256
 SAMPLES = TypeAdapter(list[Sample])

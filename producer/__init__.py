@@ -5,7 +5,9 @@ the reward catalog. It never imports the workers, the audit store, torch or SQLA
 """
 
 from rewardq.client import RewardClient
-from rewardq.errors import (
+from rewardq.handles import DeadlinePolicy, ScoreHandle
+from rewardq.results import ScoreResult, weighted_total
+from rewardq.wire.errors import (
     ConfigError,
     DeadlineExceeded,
     EmbeddedUnavailable,
@@ -16,10 +18,8 @@ from rewardq.errors import (
     UnknownBatchError,
     UnknownRewardError,
 )
-from rewardq.handles import DeadlinePolicy, ScoreHandle
-from rewardq.results import ScoreResult, weighted_total
-from rewardq.schema import ChunkResult, Sample, ScoreTask, Status
-from rewardq.settings import Settings
+from rewardq.wire.schema import ChunkResult, Sample, ScoreTask, Status
+from rewardq.wire.settings import Settings
 
 __all__ = [
     "ChunkResult",

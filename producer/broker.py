@@ -6,8 +6,8 @@ from typing import Any
 
 from celery import Celery
 
-from rewardq.settings import Settings
 from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.wire.settings import Settings
 
 # The in-memory transport and cache backend poll; a 1 ms interval keeps embedded round trips sub-ms.
 EMBEDDED_BROKER = "memory://localhost/"
@@ -47,12 +47,12 @@ PUBLISH_RETRY_POLICY = {
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Configuration both ends agree on. Workers add their own on top (see rewardq.workers.app)."""
+    """Configuration both ends agree on. Workers add their own on top (see rewardq.workers.runtime.app)."""
     transport_options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
         "priority_steps": PRIORITY_STEPS,
         # Each heartbeat, every live worker restores the tasks of a worker that stopped beating
-        # (rewardq.workers.heartbeat) for longer than the visibility timeout.
+        # (rewardq.workers.runtime.heartbeat) for longer than the visibility timeout.
         "unacked_restore_interval": settings.heartbeat,
         "unacked_restore_throttle": 1,
     }

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rewardq.errors import ConfigError, InvalidInputError, Problem, UnknownRewardError
+from rewardq.wire.errors import ConfigError, InvalidInputError, Problem, UnknownRewardError
 
 # Rule rewards every worker serves under their kind's name with no rewards file.
 BUILTIN_REWARDS: tuple[str, ...] = (

@@ -22,12 +22,13 @@ from kombu.exceptions import OperationalError
 from rewardq.broker import make_app
 from rewardq.catalog import check_weights, known_rewards
 from rewardq.connection import check_connection, publish_failed
-from rewardq.errors import EmbeddedUnavailable, InvalidInputError, Problem
 from rewardq.handles import Chunk, DeadlinePolicy, ScoreHandle, check_deadline
 from rewardq.resend import Sendable, summary
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
-from rewardq.schema import (
+from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
+from rewardq.wire.errors import EmbeddedUnavailable, InvalidInputError, Problem
+from rewardq.wire.schema import (
     SCHEMA_VERSION,
     TASK_NAME,
     Sample,
@@ -36,8 +37,7 @@ from rewardq.schema import (
     run_id_problem,
     step_problem,
 )
-from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
-from rewardq.settings import Settings
+from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def _check_request(run_id: str, step: int | None, count: int, batch_id: str | No
 def _start_embedded(settings: Settings) -> Any:
     """The embedded worker lives in rewardq.workers; imported only when no broker is configured."""
     try:
-        embedded = importlib.import_module("rewardq.workers.embedded")
+        embedded = importlib.import_module("rewardq.workers.runtime.embedded")
     except ImportError as e:
         raise EmbeddedUnavailable(
             "no broker configured (REWARDQ_BROKER_URL) and the embedded worker needs the worker extras: "

@@ -10,7 +10,7 @@ from celery import Celery
 from kombu.utils.url import maybe_sanitize_url
 
 from rewardq.broker import PUBLISH_RETRY_S
-from rewardq.errors import BrokerLost, BrokerUnavailable
+from rewardq.wire.errors import BrokerLost, BrokerUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from rewardq.errors import InvalidInputError, Problem
+from rewardq.wire.errors import InvalidInputError, Problem
 
 FormatName = Literal["auto", "verl", "swift", "trl", "plain"]
 FORMAT_NAMES: tuple[FormatName, ...] = ("auto", "verl", "swift", "trl", "plain")
@@ -105,7 +105,7 @@ class Row:
     record: dict[str, Any]
     row: dict[str, Any]
     file: str | None = None
-    step: Any = None  # as written (checked with rewardq.schema.step_problem before sending)
+    step: Any = None  # as written (checked with rewardq.wire.schema.step_problem before sending)
 
 
 def rows_of(fmt: RolloutFormat, line: int, record: dict[str, Any]) -> Iterator[Row | Problem]:

@@ -8,7 +8,7 @@ Deadline policies, applied when a wait ends (the batch's deadline or ``get``'s `
 still missing:
 
 - ``partial`` (default): return what is ready; the missing scores get status ``timeout`` (value None).
-- ``fail``: raise :class:`~rewardq.errors.DeadlineExceeded`; the batch stays in the backend, so a later
+- ``fail``: raise :class:`~rewardq.wire.errors.DeadlineExceeded`; the batch stays in the backend, so a later
   ``get`` can still collect it.
 - ``wait``: the deadline is only reported (a warning); ``get`` keeps waiting until every score is back
   or its own ``timeout`` passes, and then behaves as ``partial``.
@@ -30,10 +30,10 @@ from pydantic import ValidationError
 
 from rewardq.broker import GATHER_POLL_S
 from rewardq.connection import publish_failed
-from rewardq.errors import DeadlineExceeded, InvalidInputError, Problem, UnknownBatchError
 from rewardq.resend import Resender, Sendable
 from rewardq.results import ScoreResult
-from rewardq.schema import ChunkResult, Status
+from rewardq.wire.errors import DeadlineExceeded, InvalidInputError, Problem, UnknownBatchError
+from rewardq.wire.schema import ChunkResult, Status
 
 log = logging.getLogger(__name__)
 

@@ -30,14 +30,14 @@ from tqdm import tqdm
 from rewardq.broker import RESCORE_PRIORITY
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient, ScoreHandle
-from rewardq.errors import BrokerError, BrokerLost, InvalidInputError, Problem
 from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, rows_of
 from rewardq.results import weighted_total
 from rewardq.rollouts import RecordWriter, iter_records, rollout_files
 from rewardq.samples import to_samples
-from rewardq.schema import STATUSES, Status, step_problem
 from rewardq.serving import REDIS_SCHEMES
 from rewardq.stalls import StallNote
+from rewardq.wire.errors import BrokerError, BrokerLost, InvalidInputError, Problem
+from rewardq.wire.schema import STATUSES, Status, step_problem
 
 DEFAULT_WINDOW = 16
 MAX_LISTED_PROBLEMS = 1000

@@ -27,7 +27,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from rewardq.broker import UNACKED_KEY, priority_lists
-from rewardq.schema import TASK_NAME
+from rewardq.wire.schema import TASK_NAME
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardq.schema import Status
+from rewardq.wire.schema import Status
 
 
 def weighted_total(values: Mapping[str, float | None], weights: Mapping[str, float]) -> float | None:

@@ -2,7 +2,7 @@
 
 A record is one JSON object: a trainer's row (TRL ``prompt``/``completion``, ms-swift ``messages``) with
 its dataset columns. :func:`read_records` checks the whole file and reports every problem at once, each
-with its line (or Parquet row) number, as one :class:`~rewardq.errors.InvalidInputError`.
+with its line (or Parquet row) number, as one :class:`~rewardq.wire.errors.InvalidInputError`.
 Parquet needs the optional ``pyarrow`` (``pip install rewardq[parquet]``), imported only when used.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import orjson
 
-from rewardq.errors import InvalidInputError, Problem
+from rewardq.wire.errors import InvalidInputError, Problem
 
 Format = Literal["jsonl", "jsonl.gz", "parquet"]
 

@@ -1,4 +1,5 @@
-"""Normalization of trainer rows into the wire form of :class:`~rewardq.schema.Sample`, with precise errors.
+"""Normalization of trainer rows into the wire form of :class:`~rewardq.wire.schema.Sample`, with
+precise errors.
 
 Accepted shapes:
 - TRL: ``prompt`` (string or chat messages, optional) and ``completion`` (string or chat messages);
@@ -6,7 +7,7 @@ Accepted shapes:
 Every other key is a dataset column (``solution``, ``completion_ids`` …) and travels to the scorers.
 
 This module only reshapes rows; what a valid sample is, the schema alone says: a batch is checked by
-one call of the :class:`Sample` model's own validator (:func:`~rewardq.schema.samples_checker`, strict:
+one call of the :class:`Sample` model's own validator (:func:`~rewardq.wire.schema.samples_checker`, strict:
 what JSON carries), the model the worker validates with. Its errors become problems naming the field.
 """
 
@@ -19,8 +20,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from rewardq.errors import InvalidInputError, Problem
-from rewardq.schema import AUDIT_LIMIT_ERROR, samples_checker
+from rewardq.wire.errors import InvalidInputError, Problem
+from rewardq.wire.schema import AUDIT_LIMIT_ERROR, samples_checker
 
 MAX_JSON_DEPTH = 255  # orjson's limit on nesting when it encodes
 JSON_TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels, the most rewardq's JSON encoder accepts"

@@ -1,6 +1,7 @@
 """One scorer per reward: the scorer fingerprints live workers announce, and the ones a run is pinned to.
 
-A worker announces ``fingerprints: {reward: fingerprint}`` with its heartbeat (rewardq.workers.heartbeat);
+A worker announces ``fingerprints: {reward: fingerprint}`` with its heartbeat
+(rewardq.workers.runtime.heartbeat);
 the fingerprint is the one the audit stores in ``scores.scorer`` (``Reward.fingerprint``: kind, version,
 a hash of the options and identity). A worker from before fingerprints were announced counts as one
 whose fingerprint is unknown (None): it differs from every known one.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rewardq.errors import ScorerChangedError, ScorerMismatchError
+from rewardq.wire.errors import ScorerChangedError, ScorerMismatchError
 
 RUN_SCORERS_TTL_S = 30 * 86400
 Scorers = dict[str, dict[str | None, list[str]]]  # reward -> fingerprint (None: not announced) -> nodes

@@ -3,7 +3,7 @@ reward of a request has a live worker before anything is enqueued.
 
 Each worker writes ``rewardq:worker:<node>`` (JSON: node, host, pid, rewards, fingerprints, queues, gpu,
 pool, concurrency, started_at, beat_at, held) every heartbeat with a time to live of three heartbeats
-(rewardq.workers.heartbeat), so a worker that died is gone from the announcements within that time.
+(rewardq.workers.runtime.heartbeat), so a worker that died is gone from the announcements within that time.
 The nodes are also kept in the sorted set ``rewardq:workers`` so that readers find the announcements
 without scanning the keyspace (which the judges' cache shares and may fill with millions of keys).
 A worker that is about to consume first writes its announcement marked ``starting`` to claim its rewards'
@@ -21,10 +21,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from rewardq.connection import masked
-from rewardq.errors import BrokerUnavailable, UnservedRewardError
 from rewardq.scorers import RunPins, Scorers, scorers_of, served_fingerprint
-from rewardq.settings import Settings
 from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.wire.errors import BrokerUnavailable, UnservedRewardError
+from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
 

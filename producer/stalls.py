@@ -19,7 +19,7 @@ from typing import Any
 
 from rewardq.broker import UNACKED_KEY
 from rewardq.serving import read_announcements, redis_client
-from rewardq.settings import Settings
+from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from rewardq.settings import Settings
+from rewardq.wire.settings import Settings
 
 TLS_SCHEME = "rediss://"
 

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from rewardq.errors import UnsupportedDatabase
+from rewardq.wire.errors import UnsupportedDatabase
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # A 64 MiB page cache per connection (the default is 2 MiB) and a checkpoint every ~40 MiB of WAL

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from rewardq.schema import STATUSES
+from rewardq.wire.schema import STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",

@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Subquery, distinct, func, select, true
 
-from rewardq.schema import STATUSES
 from rewardq.storage.models import scores_table
+from rewardq.wire.schema import STATUSES
 
 __all__ = [
     "FINAL_STATUSES",
@@ -107,7 +107,7 @@ class StepStats:
     """The scores of one reward at one step of a run.
 
     ``count`` counts scores of every status and ``statuses`` each status (every one of
-    :data:`rewardq.schema.STATUSES` is a key); ``mean``, ``std`` (population), ``min`` and ``max`` are
+    :data:`rewardq.wire.schema.STATUSES` is a key); ``mean``, ``std`` (population), ``min`` and ``max`` are
     over the ``statuses["ok"]`` values and None when there are none.
     """
 

@@ -34,9 +34,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from rewardq.schema import STATUSES
 from rewardq.storage.chain import advance, canonical, claim_heads, link, stored_indexes
 from rewardq.storage.models import MAX_LENGTHS
+from rewardq.wire.schema import STATUSES
 
 COLUMNS: tuple[str, ...] = (
     "run_id",

@@ -192,8 +192,8 @@ def test_the_mounted_rewards_file_configures_every_reward_the_workers_serve(
 ) -> None:
     """The example ./rewards.toml loads and validates (its model and judge server are not here, so
     this checks the options, not set-up; set-up is tested with each kind)."""
-    from rewardq.workers.config import RewardsConfig
-    from rewardq.workers.rewards.reward_model import RewardModelOptions
+    from rewardq.workers.rewards.config import RewardsConfig
+    from rewardq.workers.rewards.models.reward_model import RewardModelOptions
 
     config = RewardsConfig.load(ROOT / "rewards.toml")
     for name in GPU_WORKERS:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
 from rewardq.broker import make_app
-from rewardq.schema import TASK_NAME, queue_for
+from rewardq.wire.schema import TASK_NAME, queue_for
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.slow

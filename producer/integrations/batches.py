@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 
 from rewardq.client import RewardClient
-from rewardq.errors import InvalidInputError, Problem
 from rewardq.handles import DeadlinePolicy
 from rewardq.results import ScoreResult
+from rewardq.wire.errors import InvalidInputError, Problem
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ import orjson
 
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient
-from rewardq.errors import InvalidInputError, Problem
 from rewardq.integrations.batches import resolve_run_id
 from rewardq.results import ScoreResult
-from rewardq.settings import Settings
+from rewardq.wire.errors import InvalidInputError, Problem
+from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from rewardq import RewardClient, Settings
 from rewardq.broker import make_app
-from rewardq.schema import TASK_NAME
 from rewardq.storage import make_engine, scores_table
+from rewardq.wire.schema import TASK_NAME
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     DeliveryCheck,

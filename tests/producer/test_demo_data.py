@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from rewardq.rollouts import read_records
-from rewardq.settings import Settings
+from rewardq.wire.settings import Settings
 
 CASES = {
     "correct",

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rewardq.errors import InvalidInputError, Problem
 from rewardq.formats import FORMATS, Row, detect, parse_field_maps, rows_of
 from rewardq.rescore import check_file, resolve_format
 from rewardq.rollouts import rollout_files
+from rewardq.wire.errors import InvalidInputError, Problem
 
 # What verl's RayPPOTrainer._dump_generations writes to trainer.rollout_data_dir/<step>.jsonl.
 VERL = [

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
-from rewardq.schema import SCHEMA_VERSION, ScoreTask
+from rewardq.wire.schema import SCHEMA_VERSION, ScoreTask
 
 
 @pytest.mark.slow

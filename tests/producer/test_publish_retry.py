@@ -13,8 +13,8 @@ import redis
 
 from rewardq import RewardClient, Settings
 from rewardq.broker import PUBLISH_RETRY_POLICY, priority_lists
-from rewardq.errors import BrokerUnavailable
-from rewardq.schema import queue_for
+from rewardq.wire.errors import BrokerUnavailable
+from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from rewardq import InvalidInputError, RewardClient, Settings
-from rewardq.schema import MAX_STEP, TaskEnvelope
+from rewardq.wire.schema import MAX_STEP, TaskEnvelope
 
 ROWS = [{"prompt": "q", "completion": "a"}, {"prompt": "q", "completion": "b"}]
 

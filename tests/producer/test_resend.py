@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
 from rewardq.broker import priority_lists
-from rewardq.schema import queue_for
+from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.slow

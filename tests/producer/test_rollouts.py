@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rewardq.errors import InvalidInputError, Problem
 from rewardq.rollouts import Record, read_records, write_records
+from rewardq.wire.errors import InvalidInputError, Problem
 
 LIMIT = 1 << 20
 

@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from rewardq import RewardClient, RewardqError, Settings
-from rewardq.errors import UnservedRewardError
-from rewardq.schema import queue_for
 from rewardq.serving import WORKERS_INDEX, ServingCheck, announcement_key
+from rewardq.wire.errors import UnservedRewardError
+from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess
 
 ROWS = [{"prompt": "q", "completion": "<think>t</think><answer>a</answer>"}]

@@ -128,7 +128,7 @@ def test_a_binary_reward_is_plotted_as_transition_counts_and_a_constant_side_is_
     assert fmt.why_no_correlation("run-1", "run-2") == "both run-1 and run-2 are constant"
     assert rm.transitions() is None  # 20 distinct values: a scatter
     pytest.importorskip("matplotlib")
-    from rewardq.workers.diff_plot import plot_diffs
+    from rewardq.workers.cli.diff_plot import plot_diffs
 
     written = plot_diffs([acc, fmt, rm], tmp_path / "diff.png", label_a="a", label_b="b")
     assert [p.name for p in written] == ["diff-acc.png", "diff-fmt.png", "diff-rm.png"]

@@ -13,9 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from rewardq.schema import STATUSES
 from rewardq.storage import Base, current, downgrade, head, make_engine, scores_table, upgrade
 from rewardq.storage.migrate import MIGRATIONS_DIR
+from rewardq.wire.schema import STATUSES
 
 
 def test_migrations_ship_inside_the_package() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from rewardq.schema import STATUSES
 from rewardq.storage import list_runs, run_scores, sample_history, step_stats, write_scores
+from rewardq.wire.schema import STATUSES
 
 MakeRow = Callable[..., dict[str, Any]]
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)

@@ -19,9 +19,9 @@ from sqlalchemy import text
 
 from rewardq import RewardClient, Settings
 from rewardq.storage import make_engine, upgrade
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.task import score_payload
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.context import WorkerRuntime
+from rewardq.workers.runtime.task import score_payload
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_dlq import function_reward, wait_for
 
@@ -91,7 +91,7 @@ def test_a_locked_store_retries_the_transaction_with_the_scores_kept(
     holder = _locked(sqlite_url, release)
     threading.Timer(2.5, release.set).start()
     try:
-        with caplog.at_level(logging.WARNING, logger="rewardq.workers.task"):
+        with caplog.at_level(logging.WARNING, logger="rewardq.workers.runtime.task"):
             result = score_payload(runtime, payload)
     finally:
         release.set()

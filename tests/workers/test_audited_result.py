@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from rewardq import Settings
 from rewardq.broker import make_app
-from rewardq.schema import TASK_NAME, queue_for
 from rewardq.storage import make_engine, upgrade, write_scores
+from rewardq.wire.schema import TASK_NAME, queue_for
 from tests.conftest import RedisServer, WorkerProcess
 
 GOOD = "<think>a</think>\n<answer>b</answer>"

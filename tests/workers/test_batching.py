@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rewardq.workers.batching import pack, run_packed
+from rewardq.workers.rewards.models.batching import pack, run_packed
 
 
 def test_every_index_lands_in_exactly_one_pass() -> None:

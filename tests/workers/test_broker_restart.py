@@ -17,7 +17,7 @@ from kombu import Connection, Exchange, Queue
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rewardq import RewardClient, Settings
-from rewardq.workers.transport import TRANSPORT
+from rewardq.workers.runtime.transport import TRANSPORT
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.slow

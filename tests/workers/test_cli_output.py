@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rewardq.storage import make_engine, upgrade, write_scores
-from rewardq.workers.cli_common import SIGPIPE_EXIT
+from rewardq.workers.cli.common import SIGPIPE_EXIT
 from tests.workers.test_cli import REWARDQ, rewardq
 
 LONG_ID = "dataset/" + "x" * 150 + "/end"

@@ -125,8 +125,8 @@ def test_waiting_training_tasks_are_taken_before_waiting_rescoring_tasks(
 
     from rewardq.broker import RESCORE_PRIORITY
     from rewardq.client import RewardClient
-    from rewardq.settings import Settings
     from rewardq.storage import make_engine, scores_table
+    from rewardq.wire.settings import Settings
 
     rows = [{"prompt": "p", "completion": GOOD.format(i)} for i in range(8)]
     settings = Settings.from_env(  # serve_wait=0: the tasks wait on the queue before the worker starts

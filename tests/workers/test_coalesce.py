@@ -14,13 +14,13 @@ import pytest
 from celery import states
 from celery_batches import SimpleRequest
 
-from rewardq.schema import TASK_NAME, queue_for
-from rewardq.settings import Settings
 from rewardq.storage import upgrade
-from rewardq.workers.app import create_app
-from rewardq.workers.coalesce import coalesces, prefetch_multiplier, score_requests
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.task import score_payload
+from rewardq.wire.schema import TASK_NAME, queue_for
+from rewardq.wire.settings import Settings
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.app import create_app
+from rewardq.workers.runtime.coalesce import coalesces, prefetch_multiplier, score_requests
+from rewardq.workers.runtime.task import score_payload
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_an_audit_outage_retries_the_write_not_the_task(
     upgrade(database)
     write = _locked_then_written(2)
     monkeypatch.setattr("rewardq.storage.write_scores", write)
-    monkeypatch.setattr("rewardq.workers.task.time.sleep", lambda _: None)
+    monkeypatch.setattr("rewardq.workers.runtime.task.time.sleep", lambda _: None)
     app = create_app(Settings.from_env({}, database_url=database))
     runtime = app.rewardq_runtime
     try:

@@ -6,10 +6,10 @@ import pytest
 
 from rewardq import ConfigError, UnknownRewardError
 from rewardq.catalog import BUILTIN_REWARDS
-from rewardq.schema import Sample
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.registry import BUILTIN_KINDS, RULE_KINDS, KindRegistry
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward, Score
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.rewards.registry import BUILTIN_KINDS, RULE_KINDS, KindRegistry
 
 PLUGIN = """
 from rewardq.workers.rewards.base import Reward, RewardOptions, Score

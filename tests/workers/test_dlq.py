@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from kombu import Connection, Exchange, Producer
 
 from rewardq import RewardClient, Settings
-from rewardq.schema import TASK_NAME, queue_for
 from rewardq.storage import make_engine
-from rewardq.workers.dlq import DeadLetter
+from rewardq.wire.schema import TASK_NAME, queue_for
+from rewardq.workers.runtime.dlq import DeadLetter
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_cli import rewardq
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rewardq.workers.generation import BatchGenerator, Decoding, plan_batches, sample_seed
+from rewardq.workers.rewards.models.generation import BatchGenerator, Decoding, plan_batches, sample_seed
 from tests.tinyjudges import build_peaky_lm
 
 TEXTS = [

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from rewardq.errors import SettingsError
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.launcher import WorkerOptions, choose_pool, node_name
+from rewardq.wire.errors import SettingsError
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.launcher import WorkerOptions, choose_pool, node_name
 from tests.conftest import RedisServer
 
 PLUGIN = """
-from rewardq.errors import RewardSetupError
+from rewardq.wire.errors import RewardSetupError
 from rewardq.workers.rewards.base import Reward, RewardOptions, Score
 
 

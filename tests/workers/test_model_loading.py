@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from rewardq import Settings
-from rewardq.errors import RewardSetupError
-from rewardq.workers.models import load_shared, model_identity, require_path, resolve_dtype
-from rewardq.workers.resources import WorkerResources
+from rewardq.wire.errors import RewardSetupError
+from rewardq.workers.rewards.models.loading import load_shared, model_identity, require_path, resolve_dtype
+from rewardq.workers.runtime.resources import WorkerResources
 from tests.tinymodels import build_classifier
 
 

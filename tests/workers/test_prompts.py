@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rewardq.schema import Sample
-from rewardq.workers.prompts import (
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.judges.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
     DEFAULT_REFERENCE_TEMPLATE,
     TemplateFieldError,

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from rewardq.workers.render import Format, printable, render
+from rewardq.workers.cli.render import Format, printable, render
 
 
 def test_escape_codes_and_markup_in_values_are_shown_not_obeyed() -> None:

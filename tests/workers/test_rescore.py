@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from rewardq.client import RewardClient, ScoreHandle
-from rewardq.errors import InvalidInputError
 from rewardq.rescore import score_file
-from rewardq.settings import Settings
 from rewardq.storage import make_engine, scores_table
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.resume import AuditScores
+from rewardq.wire.errors import InvalidInputError
+from rewardq.wire.settings import Settings
+from rewardq.workers.cli.resume import AuditScores
+from rewardq.workers.rewards.config import RewardsConfig
 
 GOOD = "<think>a</think><answer>{}</answer>"
 

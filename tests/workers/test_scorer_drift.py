@@ -18,12 +18,12 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
-from rewardq.errors import ScorerChangedError, ScorerMismatchError
-from rewardq.schema import queue_for
 from rewardq.scorers import run_scorers_key, short
 from rewardq.serving import WORKERS_INDEX, announcement_key
 from rewardq.storage import make_engine, upgrade, write_scores
-from rewardq.workers.config import RewardsConfig
+from rewardq.wire.errors import ScorerChangedError, ScorerMismatchError
+from rewardq.wire.schema import queue_for
+from rewardq.workers.rewards.config import RewardsConfig
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_cli import rewardq, write_jsonl
 

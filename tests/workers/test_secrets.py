@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rewardq.workers.secrets import known_secrets, masked_options, masked_url, redact
+from rewardq.workers.cli.secrets import known_secrets, masked_options, masked_url, redact
 from tests.workers.test_cli import rewardq
 
 

@@ -13,11 +13,11 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from rewardq import RewardClient, Settings
-from rewardq.schema import TASK_NAME, queue_for
 from rewardq.storage import upgrade
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.task import InvalidTask, score_payload
+from rewardq.wire.schema import TASK_NAME, queue_for
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.context import WorkerRuntime
+from rewardq.workers.runtime.task import InvalidTask, score_payload
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_cli import rewardq
 from tests.workers.test_dlq import dlq_entries

@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from rewardq import Settings
-from rewardq.schema import Sample
 from rewardq.storage import upgrade
-from rewardq.workers.config import RewardsConfig, RewardSpec
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward, Score, ScoreMeta
-from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.task import InvalidTask, sample_hash, score_payload
+from rewardq.workers.rewards.config import RewardsConfig, RewardSpec
+from rewardq.workers.runtime.context import WorkerRuntime
+from rewardq.workers.runtime.task import InvalidTask, sample_hash, score_payload
 
 
 class Misbehaving(Reward):

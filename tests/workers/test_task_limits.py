@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from rewardq import Settings
-from rewardq.schema import TASK_NAME
 from rewardq.storage import upgrade
-from rewardq.workers.app import create_app
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.task import InvalidTask, score_payload
+from rewardq.wire.schema import TASK_NAME
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.app import create_app
+from rewardq.workers.runtime.context import WorkerRuntime
+from rewardq.workers.runtime.task import InvalidTask, score_payload
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_only_transient_database_errors_are_retried(
         return write_scores(*args, **kwargs)
 
     monkeypatch.setattr("rewardq.storage.write_scores", fail_twice)
-    monkeypatch.setattr("rewardq.workers.task.time.sleep", lambda _: None)
+    monkeypatch.setattr("rewardq.workers.runtime.task.time.sleep", lambda _: None)
     result = app.tasks[TASK_NAME].apply(args=[payload([{"completion": "a"}])])
     if outcome == "refused":
         assert isinstance(result.result, type(error))

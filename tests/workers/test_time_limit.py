@@ -12,9 +12,9 @@ from sqlalchemy import text
 
 from rewardq import RewardClient, Settings
 from rewardq.storage import make_engine, upgrade
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.runtime import WorkerRuntime
-from rewardq.workers.time_limit import timed_out
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.context import WorkerRuntime
+from rewardq.workers.runtime.time_limit import timed_out
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_dlq import function_reward
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rewardq.workers.verdicts import Verdict, compile_patterns, parse_verdict
+from rewardq.workers.rewards.judges.verdicts import Verdict, compile_patterns, parse_verdict
 
 
 @pytest.mark.parametrize(

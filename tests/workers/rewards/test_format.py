@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards.format import SWIFT_PATTERN, FormatReward
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.rules.format import SWIFT_PATTERN, FormatReward
 
 
 def values(completions: list[str], **options: str) -> list[float | None]:
@@ -59,7 +59,7 @@ def test_the_linear_scan_agrees_with_the_regex_on_random_completions() -> None:
     import random
     import re
 
-    from rewardq.workers.rewards.format import FLAGS, swift_format
+    from rewardq.workers.rewards.rules.format import FLAGS, swift_format
 
     regex = re.compile(SWIFT_PATTERN, FLAGS)
     pieces = ["<think>", "</think>", "<answer>", "</answer>", " ", "\n", "x", "<", "/", ">", "think"]

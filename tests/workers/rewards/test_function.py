@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from rewardq import ConfigError, RewardClient
-from rewardq.errors import RewardSetupError
 from rewardq.samples import to_sample
-from rewardq.schema import Sample
-from rewardq.settings import Settings
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.resources import WorkerResources
+from rewardq.wire.errors import RewardSetupError
+from rewardq.wire.schema import Sample
+from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.base import Score
-from rewardq.workers.rewards.function import FunctionReward
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.rewards.functions.function import FunctionReward
+from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 
 
@@ -295,7 +295,7 @@ def test_swift_orm_class_is_built_and_called_as_ms_swift_does(
 
 def _verl_scorer() -> Any:
     """verl's default_compute_score, imported the way the convention imports it (stubs if needed)."""
-    from rewardq.workers.conventions.verl import stub_verl
+    from rewardq.workers.rewards.functions.verl import stub_verl
 
     try:
         from verl.utils.reward_score import default_compute_score
@@ -404,9 +404,9 @@ def test_verl_scorers_import_without_the_training_stack_in_a_fresh_process(tmp_p
     _verl_scorer()
     code = (
         "import sys\n"
-        "from rewardq.workers.conventions.verl import VerlConvention\n"
-        "from rewardq.workers.conventions.loading import module_loader\n"
-        "from rewardq.workers.rewards.function import FunctionOptions\n"
+        "from rewardq.workers.rewards.functions.verl import VerlConvention\n"
+        "from rewardq.workers.rewards.functions.loading import module_loader\n"
+        "from rewardq.workers.rewards.functions.function import FunctionOptions\n"
         "opts = FunctionOptions(function='verl.utils.reward_score.gsm8k:compute_score', convention='verl')\n"
         "module = VerlConvention(opts).load(module_loader(opts.function))\n"
         "print(module.compute_score('#### 3', '3'), 'ray' in sys.modules, 'torch' in sys.modules)\n"
@@ -418,9 +418,9 @@ def test_verl_scorers_import_without_the_training_stack_in_a_fresh_process(tmp_p
     (tmp_path / "broken.py").write_text("import module_that_does_not_exist\n")
     code = (
         "import sys\n"
-        "from rewardq.workers.conventions.verl import VerlConvention\n"
-        "from rewardq.workers.conventions.loading import module_loader\n"
-        "from rewardq.workers.rewards.function import FunctionOptions\n"
+        "from rewardq.workers.rewards.functions.verl import VerlConvention\n"
+        "from rewardq.workers.rewards.functions.loading import module_loader\n"
+        "from rewardq.workers.rewards.functions.function import FunctionOptions\n"
         f"opts = FunctionOptions(function='{tmp_path / 'broken.py'}:f', convention='verl')\n"
         "try:\n"
         "    VerlConvention(opts).load(module_loader(opts.function))\n"

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rewardq.errors import RewardSetupError
-from rewardq.schema import Sample
-from rewardq.settings import Settings
-from rewardq.workers.resources import WorkerResources
-from rewardq.workers.rewards import swift_genrm
+from rewardq.wire.errors import RewardSetupError
+from rewardq.wire.schema import Sample
+from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.base import Score
-from rewardq.workers.rewards.local_judge import LocalJudgeReward
+from rewardq.workers.rewards.judges import swift_genrm
+from rewardq.workers.rewards.judges.local_judge import LocalJudgeReward
+from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 from tests.tinyjudges import build_trained_judge
 from tests.tinymodels import build_causal_lm, build_classifier
@@ -103,7 +103,7 @@ def test_bad_options_are_refused_naming_the_problem(options: dict[str, Any], pro
 def test_options_are_validated_without_importing_torch() -> None:
     code = (
         "import sys\n"
-        "from rewardq.workers.registry import KindRegistry\n"
+        "from rewardq.workers.rewards.registry import KindRegistry\n"
         "cls = KindRegistry().resolve('local_judge')\n"
         "reward = cls('j', cls.Options(model='/nowhere', preset='swift_genrm'))\n"
         "print(reward.fingerprint)\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards.overlong import SoftOverlongReward
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.rules.overlong import SoftOverlongReward
 
 
 def reward(**options: int | str) -> SoftOverlongReward:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards.repetition import RepetitionReward, repetition_penalty
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.rules.repetition import RepetitionReward, repetition_penalty
 
 
 def values(completions: list[str], **options: float) -> list[float | None]:

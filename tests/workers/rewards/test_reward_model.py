@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from rewardq.errors import ConfigError, RewardSetupError
-from rewardq.schema import Sample
-from rewardq.settings import Settings
-from rewardq.workers.config import RewardsConfig
-from rewardq.workers.resources import WorkerResources
-from rewardq.workers.rewards.reward_model import RewardModelOptions, RewardModelReward
+from rewardq.wire.errors import ConfigError, RewardSetupError
+from rewardq.wire.schema import Sample
+from rewardq.wire.settings import Settings
+from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.rewards.models.reward_model import RewardModelOptions, RewardModelReward
+from rewardq.workers.runtime.resources import WorkerResources
 
 TOLERANCE = 1e-5
 
@@ -137,7 +137,7 @@ def test_padding_side_of_the_tokenizer_does_not_change_scores(
 def test_a_sample_scores_the_same_alone_in_a_small_and_in_a_large_mixed_batch(
     side: str, classifier_right: Path, classifier_left: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="rewardq.workers.rewards.reward_model")
+    caplog.set_level(logging.INFO, logger="rewardq.workers.rewards.models.reward_model")
     model_dir = classifier_right if side == "right" else classifier_left
     batch = long_tailed_samples(64, seed=1)
     probes = [batch[0], batch[5], max(batch, key=lambda s: len(s.completion_text))]
@@ -318,7 +318,7 @@ def test_loading_options_imports_neither_torch_nor_transformers(tmp_path: Path) 
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from rewardq.workers.config import RewardsConfig\n"
+        "from rewardq.workers.rewards.config import RewardsConfig\n"
         f"config = RewardsConfig.load(Path({str(path)!r}))\n"
         "config.build('rm').fingerprint\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"

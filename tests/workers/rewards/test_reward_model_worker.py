@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
-from rewardq.schema import Sample
-from rewardq.workers.resources import WorkerResources
-from rewardq.workers.rewards.reward_model import RewardModelOptions, RewardModelReward
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.models.reward_model import RewardModelOptions, RewardModelReward
+from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.slow

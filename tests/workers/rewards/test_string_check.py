@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rewardq.schema import Sample
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Score
-from rewardq.workers.rewards.string_check import StringCheckReward
+from rewardq.workers.rewards.rules.string_check import StringCheckReward
 
 
 def reward(**options: Any) -> StringCheckReward:

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards.accuracy import AccuracyReward
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward, RewardOptions
-from rewardq.workers.rewards.cosine import CosineReward
-from rewardq.workers.rewards.format import FormatReward
-from rewardq.workers.rewards.overlong import SoftOverlongReward
-from rewardq.workers.rewards.repetition import RepetitionReward
+from rewardq.workers.rewards.rules.accuracy import AccuracyReward
+from rewardq.workers.rewards.rules.cosine import CosineReward
+from rewardq.workers.rewards.rules.format import FormatReward
+from rewardq.workers.rewards.rules.overlong import SoftOverlongReward
+from rewardq.workers.rewards.rules.repetition import RepetitionReward
 from tests.swift_venv import swift_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards import text_similarity
+from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Score
-from rewardq.workers.rewards.text_similarity import METRICS, TextSimilarityReward
+from rewardq.workers.rewards.rules import text_similarity
+from rewardq.workers.rewards.rules.text_similarity import METRICS, TextSimilarityReward
 
 CAT = "the cat sat on the mat"
 CAT_REFERENCE = "the cat is on the mat"

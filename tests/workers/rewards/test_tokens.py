@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rewardq.schema import Sample
-from rewardq.workers.rewards.tokens import TokenCounter, TokenCountError
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.rules.tokens import TokenCounter, TokenCountError
 
 
 def word_tokenizer(path: Path) -> Path:
@@ -66,7 +66,7 @@ def test_tokenizer_folder(tmp_path: Path) -> None:
 
 
 def test_tokenizer_is_loaded_once_on_first_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rewardq.workers.rewards import tokens
+    from rewardq.workers.rewards.rules import tokens
 
     loads: list[str] = []
     real = tokens.load_encoder

@@ -1,0 +1,172 @@
+"""``rewardq audit``: the audit history — runs, scores, statistics, one sample's history, two runs' diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from rewardq.workers.cli.common import FormatOpt, as_row, err, errors, settings
+from rewardq.workers.cli.render import Format, render
+
+audit_app = typer.Typer(no_args_is_help=True, help="Query the reward audit history.")
+
+RewardsOpt = Annotated[list[str] | None, typer.Option("--reward", "-r", help="Only these rewards.")]
+
+
+def _connect() -> Any:
+    from rewardq.storage import make_engine
+
+    return make_engine(settings().database_url).connect()
+
+
+@audit_app.command("runs")
+@errors
+def audit_runs(fmt: FormatOpt = Format.table) -> None:
+    """The runs in the audit store, with their steps, rewards and score counts; ``mixed_scorers`` names
+    a run's rewards whose scores come from more than one scorer fingerprint."""
+    from rewardq.storage import list_runs
+
+    with _connect() as conn:
+        runs = list_runs(conn)
+    render([as_row(r) for r in runs], fmt, title="runs")
+    mixed = [r for r in runs if r.mixed_scorers]
+    if mixed and fmt is Format.table:
+        err.print(
+            f"{len(mixed)} run(s) scored with more than one scorer for a reward (mixed_scorers): their "
+            "scores of that reward are not comparable; `rewardq audit scores RUN` shows each row's scorer",
+            highlight=False,
+        )
+
+
+@audit_app.command("scores")
+@errors
+def audit_scores(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    step_min: Annotated[int | None, typer.Option(help="First step.")] = None,
+    step_max: Annotated[int | None, typer.Option(help="Last step.")] = None,
+    reward: RewardsOpt = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The scores of a run, filtered by step range and reward."""
+    from rewardq.storage import run_scores
+
+    with _connect() as conn:
+        rows = run_scores(
+            conn, run_id, step_min=step_min, step_max=step_max, rewards=reward or None, limit=limit
+        )
+        render([as_row(r) for r in rows], fmt, title=f"scores of {run_id}")
+
+
+@audit_app.command("stats")
+@errors
+def audit_stats(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    reward: RewardsOpt = None,
+    step_min: Annotated[int | None, typer.Option(help="First step.")] = None,
+    step_max: Annotated[int | None, typer.Option(help="Last step.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Per step and reward: mean, std and count of ok values, and counts per status."""
+    from rewardq.storage import step_stats
+
+    with _connect() as conn:
+        rows = step_stats(conn, run_id, rewards=reward or None, step_min=step_min, step_max=step_max)
+        render([as_row(r) for r in rows], fmt, title=f"stats of {run_id}")
+
+
+@audit_app.command("sample")
+@errors
+def audit_sample(
+    sample_hash: Annotated[str | None, typer.Option("--hash", help="The sample's content hash.")] = None,
+    sample_id: Annotated[str | None, typer.Option("--id", help="The sample's id column.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Every score a sample ever got, across runs and rescorings."""
+    from rewardq.storage import sample_history
+
+    if (sample_hash is None) == (sample_id is None):
+        raise typer.BadParameter("give exactly one of --hash or --id")
+    with _connect() as conn:
+        rows = sample_history(conn, sample_hash=sample_hash, sample_id=sample_id)
+        render([as_row(r) for r in rows], fmt, title=f"history of {sample_hash or sample_id}")
+
+
+@audit_app.command("verify")
+@errors
+def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """Check a run's hash chain: says which rows were edited, deleted, inserted or reordered (exit 1),
+    or that REWARDQ_AUDIT_KEY is not the key the run was sealed with (exit 2)."""
+    from rewardq.storage import verify_run
+
+    with _connect() as conn:
+        report = verify_run(conn, run_id, settings().chain_key)
+    if report.rows == 0:
+        raise typer.BadParameter(f"no scores of run {run_id!r} in the audit store", param_hint="RUN")
+    if report.wrong_key is not None:
+        message = f"run {run_id}: REWARDQ_AUDIT_KEY: {report.wrong_key}; no row was checked"
+        err.print(escape(message), highlight=False)
+        raise typer.Exit(2)
+    if report.intact:
+        print(
+            f"run {run_id}: {report.rows} rows, chain intact (head seq {report.head_seq}, {report.head_hash})"
+        )
+        return
+    for problem in report.problems:
+        err.print(f"{run_id}: {escape(problem)}", highlight=False)
+    err.print(f"run {run_id}: {len(report.problems)} problem(s) in {report.rows} rows", highlight=False)
+    raise typer.Exit(1)
+
+
+@audit_app.command("diff")
+@errors
+def audit_diff(
+    run_a: Annotated[str, typer.Argument(help="Run id of side a.")],
+    run_b: Annotated[str, typer.Argument(help="Run id of side b (may equal a with --scorer-a/-b).")],
+    reward: RewardsOpt = None,
+    scorer_a: Annotated[
+        str | None, typer.Option(help="Only side-a scores whose scorer fingerprint starts with this.")
+    ] = None,
+    scorer_b: Annotated[
+        str | None, typer.Option(help="Only side-b scores whose scorer fingerprint starts with this.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many of the largest disagreements to list.")] = 10,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a PNG per reward, PLOT-<reward>.png: transition counts (few values) or a scatter "
+            "of a vs b, and the deltas."
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The same samples (by content hash) under two runs or two scorer versions: flip rate, mean delta,
+    Pearson and Spearman correlation, the largest disagreements."""
+    from rewardq.storage import diff_scores, paired_scores
+
+    if run_a == run_b and (scorer_a or "") == (scorer_b or ""):
+        raise typer.BadParameter("comparing a run with itself needs different --scorer-a and --scorer-b")
+    with _connect() as conn:
+        pairs = paired_scores(
+            conn, run_a, run_b, rewards=reward or None, scorer_a=scorer_a, scorer_b=scorer_b
+        )
+        diffs = diff_scores(pairs, top=top)
+    if not diffs:
+        err.print(f"no sample was scored for the same reward in both {run_a!r} and {run_b!r}")
+        raise typer.Exit(1)
+    title = f"{run_a} (a) vs {run_b} (b)"
+    if fmt is Format.table:
+        render([d.summary() for d in diffs], fmt, title=title)
+        largest = [as_row(x) for d in diffs for x in d.largest]
+        if largest:
+            render(largest, fmt, title="largest disagreements (delta = b - a)")
+    else:  # one row per reward, its largest disagreements inside
+        render([{**d.summary(), "largest": [as_row(x) for x in d.largest]} for d in diffs], fmt)
+    if plot is not None:
+        from rewardq.workers.cli.diff_plot import plot_diffs
+
+        for written in plot_diffs(diffs, plot, label_a=run_a, label_b=run_b):
+            err.print(f"plot written to {escape(str(written))}", highlight=False)

@@ -1,0 +1,232 @@
+"""The base of the server-backed reward kinds: set-up (clients, model discovery, the cache) and the
+scoring of a chunk: dedupe identical requests, serve what the cache holds, send the rest concurrently
+within the task's deadline, re-ask replies that did not parse, cache what succeeded.
+
+A subclass says how a sample becomes a request (:meth:`ServerReward.prepare`), where it is sent
+(``path``) and how a reply is read (:meth:`ServerReward.read`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rewardq.wire.errors import RewardSetupError
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.base import Reward, Score
+from rewardq.workers.rewards.judges.cache import RequestCache, request_key
+from rewardq.workers.rewards.judges.options import ServerOptions
+from rewardq.workers.rewards.judges.results import Outcome, Reading, cache_hit_score
+from rewardq.workers.rewards.judges.servers import Failure, ServerPool
+from rewardq.workers.runtime.loop import LOOP_KEY, LoopThread
+from rewardq.workers.runtime.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A sample's request: the body of its first ask and its cache key (equal keys are sent once)."""
+
+    key: str
+    body: dict[str, Any]
+
+
+class ServerReward(Reward):
+    """A reward whose scores come from an OpenAI-compatible server (one or several replicas)."""
+
+    options: ServerOptions
+    path: str
+    """Where requests go: relative to the base URL (``chat/completions``), or from the server root
+    when it starts with ``/`` (``/pooling``)."""
+    max_reasks: int = 0
+    """How many times a reply that did not parse is asked again."""
+    template_hash: str | None = None
+    """The prompt template's hash, recorded with every score (judges)."""
+
+    def __init__(self, name: str, options: ServerOptions) -> None:
+        super().__init__(name, options)
+        self.model = options.model or ""
+        self._loop: LoopThread | None = None
+        self._pool: ServerPool | None = None
+        self._cache: RequestCache | None = None
+
+    def identity(self) -> dict[str, str]:
+        return {"model": self.options.model} if self.options.model else {}
+
+    # --- what a kind defines -------------------------------------------------------------------------
+
+    @abstractmethod
+    def prepare(self, sample: Sample) -> dict[str, Any] | Score:
+        """The request body of a sample's first ask (``model`` is added), or the Score it gets instead."""
+
+    @abstractmethod
+    def read(self, body: Any) -> Reading:
+        """Read a reply's JSON body."""
+
+    def reader_identity(self) -> dict[str, Any]:
+        """What decides how a reply is read: part of the cache key."""
+        return {}
+
+    def reask_body(self, body: dict[str, Any], reask: int) -> dict[str, Any]:
+        """The body of the ``reask``-th re-ask of a reply that did not parse."""
+        return body
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def setup(self, resources: WorkerResources) -> None:
+        options = self.options
+        api_key = _api_key(self.name, options.api_key_env)
+        self._loop = loop = resources.shared(LOOP_KEY, LoopThread)
+        pool_key = (
+            "rewardq.judging.pool",
+            options.base_url,
+            options.api_key_env,
+            options.request_timeout,
+            options.max_retries,
+            options.max_concurrency,
+        )
+
+        async def build() -> ServerPool:
+            return ServerPool(
+                options.base_url,
+                api_key,
+                request_timeout=options.request_timeout,
+                max_retries=options.max_retries,
+                max_concurrency=options.max_concurrency,
+            )
+
+        self._pool = resources.shared(pool_key, lambda: loop.run(build()))
+        self.model = loop.run(self._check_servers(self._pool))
+        if options.cache:
+            self._cache = RequestCache(resources.cache, options.cache_ttl)
+        log.info("reward %s: %s at %s", self.name, self.model, ", ".join(options.base_url))
+
+    async def _check_servers(self, pool: ServerPool) -> str:
+        """Every replica answers ``GET /models`` and serves the model; the model when none is configured."""
+        import openai
+
+        model = self.options.model
+        for index, url in enumerate(pool.urls):
+            try:
+                served = await pool.models(index)
+            except openai.APIStatusError as e:
+                raise RewardSetupError(
+                    f"reward {self.name!r}: {url}/models answered HTTP {e.status_code}: {e.message}"
+                    + (f" (is the key in ${self.options.api_key_env} right?)" if e.status_code == 401 else "")
+                ) from e
+            except openai.APIError as e:
+                raise RewardSetupError(f"reward {self.name!r}: cannot reach {url}: {e.message}") from e
+            if not served:
+                raise RewardSetupError(f"reward {self.name!r}: {url} serves no model")
+            if model is None:
+                model = served[0]
+            elif model not in served:
+                raise RewardSetupError(f"reward {self.name!r}: {url} serves {served}, not {model!r}")
+        assert model is not None
+        return model
+
+    # --- scoring ---------------------------------------------------------------------------------
+
+    def score(self, samples: Sequence[Sample]) -> list[Score]:
+        if self._loop is None or self._pool is None:
+            raise RuntimeError(f"reward {self.name!r} was not set up")
+        scores: list[Score | None] = [None] * len(samples)
+        groups: dict[str, list[int]] = {}
+        requests: dict[str, Request] = {}
+        reader = {"reader": self.reader_identity(), "version": self.version}
+        for i, sample in enumerate(samples):
+            body = self.prepare(sample)
+            if isinstance(body, Score):
+                scores[i] = body
+                continue
+            body = {"model": self.model, **body}
+            key = request_key(self.kind, self.model, body, reader)
+            requests.setdefault(key, Request(key, body))
+            groups.setdefault(key, []).append(i)
+        pending = self._serve_cached(groups, scores) if self._cache is not None else list(groups)
+        if pending:
+            outcomes = self._loop.run(self._ask_all([requests[k] for k in pending]))
+            for key, outcome in outcomes.items():
+                if outcome.ok and self._cache is not None:
+                    self._cache.put(key, outcome.cached())
+                first, *duplicates = groups[key]
+                scores[first] = outcome.score(self.template_hash)
+                for i in duplicates:
+                    scores[i] = outcome.score(self.template_hash, duplicate=True)
+        return [s if s is not None else Score.failed("internal error: no score") for s in scores]
+
+    def _serve_cached(self, groups: dict[str, list[int]], scores: list[Score | None]) -> list[str]:
+        """Fill the scores of cached requests; the keys still to ask."""
+        assert self._cache is not None
+        keys = list(groups)
+        pending = []
+        for key, cached in zip(keys, self._cache.get_many(keys), strict=True):
+            if cached is None:
+                pending.append(key)
+                continue
+            for i in groups[key]:
+                scores[i] = cache_hit_score(cached, self.template_hash)
+        return pending
+
+    async def _ask_all(self, requests: list[Request]) -> dict[str, Outcome]:
+        """Send every request concurrently; those not done by ``task_timeout`` are timed out."""
+        tasks = {r.key: asyncio.ensure_future(self._ask(r)) for r in requests}
+        _, pending = await asyncio.wait(tasks.values(), timeout=self.options.task_timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        outcomes = {}
+        for key, task in tasks.items():
+            if task in pending:
+                error = f"timeout: no answer within task_timeout ({self.options.task_timeout:g} s)"
+                outcomes[key] = Outcome(None, error, None, 0, None, timed_out=True)
+            elif (e := task.exception()) is not None:  # a bug, not a server's answer: fail this request only
+                log.error("reward %s: a request failed", self.name, exc_info=e)
+                outcomes[key] = Outcome(None, f"error: {type(e).__name__}: {e}", None, 0, None)
+            else:
+                outcomes[key] = task.result()
+        return outcomes
+
+    async def _ask(self, request: Request) -> Outcome:
+        """One request, re-asked while its reply does not parse (up to ``max_reasks`` times)."""
+        assert self._pool is not None
+        attempts, prompt_tokens, completion_tokens = 0, 0, 0
+        for reask in range(self.max_reasks + 1):
+            body = request.body if reask == 0 else self.reask_body(request.body, reask)
+            reply = await self._pool.post(self.path, body)
+            attempts += reply.attempts
+            if isinstance(reply, Failure):
+                return Outcome(
+                    None, reply.error, reply.raw, attempts, reply.replica, timed_out=reply.reason == "timeout"
+                )
+            reading = self.read(reply.body)
+            prompt_tokens += reading.prompt_tokens or 0
+            completion_tokens += reading.completion_tokens or 0
+            if not reading.reaskable:
+                break
+        return Outcome(
+            reading.value,
+            reading.error,
+            reading.raw,
+            attempts,
+            reply.replica,
+            prompt_tokens or None,
+            completion_tokens or None,
+            reading.truncated,
+        )
+
+
+def _api_key(name: str, variable: str | None) -> str | None:
+    """The key from its environment variable; never logged, never stored in options or fingerprints."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise RewardSetupError(f"reward {name!r}: api_key_env names ${variable}, which is not set")
+    return key
