@@ -36,9 +36,9 @@ from _services import free_port, redis_server, sqlite_database, workers
 
 from rewardq import RewardClient, Settings
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.judges.judge import JudgeReward
 from rewardq.workers.rewards.judges.options import JudgeOptions
-from rewardq.workers.runtime.resources import WorkerResources
 
 LATENCY = 0.05
 IN_FLIGHT = (1, 8, 32, 64)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from rewardq.wire.schema import Sample
 from rewardq.wire.settings import Settings
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.judges.local_judge import LocalJudgeReward
-from rewardq.workers.runtime.resources import WorkerResources
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [

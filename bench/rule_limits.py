@@ -16,8 +16,8 @@ import orjson
 from rewardq import Settings
 from rewardq.catalog import BUILTIN_REWARDS
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.config import RewardsConfig
-from rewardq.workers.runtime.resources import WorkerResources
 
 # Each shape: a completion of about n characters built to defeat a rule reward's parsing.
 SHAPES: dict[str, Callable[[int], str]] = {

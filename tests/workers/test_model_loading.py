@@ -8,8 +8,8 @@ import pytest
 
 from rewardq import Settings
 from rewardq.wire.errors import RewardSetupError
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.models.loading import load_shared, model_identity, require_path, resolve_dtype
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.tinymodels import build_classifier
 
 

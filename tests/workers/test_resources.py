@@ -6,8 +6,8 @@ import threading
 import time
 
 from rewardq import Settings
-from rewardq.workers.runtime.cache import MemoryCache, RedisCache, open_cache
-from rewardq.workers.runtime.resources import WorkerResources
+from rewardq.workers.process.cache import MemoryCache, RedisCache, open_cache
+from rewardq.workers.process.resources import WorkerResources
 from tests.conftest import RedisServer
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from rewardq.wire.schema import Sample, Status
 
 if TYPE_CHECKING:
-    from rewardq.workers.runtime.resources import WorkerResources
+    from rewardq.workers.process.resources import WorkerResources
 
 
 @dataclass(frozen=True, slots=True)

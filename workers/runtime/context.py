@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 from rewardq.wire.errors import RewardqError, RewardSetupError
 from rewardq.wire.settings import Settings
+from rewardq.workers.process.resources import GPU_ENV, WorkerResources
 from rewardq.workers.rewards.base import Reward
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.runtime.deliveries import Deliveries, broker_redis
 from rewardq.workers.runtime.dlq import DeadLetters
-from rewardq.workers.runtime.resources import GPU_ENV, WorkerResources
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -14,7 +14,7 @@ from rewardq.connection import check_connection
 from rewardq.wire.errors import ScorerMismatchError, SettingsError
 from rewardq.wire.schema import queue_for
 from rewardq.wire.settings import Settings
-from rewardq.workers.runtime.resources import GPU_ENV
+from rewardq.workers.process.resources import GPU_ENV
 
 if TYPE_CHECKING:
     from rewardq.workers.rewards.config import RewardsConfig

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from rewardq import Settings
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.judges.judge import JudgeReward
 from rewardq.workers.rewards.judges.options import JudgeOptions
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.fake_openai import FakeOpenAI
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rewardq.workers.process.cache import MemoryCache
 from rewardq.workers.rewards.judges.cache import CachedResult, RequestCache, request_key
-from rewardq.workers.runtime.cache import MemoryCache
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "Grade: 4"}], "temperature": 0.0}
 

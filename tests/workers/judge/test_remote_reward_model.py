@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.models.remote_reward_model import RemoteRewardModel, RemoteRewardModelOptions
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.fake_openai import FakeOpenAI, Request, classifier, failing, verdict
 
 

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.models.remote_reward_model import (
     RemoteRewardModel,
     RemoteRewardModelOptions,
     conversation,
 )
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

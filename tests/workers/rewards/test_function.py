@@ -15,10 +15,10 @@ from rewardq.samples import to_sample
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
 from rewardq.wire.settings import Settings
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.rewards.functions.function import FunctionReward
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 
 

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
 from rewardq.wire.settings import Settings
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.judges import swift_genrm
 from rewardq.workers.rewards.judges.local_judge import LocalJudgeReward
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 from tests.tinyjudges import build_trained_judge
 from tests.tinymodels import build_causal_lm, build_classifier

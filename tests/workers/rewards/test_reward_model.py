@@ -21,9 +21,9 @@ import pytest
 from rewardq.wire.errors import ConfigError, RewardSetupError
 from rewardq.wire.schema import Sample
 from rewardq.wire.settings import Settings
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.rewards.models.reward_model import RewardModelOptions, RewardModelReward
-from rewardq.workers.runtime.resources import WorkerResources
 
 TOLERANCE = 1e-5
 

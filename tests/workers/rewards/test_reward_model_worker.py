@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.models.reward_model import RewardModelOptions, RewardModelReward
-from rewardq.workers.runtime.resources import WorkerResources
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.slow

@@ -26,6 +26,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.loop import LOOP_KEY, LoopThread
 from rewardq.workers.rewards.base import Reward, RewardOptions, Score
 from rewardq.workers.rewards.functions import CONVENTIONS, Call, Convention
 from rewardq.workers.rewards.functions.loading import (
@@ -35,12 +36,11 @@ from rewardq.workers.rewards.functions.loading import (
     source_identity,
     split_name,
 )
-from rewardq.workers.runtime.loop import LOOP_KEY, LoopThread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from rewardq.workers.runtime.resources import WorkerResources
+    from rewardq.workers.process.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 

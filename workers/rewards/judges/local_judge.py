@@ -35,7 +35,7 @@ from rewardq.workers.rewards.models.generation import BatchGenerator, Decoding, 
 from rewardq.workers.rewards.models.loading import load_shared, model_identity
 
 if TYPE_CHECKING:
-    from rewardq.workers.runtime.resources import WorkerResources
+    from rewardq.workers.process.resources import WorkerResources
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 PRESET_FIELDS = ("system", "template", "parser")

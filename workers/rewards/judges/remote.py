@@ -18,13 +18,13 @@ from typing import Any
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.loop import LOOP_KEY, LoopThread
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.base import Reward, Score
 from rewardq.workers.rewards.judges.cache import RequestCache, request_key
 from rewardq.workers.rewards.judges.options import ServerOptions
 from rewardq.workers.rewards.judges.results import Outcome, Reading, cache_hit_score
 from rewardq.workers.rewards.judges.servers import Failure, ServerPool
-from rewardq.workers.runtime.loop import LOOP_KEY, LoopThread
-from rewardq.workers.runtime.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 

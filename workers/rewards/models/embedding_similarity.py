@@ -21,7 +21,7 @@ from rewardq.workers.rewards.models.loading import load_shared, model_identity
 from rewardq.workers.rewards.rules.reference import ReferenceOptions, ReferenceReward
 
 if TYPE_CHECKING:
-    from rewardq.workers.runtime.resources import WorkerResources
+    from rewardq.workers.process.resources import WorkerResources
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 

@@ -18,7 +18,7 @@ from rewardq.wire.errors import RewardSetupError
 if TYPE_CHECKING:
     import torch
 
-    from rewardq.workers.runtime.resources import WorkerResources
+    from rewardq.workers.process.resources import WorkerResources
 
 T = TypeVar("T")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

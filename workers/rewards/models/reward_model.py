@@ -26,8 +26,8 @@ from rewardq.workers.rewards.models.batching import pack, run_packed
 from rewardq.workers.rewards.models.chat_tokens import Encoded, Truncation, encode
 
 if TYPE_CHECKING:
+    from rewardq.workers.process.resources import WorkerResources
     from rewardq.workers.rewards.models.classifier import Classifier
-    from rewardq.workers.runtime.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 

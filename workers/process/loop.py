@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-LOOP_KEY = "rewardq.workers.runtime.loop"
+LOOP_KEY = "rewardq.workers.process.loop"
 
 
 class LoopThread:

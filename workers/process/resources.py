@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rewardq.wire.settings import Settings
 
 if TYPE_CHECKING:
-    from rewardq.workers.runtime.cache import ResultCache
+    from rewardq.workers.process.cache import ResultCache
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class WorkerResources:
         """The result cache: Redis (REWARDQ_CACHE_URL, else the broker's Redis) or in-process."""
         with self._guard:
             if self._cache is None:
-                from rewardq.workers.runtime.cache import open_cache
+                from rewardq.workers.process.cache import open_cache
 
                 self._cache = open_cache(self.settings)
             return self._cache

@@ -1,0 +1,2 @@
+"""What one worker process provides to its rewards: shared models and clients (resources), the event loop
+that synchronous rewards hand coroutines to, and the result cache."""
