@@ -85,9 +85,11 @@ class RecordingConsumer(Consumer):
 
 
 def score_message_problem(message: Any) -> str | None:
-    """What is wrong with a ``rewardq.score`` message that Celery would take, or None: its id is a
-    non-empty string, it has no ``eta`` or ``expires`` (the producer sends none), its body decodes to
-    one payload object as the only argument, no keyword arguments, and no callbacks, chain or chord."""
+    """What is wrong with a ``rewardq.score`` message that Celery would take, or None. Its id is a
+    non-empty string; it has no ``eta`` or ``expires`` (the producer sends none); its ``timelimit`` is
+    one the pool can set timers for (a bad one stopped the worker once the pool took the task); its
+    body decodes to one payload object as the only argument, no keyword arguments, and no callbacks,
+    chain or chord."""
     headers = message.headers
     task_id = headers.get("id")
     if not isinstance(task_id, str) or not task_id:
@@ -95,6 +97,11 @@ def score_message_problem(message: Any) -> str | None:
     for field in ("eta", "expires"):
         if headers.get(field) is not None:
             return f"{field} {headers[field]!r}: a score task is never delayed or expired"
+    limits = headers.get("timelimit")
+    if limits is not None and not (
+        isinstance(limits, list | tuple) and len(limits) == 2 and all(map(_limit, limits))
+    ):
+        return f"timelimit {limits!r}: not [hard, soft] seconds (each a positive number or null)"
     try:
         body = message.decode()
     except Exception as e:
@@ -109,3 +116,10 @@ def score_message_problem(message: Any) -> str | None:
     if not isinstance(embed, dict) or set(embed) - EMBED_KEYS or any(v is not None for v in embed.values()):
         return "embed: a score task has no callbacks, errbacks, chain or chord"
     return None
+
+
+def _limit(value: Any) -> bool:
+    """A time limit Celery's pool can set a timer for: null, or a positive finite number of seconds."""
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")

@@ -58,7 +58,8 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
 
     # shared=False: a shared task would also be registered on every app finalized later in this
     # process (a second embedded worker), which would then run the first app's runtime.
-    @app.task(name=TASK_NAME, bind=True, shared=False, Request=HardTimeLimitRequest)
+    # throws: a rejected task (parked, and failed) is logged in a line, not with a traceback.
+    @app.task(name=TASK_NAME, bind=True, shared=False, Request=HardTimeLimitRequest, throws=(InvalidTask,))
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         request = self.request
         queue = (request.delivery_info or {}).get("routing_key")
