@@ -87,9 +87,17 @@ class Channel(kombu_redis.Channel):
             if not isinstance(message.delivery_tag, str):
                 raise KombuError(f"delivery_tag is {type(message.delivery_tag).__name__}, not a string")
         except Exception as e:
-            reason = f"not a kombu message: {type(e).__name__}: {e}"[:REASON_LIMIT]
-            with self.conn_or_acquire() as client:
-                kept = DeadLetters(client).park_new(raw_letter(item, reason, queue))
+            reason = " ".join(f"not a kombu message: {type(e).__name__}: {e}".split())[:REASON_LIMIT]
+            try:
+                with self.conn_or_acquire() as client:
+                    kept = DeadLetters(client).park_new(raw_letter(item, reason, queue))
+            except Exception as failed:  # already off the list: it cannot be put back either
+                log.error(
+                    "queue %s: %s (%d bytes), lost: parking it failed: %r", queue, reason, len(item), failed
+                )
+                if isinstance(failed, self.connection_errors):
+                    raise  # Celery reconnects
+                return
             log.error("queue %s: %s (%d bytes), parked raw as %s", queue, reason, len(item), kept)
             return
         self.connection._deliver(envelope, queue)

@@ -106,6 +106,7 @@ class Recipe:
     data: bytes = b""
     cut: float = 0.0
     encoding: str = ""
+    text: str = ""
     size: int = 0
 
 
@@ -126,7 +127,12 @@ recipes = st.one_of(
     ),
     st.builds(Recipe, shape=st.just("random bytes"), data=st.binary(max_size=2048)),
     st.builds(Recipe, shape=st.just("truncated"), cut=st.floats(0, 1, exclude_max=True)),
-    st.builds(Recipe, shape=st.just("wrong encoding"), encoding=st.sampled_from(ENCODINGS)),
+    st.builds(
+        Recipe,
+        shape=st.just("wrong encoding"),
+        encoding=st.sampled_from(ENCODINGS),
+        text=st.text(min_size=1, max_size=40),  # in the completion: what the wrong charset meets
+    ),
     st.builds(
         Recipe,
         shape=st.just("huge header"),
@@ -154,7 +160,7 @@ def make_item(recipe: Recipe, tag: str) -> tuple[bytes, str | None]:
     """The bytes to push, and the task id they carry when it is a fresh one (unique to this item)."""
     task_id = str(uuid.uuid4())
     body: Any = [list(part) if isinstance(part, list) else part for part in task_body(score_payload(tag))]
-    body[0] = [dict(body[0][0], samples=[{"completion": GOOD + " café ✓"}])]
+    body[0] = [dict(body[0][0], samples=[{"completion": f"{GOOD} café ✓ {recipe.text}"}])]
     if recipe.shape == "random bytes":
         return recipe.data, None
     if recipe.shape == "body field":
@@ -203,7 +209,7 @@ def fuzz_live_worker(
     )
     client = redis.Redis.from_url(redis_server.url)
     shapes: Counter[str] = Counter()
-    fresh_ids: list[str] = []
+    fresh_ids: dict[str, str] = {}  # task id -> shape
     started = time.monotonic()
 
     @settings(
@@ -219,7 +225,7 @@ def fuzz_live_worker(
         client.lpush(QUEUE, raw)
         shapes[recipe.shape] += 1
         if task_id is not None:
-            fresh_ids.append(task_id)
+            fresh_ids[task_id] = recipe.shape
 
     push()
     pushed = sum(shapes.values())
@@ -230,7 +236,7 @@ def fuzz_live_worker(
     assert "Unrecoverable error" not in worker.output()
     assert client.llen(QUEUE) == 0 and client.hlen("unacked") == 0
 
-    parked = {key.decode() for key in client.hkeys(DLQ_KEY)}
+    parked = {key.decode(): json.loads(entry)["reason"] for key, entry in client.hgetall(DLQ_KEY).items()}
     app = make_app(Settings.from_env({}, broker_url=redis_server.url))
     try:
         with client.pipeline(transaction=False) as pipe:
@@ -240,18 +246,28 @@ def fuzz_live_worker(
     finally:
         app.close()
     answered = {t: json.loads(r)["status"] for t, r in zip(fresh_ids, results, strict=True) if r}
-    scored = [t for t, status in answered.items() if t not in parked]
+    scored = [t for t in answered if t not in parked]
     assert len(parked) + len(scored) == pushed, (len(parked), len(scored), pushed, dict(shapes))
     failed = {t: answered[t] for t in scored if answered[t] != "SUCCESS"}
     assert failed == {}, "not parked, and not scored either"
+    scored_by_shape = Counter(fresh_ids[t] for t in scored)
     return {
         "pushed": pushed,
-        "shapes": dict(shapes),
+        "shapes (pushed, scored; the rest parked)": {
+            shape: [n, scored_by_shape[shape]] for shape, n in sorted(shapes.items())
+        },
         "parked": len(parked),
+        "parked by": Counter(map(_refused_by, parked.values())),
         "scored": len(scored),
         "worker exits": 0,
         "wall s": round(time.monotonic() - started, 1),
     }
+
+
+def _refused_by(reason: str) -> str:
+    if reason.startswith("not a kombu message"):
+        return "channel (raw item)"
+    return "task (rejected payload)" if reason.startswith("rejected task") else "consumer (raw message)"
 
 
 @pytest.mark.slow
