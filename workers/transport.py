@@ -72,7 +72,7 @@ class Channel(kombu_redis.Channel):
             self._deliver_item(item, dest)
             return True
         finally:
-            self._in_poll = None
+            self._in_poll = False  # kombu writes None here; both mean "no BRPOP in flight"
             self._flush_brpop_reauth()
 
     def _deliver_item(self, item: bytes, queue: str) -> None:
