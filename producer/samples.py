@@ -177,7 +177,7 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> Problem:
     path = _field_path(deepest["loc"])
     field = ".".join(str(p) for p in path)
     got = _kind(deepest.get("input"))
-    if deepest["loc"][-1] == "[key]":
+    if deepest["loc"] and deepest["loc"][-1] == "[key]":  # a sample that is no object has no loc
         return Problem(field, "column names must be strings")
     if deepest["type"] == "invalid_key":
         return Problem(field, "keys must be strings")

@@ -137,6 +137,16 @@ def test_unknown_rewards_and_bad_samples_are_recorded_as_errors(runtime: WorkerR
     assert result["errors"]["1"].startswith("invalid sample: field 'completion'")
 
 
+def test_a_sample_that_is_no_object_is_an_invalid_sample(runtime: WorkerRuntime) -> None:
+    # Found by tests/workers/test_fuzz_messages.py: a null sample failed the task with an IndexError.
+    p = payload("format", ["<think>a</think><answer>b</answer>"])
+    p["samples"] = [None, *p["samples"], 7]
+    result = score_payload(runtime, p)
+    assert result["statuses"] == ["error", "ok", "error"]
+    assert result["errors"]["0"].startswith("invalid sample: field 'sample': ")
+    assert [r.status for r in audit(runtime, p["batch_id"])] == ["error", "ok", "error"]
+
+
 def test_oversized_samples_are_rejected_at_the_worker(database_url: str) -> None:
     upgrade(database_url)
     rt = WorkerRuntime(

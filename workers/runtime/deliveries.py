@@ -70,6 +70,14 @@ class MemoryRedis:
         with self._lock:
             self._values.setdefault(key, {})[field] = value.encode()
 
+    def hsetnx(self, key: str, field: str, value: str) -> bool:
+        with self._lock:
+            fields = self._values.setdefault(key, {})
+            if field in fields:
+                return False
+            fields[field] = value.encode()
+            return True
+
     def hget(self, key: str, field: str) -> bytes | None:
         with self._lock:
             return dict(self._values.get(key) or {}).get(field)

@@ -7,7 +7,13 @@ Three things are parked here, each with its reason:
   samples are audited and answered ``error``; a replay scores them again as a new batch of the same run;
 - a task whose envelope is malformed (wrong schema version, no batch …); its failure result stays;
 - a message the worker cannot decode or does not know (pickled or undecodable content, an unknown task
-  name): its raw body, truncated to :data:`RAW_LIMIT` bytes and never unpickled.
+  name, a body that is not a score task's arguments): its raw body, truncated to :data:`RAW_LIMIT`
+  bytes and never unpickled;
+- an item of a queue's Redis list that is not a kombu message at all (not JSON, a JSON envelope
+  without its fields, a body its ``body_encoding`` cannot decode): the item's raw bytes, as above.
+
+A raw message never replaces an entry: parked under an id already taken, it is kept under that id
+with a suffix (``<id>~<8 hex>``), so that every message refused is there once.
 
 The queue is one Redis hash, ``rewardq:dlq``: task id → a JSON :class:`DeadLetter`. Embedded (the
 in-memory broker), it lives in the process and ends with it.
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +33,9 @@ from rewardq.wire.settings import Settings
 from rewardq.workers.runtime.deliveries import broker_redis
 
 DLQ_KEY = "rewardq:dlq"
-RAW_LIMIT = 64 * 1024
+RAW_LIMIT = 64 * 1024  # bytes of a raw body (and characters of its headers) kept
+REASON_LIMIT = 500  # characters of a raw message's reason kept (an error may quote a huge value)
+MAX_KEPT_ID = 200  # a longer task id in a raw message's headers is not used as its key
 
 
 class UnknownDeadLetter(RewardqError):
@@ -68,6 +76,14 @@ class DeadLetters:
     def park(self, entry: DeadLetter) -> None:
         self.client.hset(DLQ_KEY, entry.task_id, json.dumps(asdict(entry), default=str))
 
+    def park_new(self, entry: DeadLetter) -> str:
+        """Park a raw message beside any entry of the same id; returns the id it is kept under."""
+        task_id = entry.task_id
+        while not self.client.hsetnx(DLQ_KEY, task_id, json.dumps(asdict(entry), default=str)):
+            task_id = f"{entry.task_id}~{uuid.uuid4().hex[:8]}"
+            entry = replace(entry, task_id=task_id)
+        return task_id
+
     def get(self, task_id: str) -> DeadLetter | None:
         raw = self.client.hget(DLQ_KEY, task_id)
         return None if raw is None else DeadLetter(**json.loads(raw))
@@ -103,13 +119,39 @@ def task_letter(task_id: str, payload: Any, reason: str, deliveries: int, queue:
 
 
 def message_letter(message: Any, reason: str) -> DeadLetter:
-    """The entry of a raw message the worker could not take: its body is kept as text (bytes that are not
-    UTF-8 escaped), at most RAW_LIMIT bytes of it, and never decoded by its content type."""
-    headers = _plain(getattr(message, "headers", None) or {})
+    """The entry of a kombu message the worker could not take (see :func:`raw_letter`)."""
+    headers = getattr(message, "headers", None)
     body = getattr(message, "body", b"")
-    raw = body if isinstance(body, bytes) else str(body).encode("utf-8", "backslashreplace")
-    delivery = getattr(message, "delivery_info", None) or {}
-    task_id = headers.get("id") if isinstance(headers.get("id"), str) else None
+    delivery = getattr(message, "delivery_info", None)
+    queue = delivery.get("routing_key") if isinstance(delivery, dict) else None
+    return raw_letter(
+        body if isinstance(body, bytes) else str(body).encode("utf-8", "backslashreplace"),
+        reason,
+        queue if isinstance(queue, str) else None,
+        headers=headers if isinstance(headers, dict) else {},
+        content_type=getattr(message, "content_type", None),
+        content_encoding=getattr(message, "content_encoding", None),
+    )
+
+
+def raw_letter(
+    raw: bytes,
+    reason: str,
+    queue: str | None,
+    *,
+    headers: dict[str, Any] | None = None,
+    content_type: Any = None,
+    content_encoding: Any = None,
+) -> DeadLetter:
+    """The entry of raw bytes the worker could not take: kept as text (bytes that are not UTF-8
+    escaped), at most RAW_LIMIT bytes of them, never decoded by their content type; keyed by the
+    headers' task id when there is one."""
+    plain = _plain(headers or {})
+    task_id = plain.get("id") if isinstance(plain.get("id"), str) and plain.get("id") else None
+    if task_id is not None and len(task_id) > MAX_KEPT_ID:
+        task_id = None
+    if len(shown := json.dumps(plain)) > RAW_LIMIT:
+        plain = {"truncated": shown[:RAW_LIMIT]}
     return DeadLetter(
         task_id=task_id or f"message-{uuid.uuid4()}",
         reward=None,
@@ -118,11 +160,11 @@ def message_letter(message: Any, reason: str) -> DeadLetter:
         reason=reason,
         deliveries=1,
         parked_at=_now(),
-        queue=delivery.get("routing_key") if isinstance(delivery.get("routing_key"), str) else None,
+        queue=queue,
         payload={
-            "content_type": getattr(message, "content_type", None),
-            "content_encoding": getattr(message, "content_encoding", None),
-            "headers": headers,
+            "content_type": _plain(content_type),
+            "content_encoding": _plain(content_encoding),
+            "headers": plain,
             "raw_body": raw[:RAW_LIMIT].decode("utf-8", "backslashreplace"),
             "raw_bytes": len(raw),
             "truncated": len(raw) > RAW_LIMIT,

@@ -56,9 +56,9 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     task past its hard time limit is recorded as ``timeout`` (:mod:`rewardq.workers.runtime.time_limit`)."""
     from rewardq.workers.runtime.time_limit import HardTimeLimitRequest
 
-    # shared=False: a shared task would also be registered on every app finalized later in this
-    # process (a second embedded worker), which would then run the first app's runtime.
-    @app.task(name=TASK_NAME, bind=True, shared=False, Request=HardTimeLimitRequest)
+    # shared=False: a shared task would also be registered on every app finalized later in this process
+    # (a second embedded worker), which would then run the first app's runtime. throws: no traceback.
+    @app.task(name=TASK_NAME, bind=True, shared=False, Request=HardTimeLimitRequest, throws=(InvalidTask,))
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         request = self.request
         queue = (request.delivery_info or {}).get("routing_key")
