@@ -97,7 +97,7 @@ class RewardClient:
         batch should be scored; ``on_deadline`` says what ``get`` does with scores still missing then
         (see :mod:`rewardq.handles`).
 
-        ``priority``: None (training traffic) or :data:`rewardq.broker.RESCORE_PRIORITY`, which workers
+        ``priority``: None (training traffic) or :data:`rewardq.wire.keys.RESCORE_PRIORITY`, which workers
         take only when no training task waits (Redis broker; the embedded one ignores it).
 
         A run keeps, per reward, the scorer fingerprint its first batch was served with (see
