@@ -24,8 +24,8 @@ import redis
 from _services import postgres_database, redis_server, workers
 from rescore import make_verl_dump
 
-from rewardq.broker import RESCORE_PRIORITY
 from rewardq.client import RewardClient
+from rewardq.wire.keys import RESCORE_PRIORITY
 from rewardq.wire.settings import Settings
 
 ROWS = [

@@ -7,33 +7,13 @@ from typing import Any
 from celery import Celery
 
 from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.wire.keys import PRIORITY_STEPS
 from rewardq.wire.settings import Settings
 
 # The in-memory transport and cache backend poll; a 1 ms interval keeps embedded round trips sub-ms.
 EMBEDDED_BROKER = "memory://localhost/"
 EMBEDDED_BACKEND = "cache+memory://"
 EMBEDDED_POLL_S = 0.001
-
-# Message priorities on Redis (kombu: 0 is served first). Trainers send at the default, 0; offline
-# rescoring sends RESCORE_PRIORITY. kombu keeps one Redis list per step and a worker's BRPOP names every
-# queue's step-0 list before any step-9 list, so a waiting training task is always taken before a
-# waiting rescoring task (docs/rescoring.md). Both ends must share the steps: a producer that sent a
-# priority whose list the workers do not poll would strand its tasks, so they live here, in the
-# configuration both ends are built from. Two steps instead of kombu's four halve the lists polled.
-TRAINING_PRIORITY = 0
-RESCORE_PRIORITY = 9
-PRIORITY_STEPS = [TRAINING_PRIORITY, RESCORE_PRIORITY]
-
-# kombu's Redis transport keeps a queue's messages of priority step p > 0 in the list named queue +
-# PRIORITY_SEP + p (step 0 in the bare name), and the messages workers hold in the hash UNACKED_KEY.
-PRIORITY_SEP = "\x06\x16"
-UNACKED_KEY = "unacked"
-
-
-def priority_lists(queue: str) -> list[str]:
-    """The Redis lists kombu keeps for ``queue``: one per priority step."""
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
-
 
 # A producer whose broker restarts retries each publish for about this long (one try a second) before
 # it fails with BrokerUnavailable (rewardq.connection.publish_failed).

@@ -13,7 +13,8 @@ from typing import Any
 
 from rewardq.wire.errors import ConfigError, InvalidInputError, Problem, UnknownRewardError
 
-# Rule rewards every worker serves under their kind's name with no rewards file.
+# Rule rewards every worker serves under their kind's name with no rewards file; the workers' registry
+# finds each one's class by its name (rewardq.workers.rewards.registry.rule_entry).
 BUILTIN_REWARDS: tuple[str, ...] = (
     "accuracy",
     "cosine",

@@ -29,9 +29,9 @@ from rewardq.samples import to_samples
 from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
 from rewardq.wire.errors import EmbeddedUnavailable, InvalidInputError, Problem
 from rewardq.wire.schema import (
-    SCHEMA_VERSION,
     TASK_NAME,
     Sample,
+    ScoreTask,
     batch_id_problem,
     queue_for,
     run_id_problem,
@@ -97,7 +97,7 @@ class RewardClient:
         batch should be scored; ``on_deadline`` says what ``get`` does with scores still missing then
         (see :mod:`rewardq.handles`).
 
-        ``priority``: None (training traffic) or :data:`rewardq.broker.RESCORE_PRIORITY`, which workers
+        ``priority``: None (training traffic) or :data:`rewardq.wire.keys.RESCORE_PRIORITY`, which workers
         take only when no training task waits (Redis broker; the embedded one ignores it).
 
         A run keeps, per reward, the scorer fingerprint its first batch was served with (see
@@ -118,15 +118,9 @@ class RewardClient:
         for offset in range(0, len(wire), size):
             part = wire[offset : offset + size]
             for reward in weights:
-                payload = {  # a ScoreTask: tests/producer/test_payload.py
-                    "v": SCHEMA_VERSION,
-                    "batch_id": batch_id,
-                    "run_id": run_id,
-                    "step": step,
-                    "reward": reward,
-                    "offset": offset,
-                    "samples": part,
-                }
+                payload = ScoreTask.payload(
+                    part, batch_id=batch_id, run_id=run_id, step=step, reward=reward, offset=offset
+                )
                 sendable = Sendable(payload, queue_for(reward), priority)
                 try:
                     result = app.send_task(

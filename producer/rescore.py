@@ -27,7 +27,6 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from tqdm import tqdm
 
-from rewardq.broker import RESCORE_PRIORITY
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient, ScoreHandle
 from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, rows_of
@@ -37,6 +36,7 @@ from rewardq.samples import to_samples
 from rewardq.serving import REDIS_SCHEMES
 from rewardq.stalls import StallNote
 from rewardq.wire.errors import BrokerError, BrokerLost, InvalidInputError, Problem
+from rewardq.wire.keys import RESCORE_PRIORITY
 from rewardq.wire.schema import STATUSES, Status, step_problem
 
 DEFAULT_WINDOW = 16

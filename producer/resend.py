@@ -26,7 +26,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from rewardq.broker import UNACKED_KEY, priority_lists
+from rewardq.wire.keys import UNACKED_KEY, priority_lists
 from rewardq.wire.schema import TASK_NAME
 
 log = logging.getLogger(__name__)

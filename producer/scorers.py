@@ -18,15 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rewardq.wire.announcement import Announcement
 from rewardq.wire.errors import ScorerChangedError, ScorerMismatchError
+from rewardq.wire.keys import run_scorers_key
 
 RUN_SCORERS_TTL_S = 30 * 86400
 Scorers = dict[str, dict[str | None, list[str]]]  # reward -> fingerprint (None: not announced) -> nodes
-
-
-def run_scorers_key(run_id: str) -> str:
-    """The Redis hash holding a run's pinned fingerprints, reward -> fingerprint."""
-    return f"rewardq:run:{run_id}:scorers"
 
 
 def short(fingerprint: str | None) -> str:
@@ -41,15 +38,12 @@ def _named(fingerprint: str | None) -> str:
     return fingerprint or "none announced (a worker from before fingerprints)"
 
 
-def scorers_of(announcements: Iterable[Mapping[str, Any]]) -> Scorers:
+def scorers_of(announcements: Iterable[Announcement]) -> Scorers:
     """For each reward these workers serve, each fingerprint it is served with and by which nodes."""
     found: Scorers = {}
     for entry in announcements:
-        fingerprints = entry.get("fingerprints") or {}
-        for reward in entry.get("rewards") or []:
-            fp = fingerprints.get(reward)
-            nodes = found.setdefault(str(reward), {}).setdefault(fp if isinstance(fp, str) else None, [])
-            nodes.append(str(entry.get("node")))
+        for reward in entry.rewards:
+            found.setdefault(reward, {}).setdefault(entry.fingerprints.get(reward), []).append(entry.node)
     return found
 
 
@@ -67,10 +61,10 @@ def served_fingerprint(scorers: Scorers, reward: str) -> str | None:
     )
 
 
-def refuse_conflicts(announcements: Iterable[Mapping[str, Any]], node: str, own: Mapping[str, str]) -> None:
+def refuse_conflicts(announcements: Iterable[Announcement], node: str, own: Mapping[str, str | None]) -> None:
     """Raise ScorerMismatchError when another live worker than ``node`` serves one of ``own``'s rewards
     with another fingerprint (or announces none): a worker about to start then refuses."""
-    others = scorers_of(a for a in announcements if a.get("node") != node)
+    others = scorers_of(a for a in announcements if a.node != node)
     for reward, fingerprint in own.items():
         theirs = {fp: nodes for fp, nodes in others.get(reward, {}).items() if fp != fingerprint}
         if theirs:

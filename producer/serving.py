@@ -1,8 +1,8 @@
 """Which rewards live workers serve: their announcements in Redis, and the producer's check that every
 reward of a request has a live worker before anything is enqueued.
 
-Each worker writes ``rewardq:worker:<node>`` (JSON: node, host, pid, rewards, fingerprints, queues, gpu,
-pool, concurrency, started_at, beat_at, held) every heartbeat with a time to live of three heartbeats
+Each worker writes ``rewardq:worker:<node>`` (an :class:`~rewardq.wire.announcement.Announcement`)
+every heartbeat with a time to live of three heartbeats
 (rewardq.workers.runtime.heartbeat), so a worker that died is gone from the announcements within that time.
 The nodes are also kept in the sorted set ``rewardq:workers`` so that readers find the announcements
 without scanning the keyspace (which the judges' cache shares and may fill with millions of keys).
@@ -12,7 +12,6 @@ scorers (rewardq.scorers); producers do not count it as serving until its first 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -23,22 +22,16 @@ from redis.exceptions import RedisError
 from rewardq.connection import masked
 from rewardq.scorers import RunPins, Scorers, scorers_of, served_fingerprint
 from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.wire.announcement import Announcement
 from rewardq.wire.errors import BrokerUnavailable, UnservedRewardError
+from rewardq.wire.keys import WORKERS_INDEX, announcement_key
 from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ANNOUNCEMENT_PREFIX = "rewardq:worker:"
-WORKERS_INDEX = "rewardq:workers"  # node -> when its announcement expires (the worker's clock)
 ANNOUNCEMENT_TTL_BEATS = 3  # an announcement lives this many heartbeats past its last refresh
 POLL_S = 0.5  # how often a waiting producer reads the announcements again
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-STARTING = "starting"  # the field that marks a worker's announcement before it consumes
-
-
-def announcement_key(node: str) -> str:
-    """The Redis key of one worker's announcement."""
-    return ANNOUNCEMENT_PREFIX + node
 
 
 def redis_client(settings: Settings, url: str | None = None, **options: Any) -> Any:
@@ -59,29 +52,21 @@ def checks_serving(settings: Settings) -> bool:
     )
 
 
-def read_announcements(client: Any) -> list[dict[str, Any]]:
+def read_announcements(client: Any) -> list[Announcement]:
     """Every live worker's announcement (the index, then MGET): the announcement's own expiry in Redis
     decides who is live; an unreadable one is skipped."""
     nodes = client.zrange(WORKERS_INDEX, 0, -1)
     if not nodes:
         return []
     keys = [announcement_key(node.decode(errors="replace")) for node in nodes]
-    workers = []
-    for raw in client.mget(keys):
-        if raw is None:  # expired since the index was read (a dead worker)
-            continue
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            workers.append(entry)
-    return workers
+    # None: expired since the index was read (a dead worker)
+    workers = [Announcement.read(raw) for raw in client.mget(keys) if raw is not None]
+    return [entry for entry in workers if entry is not None]
 
 
-def served_rewards(announcements: Iterable[dict[str, Any]]) -> set[str]:
+def served_rewards(announcements: Iterable[Announcement]) -> set[str]:
     """The rewards at least one of these workers serves."""
-    return {str(reward) for entry in announcements for reward in entry.get("rewards") or []}
+    return {reward for entry in announcements for reward in entry.rewards}
 
 
 class ServingCheck:
@@ -127,7 +112,7 @@ class ServingCheck:
     def read(self) -> set[str]:
         """Read the announcements now: returns the rewards live workers serve, and learns the
         fingerprints they serve them with."""
-        announcements = [a for a in self._announcements() if not a.get(STARTING)]
+        announcements = [a for a in self._announcements() if not a.starting]
         self._scorers.update(scorers_of(announcements))
         return served_rewards(announcements)
 
@@ -152,7 +137,7 @@ class ServingCheck:
             self._client = redis_client(self.settings, socket_timeout=5.0, socket_connect_timeout=5.0)
         return self._client
 
-    def _announcements(self) -> list[dict[str, Any]]:
+    def _announcements(self) -> list[Announcement]:
         try:
             return read_announcements(self._redis())
         except Exception as e:

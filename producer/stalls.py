@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from rewardq.broker import UNACKED_KEY
 from rewardq.serving import read_announcements, redis_client
+from rewardq.wire.keys import UNACKED_KEY
 from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,13 @@ class StallNote:
 
     def _why(self, client: Any) -> str | None:
         workers = read_announcements(client)
-        unserved = [r for r in self.rewards if not any(r in (w.get("rewards") or []) for w in workers)]
+        unserved = [r for r in self.rewards if not any(r in w.rewards for w in workers)]
         if unserved:
             return (
                 f"no live worker serves {', '.join(unserved)}; start one with "
                 f"`rewardq worker --rewards {','.join(unserved)}`"
             )
-        orphaned = int(client.hlen(UNACKED_KEY)) - sum(int(w.get("held") or 0) for w in workers)
+        orphaned = int(client.hlen(UNACKED_KEY)) - sum(w.held for w in workers)
         if orphaned <= 0:
             return None  # every task in flight is held by a live worker: a slow reward, not a stall
         s = self.settings

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from rewardq.wire.schema import STATUSES
+from rewardq.wire.schema import MAX_BATCH_ID, MAX_REWARD_NAME, MAX_RUN_ID, MAX_SAMPLE_ID, STATUSES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -41,11 +41,11 @@ NAMING_CONVENTION = {
 # Longest value of each bounded text column; the writer checks them so that SQLite (which ignores
 # VARCHAR lengths) and PostgreSQL (which enforces them) accept and refuse the same rows.
 MAX_LENGTHS: dict[str, int] = {
-    "run_id": 200,
-    "batch_id": 64,
+    "run_id": MAX_RUN_ID,
+    "batch_id": MAX_BATCH_ID,
     "sample_hash": 64,
-    "sample_id": 512,
-    "reward": 64,
+    "sample_id": MAX_SAMPLE_ID,
+    "reward": MAX_REWARD_NAME,
     "scorer": 256,
     "status": 16,
     "worker_host": 256,

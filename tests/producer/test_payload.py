@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
+from rewardq.samples import to_samples
 from rewardq.wire.schema import SCHEMA_VERSION, ScoreTask
 
 
@@ -31,3 +32,15 @@ def test_the_queued_payload_is_a_score_task_with_the_schema_version(redis_server
     assert (task.batch_id, task.run_id, task.step, task.reward) == (handle.batch_id, "r", 3, "format")
     assert [s.completion for s in task.samples] == ["a", "b"]
     assert task.samples[0].columns == {"solution": "1"}
+
+
+def test_a_payload_built_from_checked_samples_is_the_models_own_dump() -> None:
+    rows = [
+        {"prompt": "q", "completion": "a", "id": 7},
+        {"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "b"}]},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "c", "x": 1}]},
+    ]
+    samples = to_samples(rows, max_record_bytes=1 << 20)
+    payload = ScoreTask.payload(samples, batch_id="b", run_id="r", step=None, reward="format", offset=64)
+    assert ScoreTask.model_validate(payload).model_dump(mode="json") == payload
+    assert payload["v"] == SCHEMA_VERSION and payload["samples"] is samples  # not copied sample by sample

@@ -12,8 +12,9 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
-from rewardq.broker import PUBLISH_RETRY_POLICY, priority_lists
+from rewardq.broker import PUBLISH_RETRY_POLICY
 from rewardq.wire.errors import BrokerUnavailable
+from rewardq.wire.keys import priority_lists
 from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer
 

@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
-from rewardq.broker import priority_lists
+from rewardq.wire.keys import priority_lists
 from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess
 

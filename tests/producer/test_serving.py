@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from rewardq import RewardClient, RewardqError, Settings
-from rewardq.serving import WORKERS_INDEX, ServingCheck, announcement_key
+from rewardq.serving import ServingCheck
 from rewardq.wire.errors import UnservedRewardError
+from rewardq.wire.keys import WORKERS_INDEX, announcement_key
 from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess
 

@@ -123,9 +123,9 @@ def test_waiting_training_tasks_are_taken_before_waiting_rescoring_tasks(
 ) -> None:
     from sqlalchemy import func, select
 
-    from rewardq.broker import RESCORE_PRIORITY
     from rewardq.client import RewardClient
     from rewardq.storage import make_engine, scores_table
+    from rewardq.wire.keys import RESCORE_PRIORITY
     from rewardq.wire.settings import Settings
 
     rows = [{"prompt": "p", "completion": GOOD.format(i)} for i in range(8)]

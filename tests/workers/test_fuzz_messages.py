@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from rewardq import RewardClient, Settings
 from rewardq.broker import make_app
-from rewardq.workers.runtime.dlq import DLQ_KEY
+from rewardq.wire.keys import DLQ_KEY
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_dlq import GOOD
 from tests.workers.test_malformed_messages import QUEUE, envelope, score_payload, task_body

@@ -15,7 +15,7 @@ import redis
 import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
-from rewardq.serving import WORKERS_INDEX, announcement_key
+from rewardq.wire.keys import WORKERS_INDEX, announcement_key
 from tests.conftest import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.slow

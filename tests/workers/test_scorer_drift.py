@@ -18,10 +18,10 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
-from rewardq.scorers import run_scorers_key, short
-from rewardq.serving import WORKERS_INDEX, announcement_key
+from rewardq.scorers import short
 from rewardq.storage import make_engine, upgrade, write_scores
 from rewardq.wire.errors import ScorerChangedError, ScorerMismatchError
+from rewardq.wire.keys import WORKERS_INDEX, announcement_key, run_scorers_key
 from rewardq.wire.schema import queue_for
 from rewardq.workers.rewards.config import RewardsConfig
 from tests.conftest import RedisServer, WorkerProcess

@@ -11,16 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from rewardq.broker import PRIORITY_SEP, PRIORITY_STEPS, UNACKED_KEY, priority_lists
 from rewardq.connection import masked
 from rewardq.scorers import short
 from rewardq.serving import REDIS_SCHEMES, read_announcements, redis_client
+from rewardq.wire.announcement import Announcement
 from rewardq.wire.errors import BrokerUnavailable, SettingsError
+from rewardq.wire.keys import DLQ_KEY, PRIORITY_SEP, PRIORITY_STEPS, UNACKED_KEY, priority_lists
 from rewardq.wire.schema import QUEUE_PREFIX
 from rewardq.wire.settings import Settings
 from rewardq.workers.cli.common import errors, settings
 from rewardq.workers.cli.render import Format, render, stdout_console
-from rewardq.workers.runtime.dlq import DLQ_KEY
 
 SOCKET_TIMEOUT_S = 5.0
 
@@ -37,7 +37,7 @@ class BrokerStatus:
     """What ``rewardq status`` reports."""
 
     broker: str
-    workers: list[dict[str, Any]]
+    workers: list[Announcement]
     queues: list[QueueDepth]
     in_flight: int
     parked: int
@@ -57,7 +57,7 @@ def read_status(config: Settings) -> BrokerStatus:
     client = redis_client(config, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
     try:
         workers = read_announcements(client)
-        queues = {q for w in workers for q in w.get("queues") or []}
+        queues = {q for w in workers for q in w.queues}
         for key in client.scan_iter(match=QUEUE_PREFIX + "*", count=1000):
             queues.add(key.decode(errors="replace").split(PRIORITY_SEP)[0])
         names = sorted(queues)
@@ -80,22 +80,21 @@ def read_status(config: Settings) -> BrokerStatus:
     return BrokerStatus(masked(url), workers, depths, int(in_flight), int(parked))
 
 
-def _worker_row(entry: dict[str, Any], now: float, *, full: bool) -> dict[str, Any]:
+def _worker_row(entry: Announcement, now: float, *, full: bool) -> dict[str, Any]:
     """One worker's row; its scorer fingerprints whole (``full``) or shortened for a table."""
-    beat_at = entry.get("beat_at")
-    fingerprints = entry.get("fingerprints") or {}
+    fingerprints = entry.fingerprints
     return {
-        "node": entry.get("node"),
-        "host": entry.get("host"),
-        "rewards": entry.get("rewards"),
+        "node": entry.node,
+        "host": entry.host,
+        "rewards": entry.rewards,
         "fingerprints": fingerprints
         if full
-        else ", ".join(f"{r}={short(fingerprints.get(r))}" for r in entry.get("rewards") or []),
-        "gpu": entry.get("gpu"),
-        "pool": entry.get("pool"),
-        "concurrency": entry.get("concurrency"),
-        "held": entry.get("held"),
-        "last_beat_s": round(now - beat_at, 1) if isinstance(beat_at, int | float) else None,
+        else ", ".join(f"{r}={short(fingerprints.get(r))}" for r in entry.rewards),
+        "gpu": entry.gpu,
+        "pool": entry.pool,
+        "concurrency": entry.concurrency,
+        "held": entry.held,
+        "last_beat_s": None if entry.beat_at is None else round(now - entry.beat_at, 1),
     }
 
 
@@ -107,9 +106,7 @@ def status(
     depths, tasks in flight and parked tasks."""
     report = read_status(settings())
     now = time.time()
-    workers = [
-        _worker_row(w, now, full=as_json) for w in sorted(report.workers, key=lambda w: str(w.get("node")))
-    ]
+    workers = [_worker_row(w, now, full=as_json) for w in sorted(report.workers, key=lambda w: w.node)]
     if as_json:
         print(json.dumps(asdict(report) | {"workers": workers}))
         return

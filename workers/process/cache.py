@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.wire.keys import CACHE_PREFIX
 from rewardq.wire.settings import Settings
-
-KEY_PREFIX = "rewardq:cache:"
 
 
 class ResultCache(Protocol):
@@ -77,17 +76,17 @@ class RedisCache:
         self._client: Any = redis.Redis.from_url(url, **options)
 
     def get(self, key: str) -> bytes | None:
-        value = self._client.get(KEY_PREFIX + key)
+        value = self._client.get(CACHE_PREFIX + key)
         return value if isinstance(value, bytes) else None
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = self._client.mget([KEY_PREFIX + key for key in keys])
+        values = self._client.mget([CACHE_PREFIX + key for key in keys])
         return [v if isinstance(v, bytes) else None for v in values]
 
     def set(self, key: str, value: bytes, ttl: int) -> None:
-        self._client.set(KEY_PREFIX + key, value, ex=max(1, int(ttl)))
+        self._client.set(CACHE_PREFIX + key, value, ex=max(1, int(ttl)))
 
     def close(self) -> None:
         self._client.close()

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from rewardq.catalog import read_rewards_file
 from rewardq.wire.errors import ConfigError, UnknownRewardError
-from rewardq.wire.schema import RewardName
+from rewardq.wire.schema import MAX_REWARD_NAME, RewardName
 from rewardq.workers.rewards.base import Reward, RewardOptions
 from rewardq.workers.rewards.registry import RULE_KINDS, KindRegistry
 
@@ -86,7 +86,9 @@ def _spec(path: Path | None, name: str, table: Any, kinds: KindRegistry) -> Rewa
     try:
         _REWARD_NAME.validate_python(name)
     except ValidationError:
-        raise ConfigError(f"{where}: a reward name is 1-64 letters, digits, '_', '.', '-'") from None
+        raise ConfigError(
+            f"{where}: a reward name is 1-{MAX_REWARD_NAME} letters, digits, '_', '.', '-'"
+        ) from None
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
     options = dict(table)

@@ -1,6 +1,8 @@
 """The registry of reward kinds: built-in kinds as lazy ``"module:Class"`` entries, plus plugins.
 
-Listing kinds imports nothing; a kind's module is imported when it is first resolved.
+Listing kinds imports nothing; a kind's module is imported when it is first resolved. The rule kinds
+are the producer's catalog of built-in rewards (rewardq.catalog.BUILTIN_REWARDS), each found by its
+name: the module ``rules/<name>.py``, the class ``<Name>Reward``.
 """
 
 from __future__ import annotations
@@ -12,26 +14,24 @@ from rewardq.catalog import BUILTIN_REWARDS
 from rewardq.wire.errors import ConfigError
 from rewardq.workers.rewards.base import Reward
 
-BUILTIN_KINDS: Mapping[str, str] = {
-    "accuracy": "rewardq.workers.rewards.rules.accuracy:AccuracyReward",
-    "cosine": "rewardq.workers.rewards.rules.cosine:CosineReward",
+# Rule kinds that need no options, served under their own name with default options and no rewards
+# file. Kinds that need options (a model path, a server URL) are served only as configured rewards.
+RULE_KINDS: tuple[str, ...] = BUILTIN_REWARDS
+
+
+def rule_entry(name: str) -> str:
+    """The lazy entry of a rule kind: ``soft_overlong`` -> ``rules.soft_overlong:SoftOverlongReward``."""
+    return f"rewardq.workers.rewards.rules.{name}:{name.title().replace('_', '')}Reward"
+
+
+BUILTIN_KINDS: Mapping[str, str] = {name: rule_entry(name) for name in RULE_KINDS} | {
     "embedding_similarity": "rewardq.workers.rewards.models.embedding_similarity:EmbeddingSimilarityReward",
-    "format": "rewardq.workers.rewards.rules.format:FormatReward",
     "function": "rewardq.workers.rewards.functions.function:FunctionReward",
     "judge": "rewardq.workers.rewards.judges.judge:JudgeReward",
     "local_judge": "rewardq.workers.rewards.judges.local_judge:LocalJudgeReward",
     "remote_reward_model": "rewardq.workers.rewards.models.remote_reward_model:RemoteRewardModel",
-    "repetition": "rewardq.workers.rewards.rules.repetition:RepetitionReward",
     "reward_model": "rewardq.workers.rewards.models.reward_model:RewardModelReward",
-    "soft_overlong": "rewardq.workers.rewards.rules.overlong:SoftOverlongReward",
-    "string_check": "rewardq.workers.rewards.rules.string_check:StringCheckReward",
-    "text_similarity": "rewardq.workers.rewards.rules.text_similarity:TextSimilarityReward",
 }
-
-# Rule kinds that need no options, served under their own name with default options and no rewards
-# file (the producer's catalog lists the same names). Kinds that need options (a model path, a server
-# URL) are served only as configured rewards.
-RULE_KINDS: tuple[str, ...] = BUILTIN_REWARDS
 
 
 class KindRegistry:

@@ -15,11 +15,10 @@ import time
 from typing import Any
 
 from rewardq.serving import redis_client
+from rewardq.wire.keys import deliveries_key
 from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DELIVERIES_KEY = "rewardq:deliveries:{}"
 
 
 def broker_redis(settings: Settings) -> Any:
@@ -101,7 +100,7 @@ class Deliveries:
 
     def count(self, task_id: str) -> int:
         """Count one more delivery of ``task_id``; returns how many there have been, this one included."""
-        key = DELIVERIES_KEY.format(task_id)
+        key = deliveries_key(task_id)
         count = int(self.client.incr(key))
         self.client.expire(key, self.expires)
         return count
@@ -111,13 +110,13 @@ class Deliveries:
         only tasks in flight hold a key: the counts of a run's millions of tasks would otherwise fill
         Redis until they expire. A failure here is logged, never raised (the key then expires)."""
         try:
-            self.client.delete(*(DELIVERIES_KEY.format(task_id) for task_id in task_ids))
+            self.client.delete(*(deliveries_key(task_id) for task_id in task_ids))
         except Exception as e:
             log.warning("could not clear the delivery counts of tasks %s: %s", ", ".join(task_ids), e)
 
     def current(self, task_id: str) -> int:
         """How many deliveries of ``task_id`` were counted (0 if none)."""
-        value = self.client.get(DELIVERIES_KEY.format(task_id))
+        value = self.client.get(deliveries_key(task_id))
         return int(value) if value is not None else 0
 
     def exceeded(self, count: int) -> bool:

@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rewardq.wire.errors import RewardqError
+from rewardq.wire.keys import DLQ_KEY
 from rewardq.wire.schema import MAX_BATCH_ID, TASK_NAME
 from rewardq.wire.settings import Settings
 from rewardq.workers.runtime.deliveries import broker_redis
 
-DLQ_KEY = "rewardq:dlq"
 RAW_LIMIT = 64 * 1024  # bytes of a raw body (and characters of its headers) kept
 REASON_LIMIT = 500  # characters of a raw message's reason kept (an error may quote a huge value)
 MAX_KEPT_ID = 200  # a longer task id in a raw message's headers is not used as its key

@@ -5,8 +5,8 @@
   restored by any live worker once REWARDQ_VISIBILITY_TIMEOUT has passed since its last beat
   (``unacked_restore_interval`` in rewardq.broker); ``ZADD XX`` never re-adds a tag already acked or
   restored;
-- writes the worker's announcement ``rewardq:worker:<node>`` (rewardq.serving) with a time to live of
-  three heartbeats, and lists the node in the ``rewardq:workers`` index; producers read them before
+- writes the worker's announcement ``rewardq:worker:<node>`` (rewardq.wire.announcement) with a time to
+  live of three heartbeats, and lists the node in the ``rewardq:workers`` index; producers read them before
   enqueueing and ``rewardq status`` lists them.
 
 Before the worker consumes, :meth:`Heartbeat.claim` writes the announcement marked ``starting`` and
@@ -18,28 +18,19 @@ A failing beat (Redis down) is logged once per outage and retried at the next on
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from celery import signals
 
 from rewardq.connection import masked
 from rewardq.scorers import refuse_conflicts
-from rewardq.serving import (
-    ANNOUNCEMENT_TTL_BEATS,
-    STARTING,
-    WORKERS_INDEX,
-    announcement_key,
-    read_announcements,
-    redis_client,
-)
+from rewardq.serving import ANNOUNCEMENT_TTL_BEATS, read_announcements, redis_client
+from rewardq.wire.announcement import Announcement
 from rewardq.wire.errors import ScorerMismatchError
+from rewardq.wire.keys import UNACKED_INDEX, WORKERS_INDEX, announcement_key
 from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,22 +39,6 @@ SOCKET_TIMEOUT_S = 5.0
 # A node whose announcement expired this long ago (by this worker's clock) leaves the workers index; the
 # margin keeps a live worker listed when clocks differ between machines.
 INDEX_PRUNE_AFTER_S = 300.0
-
-
-@dataclass
-class Announcement:
-    """What a worker tells producers and ``rewardq status`` about itself."""
-
-    node: str
-    rewards: list[str]
-    queues: list[str]
-    gpu: str | None
-    pool: str
-    concurrency: int
-    fingerprints: dict[str, str] = field(default_factory=dict)  # reward -> scorer fingerprint
-    host: str = field(default_factory=socket.gethostname)
-    pid: int = field(default_factory=os.getpid)
-    started_at: float = field(default_factory=time.time)
 
 
 def held_tags(consumer: Any) -> list[str]:
@@ -83,7 +58,7 @@ def held_tags(consumer: Any) -> list[str]:
 
 def _index_key(consumer: Any) -> str:
     channel = getattr(getattr(consumer, "task_consumer", None), "channel", None)
-    return str(getattr(channel, "unacked_index_key", "unacked_index"))
+    return str(getattr(channel, "unacked_index_key", UNACKED_INDEX))
 
 
 class Heartbeat:
@@ -168,11 +143,9 @@ class Heartbeat:
 
     def _announce(self, pipe: Any, now: float, *, held: int, starting: bool = False) -> None:
         """Queue on ``pipe`` the writes of the announcement and its place in the workers index."""
-        entry = asdict(self.announcement) | {"beat_at": now, "held": held}
-        if starting:
-            entry[STARTING] = True
+        entry = self.announcement.model_copy(update={"beat_at": now, "held": held, "starting": starting})
         ttl = ANNOUNCEMENT_TTL_BEATS * self.settings.heartbeat
-        pipe.set(announcement_key(self.announcement.node), json.dumps(entry), px=int(ttl * 1000))
+        pipe.set(announcement_key(self.announcement.node), entry.to_json(), px=int(ttl * 1000))
         pipe.zadd(WORKERS_INDEX, {self.announcement.node: now + ttl})
         pipe.zremrangebyscore(WORKERS_INDEX, "-inf", now - INDEX_PRUNE_AFTER_S)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,10 +101,11 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
         pin_gpu(options.gpu)
 
     from rewardq.storage import upgrade
+    from rewardq.wire.announcement import Announcement
     from rewardq.workers.rewards.config import RewardsConfig
     from rewardq.workers.runtime.app import create_app
     from rewardq.workers.runtime.coalesce import prefetch_multiplier
-    from rewardq.workers.runtime.heartbeat import Announcement, Heartbeat
+    from rewardq.workers.runtime.heartbeat import Heartbeat
 
     config = RewardsConfig.load(settings.rewards)
     for name in options.rewards:
@@ -146,7 +149,16 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     hostname = node_name(options.gpu)
     queues = [queue_for(name) for name in options.rewards]
     announcement = Announcement(
-        hostname, options.rewards, queues, options.gpu, pool, concurrency, fingerprints=fingerprints
+        node=hostname,
+        rewards=options.rewards,
+        queues=queues,
+        gpu=options.gpu,
+        pool=pool,
+        concurrency=concurrency,
+        fingerprints=fingerprints,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        started_at=time.time(),
     )
     heartbeat = Heartbeat(settings, announcement)
     try:

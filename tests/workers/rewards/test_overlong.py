@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from rewardq.wire.schema import Sample
-from rewardq.workers.rewards.rules.overlong import SoftOverlongReward
+from rewardq.workers.rewards.rules.soft_overlong import SoftOverlongReward
 
 
 def reward(**options: int | str) -> SoftOverlongReward:

@@ -23,8 +23,8 @@ from rewardq.workers.rewards.base import Reward, RewardOptions
 from rewardq.workers.rewards.rules.accuracy import AccuracyReward
 from rewardq.workers.rewards.rules.cosine import CosineReward
 from rewardq.workers.rewards.rules.format import FormatReward
-from rewardq.workers.rewards.rules.overlong import SoftOverlongReward
 from rewardq.workers.rewards.rules.repetition import RepetitionReward
+from rewardq.workers.rewards.rules.soft_overlong import SoftOverlongReward
 from tests.swift_venv import swift_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
