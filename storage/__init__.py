@@ -32,8 +32,9 @@ from rewardq.storage.queries import (
     step_stats,
     stored_scores,
 )
+from rewardq.storage.rows import COLUMNS, REQUIRED
 from rewardq.storage.verify import ChainReport, verify_run
-from rewardq.storage.writer import COLUMNS, REQUIRED, InvalidScoreRow, write_scores
+from rewardq.storage.writer import InvalidScoreRow, write_scores
 
 __all__ = [
     "COLUMNS",

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, Subquery, distinct, func, select, true
 
 from rewardq.storage.models import scores_table
+from rewardq.storage.rows import ScoreRecord
 from rewardq.wire.schema import STATUSES
 
 __all__ = [
@@ -65,41 +66,6 @@ class RunSummary:
     scores: int
     rewards: tuple[str, ...]
     mixed_scorers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreRecord:
-    """One stored score: a row of ``scores`` (:class:`rewardq.storage.models.ScoreRow` has the columns)."""
-
-    id: int
-    run_id: str
-    step: int | None
-    batch_id: str
-    sample_index: int
-    sample_hash: str
-    sample_id: str | None
-    reward: str
-    scorer: str
-    value: float | None
-    status: str
-    error: str | None
-    raw: str | None
-    latency_ms: float
-    attempts: int
-    worker_host: str
-    worker_gpu: str | None
-    created_at: datetime
-    prompt_text: str | None
-    completion_text: str | None
-    truncated: bool | None = None
-    cache_hit: bool | None = None
-    http_attempts: int | None = None
-    replica: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    template_hash: str | None = None
-    chain_seq: int | None = None
-    chain_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

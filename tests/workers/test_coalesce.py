@@ -114,7 +114,7 @@ def test_an_audit_outage_retries_the_write_not_the_task(
     upgrade(database)
     write = _locked_then_written(2)
     monkeypatch.setattr("rewardq.storage.write_scores", write)
-    monkeypatch.setattr("rewardq.workers.runtime.task.time.sleep", lambda _: None)
+    monkeypatch.setattr("rewardq.storage.record.time.sleep", lambda _: None)
     app = create_app(Settings.from_env({}, database_url=database))
     runtime = app.rewardq_runtime
     try:

@@ -118,7 +118,7 @@ def test_only_transient_database_errors_are_retried(
         return write_scores(*args, **kwargs)
 
     monkeypatch.setattr("rewardq.storage.write_scores", fail_twice)
-    monkeypatch.setattr("rewardq.workers.runtime.task.time.sleep", lambda _: None)
+    monkeypatch.setattr("rewardq.storage.record.time.sleep", lambda _: None)
     result = app.tasks[TASK_NAME].apply(args=[payload([{"completion": "a"}])])
     if outcome == "refused":
         assert isinstance(result.result, type(error))
