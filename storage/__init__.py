@@ -2,6 +2,8 @@
 
 - :func:`make_engine` — an engine set up for the backend (SQLite WAL + busy timeout, psycopg 3).
 - :func:`upgrade` / :func:`current` / :func:`head` — the schema, by Alembic migrations shipped here.
+- :data:`COLUMNS`, :class:`ScoreRecord` — the audit row, derived from the table (:mod:`.rows`, which also
+  builds a worker's rows; :mod:`.record` writes them and reads them back, retrying an outage).
 - :func:`write_scores` — the idempotent bulk insert workers call, in their own transaction.
 - :func:`list_runs`, :func:`run_scores`, :func:`step_stats`, :func:`sample_history` — the reads behind
   ``rewardq audit``; :func:`paired_scores` and :func:`diff_scores` behind ``rewardq audit diff``.

@@ -36,6 +36,8 @@ def record_scores(
     """Write ``rows`` (one task's: one batch, one reward, consecutive sample indexes) and return the
     stored (value, status, error) of their sample indexes. A transient failure retries the transaction
     with backoff (1, 2, 4 … 30 s) for up to ``retry_s`` seconds; a permanent one raises at once."""
+    if not rows:
+        return {}
     c = scores_table.c
     first = rows[0]
     indexes = [row["sample_index"] for row in rows]
