@@ -16,25 +16,22 @@ at import. See docs/audit.md.
 
 from __future__ import annotations
 
-from rewardq.storage.diff import Disagreement, RewardDiff, diff_scores
+from rewardq.storage.diff import Disagreement, PairedScore, RewardDiff, diff_scores, paired_scores
 from rewardq.storage.engine import make_engine
 from rewardq.storage.migrate import current, downgrade, head, upgrade
 from rewardq.storage.models import Base, ScoreRow, scores_table
 from rewardq.storage.queries import (
     FINAL_STATUSES,
-    PairedScore,
     RunSummary,
     ScoreRecord,
-    StepStats,
     list_runs,
-    paired_scores,
     run_exists,
     run_scores,
     sample_history,
-    step_stats,
     stored_scores,
 )
 from rewardq.storage.rows import COLUMNS, REQUIRED
+from rewardq.storage.stats import StepStats, step_stats
 from rewardq.storage.verify import ChainReport, verify_run
 from rewardq.storage.writer import InvalidScoreRow, write_scores
 
