@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rewardq.wire.schema import STATUSES, ChunkResult
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.validate import Prepared
+
+if TYPE_CHECKING:
+    from rewardq.storage.record import Stored
 
 _NO_META = ScoreMeta()
 
@@ -61,9 +64,7 @@ def persist(
     return answer(task.reward, task.offset, answers)
 
 
-def answer(
-    reward: str, offset: int, scores: Sequence[tuple[float | None, str, str | None]]
-) -> dict[str, Any]:
+def answer(reward: str, offset: int, scores: Sequence[Stored]) -> dict[str, Any]:
     """A task's answer, the schema's :class:`ChunkResult` as JSON-ready data, from each sample's
     (value, status, error)."""
     result = ChunkResult(
