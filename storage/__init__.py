@@ -2,6 +2,8 @@
 
 - :func:`make_engine` — an engine set up for the backend (SQLite WAL + busy timeout, psycopg 3).
 - :func:`upgrade` / :func:`current` / :func:`head` — the schema, by Alembic migrations shipped here.
+- :data:`COLUMNS`, :class:`ScoreRecord` — the audit row, derived from the table (:mod:`.rows`, which also
+  builds a worker's rows; :mod:`.record` writes them and reads them back, retrying an outage).
 - :func:`write_scores` — the idempotent bulk insert workers call, in their own transaction.
 - :func:`list_runs`, :func:`run_scores`, :func:`step_stats`, :func:`sample_history` — the reads behind
   ``rewardq audit``; :func:`paired_scores` and :func:`diff_scores` behind ``rewardq audit diff``.
@@ -14,26 +16,24 @@ at import. See docs/audit.md.
 
 from __future__ import annotations
 
-from rewardq.storage.diff import Disagreement, RewardDiff, diff_scores
+from rewardq.storage.diff import Disagreement, PairedScore, RewardDiff, diff_scores, paired_scores
 from rewardq.storage.engine import make_engine
 from rewardq.storage.migrate import current, downgrade, head, upgrade
 from rewardq.storage.models import Base, ScoreRow, scores_table
 from rewardq.storage.queries import (
     FINAL_STATUSES,
-    PairedScore,
     RunSummary,
     ScoreRecord,
-    StepStats,
     list_runs,
-    paired_scores,
     run_exists,
     run_scores,
     sample_history,
-    step_stats,
     stored_scores,
 )
+from rewardq.storage.rows import COLUMNS, REQUIRED
+from rewardq.storage.stats import StepStats, step_stats
 from rewardq.storage.verify import ChainReport, verify_run
-from rewardq.storage.writer import COLUMNS, REQUIRED, InvalidScoreRow, write_scores
+from rewardq.storage.writer import InvalidScoreRow, write_scores
 
 __all__ = [
     "COLUMNS",

@@ -1,10 +1,10 @@
 """How two runs (or two scorer versions) disagree on the same samples: ``rewardq audit diff``.
 
-Built on :func:`rewardq.storage.queries.paired_scores`. Per reward, over the samples both sides scored
-``ok``: the mean of each side and of the delta (b - a), Pearson's and Spearman's correlation (ranks with
-ties averaged; None when either side is constant), the flip rate when both sides are binary (every
-value 0 or 1), and the largest disagreements. Samples whose status differs (``ok`` on one side,
-``error`` on the other …) are counted by transition.
+:func:`paired_scores` reads the pairs from the store; :func:`diff_scores` compares them. Per reward,
+over the samples both sides scored ``ok``: the mean of each side and of the delta (b - a), Pearson's and
+Spearman's correlation (ranks with ties averaged; None when either side is constant), the flip rate when
+both sides are binary (every value 0 or 1), and the largest disagreements. Samples whose status differs
+(``ok`` on one side, ``error`` on the other …) are counted by transition.
 
 For a reward with few distinct values (a binary or graded one, :data:`FEW_VALUES`), a scatter of a
 against b is a few overplotted dots: :meth:`RewardDiff.transitions` counts the samples per (a value,
@@ -15,10 +15,75 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from rewardq.storage.queries import PairedScore
+from sqlalchemy import Connection, select
+
+from rewardq.storage.models import scores_table
+
+_c = scores_table.c
+
+
+@dataclass(frozen=True, slots=True)
+class PairedScore:
+    """One sample's score for one reward in each of two runs (or by two scorers)."""
+
+    sample_hash: str
+    sample_id: str | None
+    reward: str
+    value_a: float | None
+    status_a: str
+    value_b: float | None
+    status_b: str
+
+
+def paired_scores(
+    conn: Connection,
+    run_a: str,
+    run_b: str,
+    *,
+    rewards: Iterable[str] | None = None,
+    scorer_a: str | None = None,
+    scorer_b: str | None = None,
+) -> Iterator[PairedScore]:
+    """The samples (by content hash) scored for the same reward in both runs, each side's latest score,
+    ordered by reward, then by side a's row id.
+
+    ``scorer_a``/``scorer_b`` keep only scores whose scorer fingerprint starts with them: with them,
+    ``run_a`` and ``run_b`` may be the same run rescored by two scorer versions.
+
+    Each side is read with one ``run_id = …`` query (an index scan on ``run_id``, whatever the table's
+    statistics say) and the two are paired here: a join of the runs in SQL lets the planner
+    pick a plan from statistics, and a table not yet analysed got sequential scans of all runs (15 s).
+    """
+    side_a = _latest_scores(conn, run_a, scorer_a, rewards)
+    side_b = _latest_scores(conn, run_b, scorer_b, rewards)
+    for key, (_, sample_id, value_a, status_a) in sorted(
+        side_a.items(), key=lambda item: (item[0][1], item[1][0])
+    ):
+        b = side_b.get(key)
+        if b is not None:
+            yield PairedScore(key[0], sample_id, key[1], value_a, status_a, b[2], b[3])
+
+
+def _latest_scores(
+    conn: Connection, run_id: str, scorer: str | None, rewards: Iterable[str] | None
+) -> dict[tuple[str, str], tuple[int, str | None, float | None, str]]:
+    """``{(sample_hash, reward): (id, sample_id, value, status)}`` of the run's latest score of each."""
+    query = select(_c.id, _c.sample_hash, _c.reward, _c.sample_id, _c.value, _c.status).where(
+        _c.run_id == run_id
+    )
+    if scorer is not None:
+        query = query.where(_c.scorer.startswith(scorer, autoescape=True))
+    if rewards is not None:
+        query = query.where(_c.reward.in_(list(rewards)))
+    latest: dict[tuple[str, str], tuple[int, str | None, float | None, str]] = {}
+    for row_id, sample_hash, reward, sample_id, value, status in conn.execute(query):
+        held = latest.get((sample_hash, reward))
+        if held is None or held[0] < row_id:
+            latest[(sample_hash, reward)] = (row_id, sample_id, value, status)
+    return latest
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,48 +1,31 @@
-"""The read side of the audit store, behind ``rewardq audit``: runs, a run's scores and statistics, the
-history of one sample, the scores a run already holds (to resume a rescoring) and the scores two runs
-gave the same samples (``rewardq audit diff``).
+"""The read side of the audit store, behind ``rewardq audit``: runs, a run's scores, the history of
+one sample and the scores a run already holds (to resume a rescoring). A run's statistics are in
+:mod:`rewardq.storage.stats`, the scores two runs gave the same samples in :mod:`rewardq.storage.diff`.
 
 Every function takes a :class:`sqlalchemy.Connection` (``session.connection()`` from a Session) and
 returns frozen dataclasses; none commits or writes. The same SQL runs on SQLite and PostgreSQL.
-
-Statistics are over the ``ok`` scores only (the others have no value). ``std`` is the population
-standard deviation (divisor n, so one score has std 0.0): it describes the scores that were given, as
-``numpy.std`` does, rather than estimating a wider population. It is computed in one pass from the
-mean of the values and the mean of their squares (SQLite has no ``stddev``), which loses precision
-only when the mean is many orders of magnitude larger than the spread — not the case for rewards.
-
-Statistics count the rows that *stand*, as a resumed ``rewardq score`` writes its output: a rerun of a
-run scores again what has no final score (``error``) or no score by the current scorer, in new
-batches, and its output holds the new score. So a row is superseded when its (step, sample content,
-reward) has a later row in another batch of the run, unless the row is final (``ok``/``unscorable``)
-and by the same scorer as that later row; rows of one batch (a sample sent twice in one chunk) all stand.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Subquery, distinct, func, select, true
+from sqlalchemy import Connection, Select, distinct, func, select, true
 
 from rewardq.storage.models import scores_table
-from rewardq.wire.schema import STATUSES
+from rewardq.storage.rows import ScoreRecord
 
 __all__ = [
     "FINAL_STATUSES",
-    "PairedScore",
     "RunSummary",
     "ScoreRecord",
-    "StepStats",
     "list_runs",
-    "paired_scores",
     "run_exists",
     "run_scores",
     "sample_history",
-    "step_stats",
     "stored_scores",
 ]
 
@@ -65,65 +48,6 @@ class RunSummary:
     scores: int
     rewards: tuple[str, ...]
     mixed_scorers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreRecord:
-    """One stored score: a row of ``scores`` (:class:`rewardq.storage.models.ScoreRow` has the columns)."""
-
-    id: int
-    run_id: str
-    step: int | None
-    batch_id: str
-    sample_index: int
-    sample_hash: str
-    sample_id: str | None
-    reward: str
-    scorer: str
-    value: float | None
-    status: str
-    error: str | None
-    raw: str | None
-    latency_ms: float
-    attempts: int
-    worker_host: str
-    worker_gpu: str | None
-    created_at: datetime
-    prompt_text: str | None
-    completion_text: str | None
-    truncated: bool | None = None
-    cache_hit: bool | None = None
-    http_attempts: int | None = None
-    replica: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    template_hash: str | None = None
-    chain_seq: int | None = None
-    chain_hash: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepStats:
-    """The scores of one reward at one step of a run.
-
-    ``count`` counts scores of every status and ``statuses`` each status (every one of
-    :data:`rewardq.wire.schema.STATUSES` is a key); ``mean``, ``std`` (population), ``min`` and ``max`` are
-    over the ``statuses["ok"]`` values and None when there are none.
-    """
-
-    step: int | None
-    reward: str
-    count: int
-    mean: float | None
-    std: float | None
-    min: float | None
-    max: float | None
-    statuses: Mapping[str, int]
-
-    @property
-    def ok(self) -> int:
-        """How many scores the statistics are over."""
-        return self.statuses["ok"]
 
 
 def list_runs(conn: Connection) -> list[RunSummary]:
@@ -188,65 +112,12 @@ def run_scores(
     ``step_min``/``step_max`` bound the step (inclusive; scores without a step are then left out),
     ``rewards`` keeps only those rewards, ``limit`` caps the number of rows.
     """
-    query = _run_filter(select(scores_table), run_id, step_min, step_max, rewards).order_by(
+    query = run_filter(select(scores_table), run_id, step_min, step_max, rewards).order_by(
         _c.step.asc().nulls_last(), _c.batch_id, _c.sample_index, _c.reward
     )
     if limit is not None:
         query = query.limit(limit)
     return [ScoreRecord(**row) for row in conn.execute(query).mappings()]
-
-
-def step_stats(
-    conn: Connection,
-    run_id: str,
-    *,
-    rewards: Iterable[str] | None = None,
-    step_min: int | None = None,
-    step_max: int | None = None,
-) -> list[StepStats]:
-    """Per (step, reward) of ``run_id``: counts per status and mean/std/min/max of the ``ok`` values.
-
-    Ordered by step (scores without a step last), then reward; filters as in :func:`run_scores`.
-    """
-    rows = _standing(run_id, step_min, step_max, rewards).c
-    ok = rows.status == "ok"
-    value = rows.value
-    query = (
-        select(
-            rows.step,
-            rows.reward,
-            func.count(),
-            *(func.count().filter(rows.status == status) for status in STATUSES),
-            func.avg(value).filter(ok),
-            func.avg(value * value).filter(ok),
-            func.min(value).filter(ok),
-            func.max(value).filter(ok),
-        )
-        .where(
-            (rows.batch_id == rows.last_batch)
-            | (rows.status.in_(FINAL_STATUSES) & (rows.scorer == rows.last_scorer))
-        )
-        .group_by(rows.step, rows.reward)
-        .order_by(rows.step.asc().nulls_last(), rows.reward)
-    )
-    out = []
-    for row in conn.execute(query):
-        step, reward, count = row[0], row[1], row[2]
-        statuses = dict(zip(STATUSES, row[3 : 3 + len(STATUSES)], strict=True))
-        mean, mean_sq, lo, hi = row[3 + len(STATUSES) :]
-        out.append(
-            StepStats(
-                step=step,
-                reward=reward,
-                count=count,
-                mean=None if mean is None else float(mean),
-                std=_population_std(mean, mean_sq, lo, hi),
-                min=lo,
-                max=hi,
-                statuses=statuses,
-            )
-        )
-    return out
 
 
 def sample_history(
@@ -296,92 +167,14 @@ def stored_scores(
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class PairedScore:
-    """One sample's score for one reward in each of two runs (or by two scorers)."""
-
-    sample_hash: str
-    sample_id: str | None
-    reward: str
-    value_a: float | None
-    status_a: str
-    value_b: float | None
-    status_b: str
-
-
-def paired_scores(
-    conn: Connection,
-    run_a: str,
-    run_b: str,
-    *,
-    rewards: Iterable[str] | None = None,
-    scorer_a: str | None = None,
-    scorer_b: str | None = None,
-) -> Iterator[PairedScore]:
-    """The samples (by content hash) scored for the same reward in both runs, each side's latest score,
-    ordered by reward, then by side a's row id.
-
-    ``scorer_a``/``scorer_b`` keep only scores whose scorer fingerprint starts with them: with them,
-    ``run_a`` and ``run_b`` may be the same run rescored by two scorer versions.
-
-    Each side is read with one ``run_id = …`` query (an index scan on ``run_id``, whatever the table's
-    statistics say) and the two are paired here: a join of the runs in SQL lets the planner
-    pick a plan from statistics, and a table not yet analysed got sequential scans of all runs (15 s).
-    """
-    side_a = _latest_scores(conn, run_a, scorer_a, rewards)
-    side_b = _latest_scores(conn, run_b, scorer_b, rewards)
-    for key, (_, sample_id, value_a, status_a) in sorted(
-        side_a.items(), key=lambda item: (item[0][1], item[1][0])
-    ):
-        b = side_b.get(key)
-        if b is not None:
-            yield PairedScore(key[0], sample_id, key[1], value_a, status_a, b[2], b[3])
-
-
-def _latest_scores(
-    conn: Connection, run_id: str, scorer: str | None, rewards: Iterable[str] | None
-) -> dict[tuple[str, str], tuple[int, str | None, float | None, str]]:
-    """``{(sample_hash, reward): (id, sample_id, value, status)}`` of the run's latest score of each."""
-    query = select(_c.id, _c.sample_hash, _c.reward, _c.sample_id, _c.value, _c.status).where(
-        _c.run_id == run_id
-    )
-    if scorer is not None:
-        query = query.where(_c.scorer.startswith(scorer, autoescape=True))
-    if rewards is not None:
-        query = query.where(_c.reward.in_(list(rewards)))
-    latest: dict[tuple[str, str], tuple[int, str | None, float | None, str]] = {}
-    for row_id, sample_hash, reward, sample_id, value, status in conn.execute(query):
-        held = latest.get((sample_hash, reward))
-        if held is None or held[0] < row_id:
-            latest[(sample_hash, reward)] = (row_id, sample_id, value, status)
-    return latest
-
-
-def _standing(
-    run_id: str, step_min: int | None, step_max: int | None, rewards: Iterable[str] | None
-) -> Subquery:
-    """The run's rows, each with the batch and scorer of the latest row of its (step, sample, reward)."""
-    latest = {"partition_by": (_c.step, _c.sample_hash, _c.reward), "order_by": _c.id.desc()}
-    query = select(
-        _c.step,
-        _c.reward,
-        _c.value,
-        _c.status,
-        _c.batch_id,
-        _c.scorer,
-        func.first_value(_c.batch_id).over(**latest).label("last_batch"),
-        func.first_value(_c.scorer).over(**latest).label("last_scorer"),
-    )
-    return _run_filter(query, run_id, step_min, step_max, rewards).subquery()
-
-
-def _run_filter(
+def run_filter(
     query: Select[Any],
     run_id: str,
     step_min: int | None,
     step_max: int | None,
     rewards: Iterable[str] | None,
 ) -> Select[Any]:
+    """``query`` restricted to ``run_id``'s rows within the step bounds (inclusive) and rewards given."""
     query = query.where(_c.run_id == run_id)
     if step_min is not None:
         query = query.where(_c.step >= step_min)
@@ -390,11 +183,3 @@ def _run_filter(
     if rewards is not None:
         query = query.where(_c.reward.in_(list(rewards)))
     return query
-
-
-def _population_std(mean: Any, mean_sq: Any, lo: Any, hi: Any) -> float | None:
-    if mean is None:
-        return None
-    if lo == hi:  # one value, or all equal: exactly 0, not the rounding residue of E[x²] - E[x]²
-        return 0.0
-    return math.sqrt(max(float(mean_sq) - float(mean) ** 2, 0.0))

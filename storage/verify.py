@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select
 
 from rewardq.storage.chain import GENESIS, UNKEYED, canonical, key_id, link
 from rewardq.storage.models import RunHead, ScoreRow
-from rewardq.storage.writer import COLUMNS
+from rewardq.storage.rows import COLUMNS
 
 _MOVE_SEARCH_LIMIT = 50  # rows checked against every link for a move; past that, "edited or moved"
 

@@ -32,97 +32,60 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Double, Integer, String
 
 from rewardq.storage.chain import advance, canonical, claim_heads, link, stored_indexes
-from rewardq.storage.models import MAX_LENGTHS
+from rewardq.storage.models import scores_table
+from rewardq.storage.rows import CHAIN_COLUMNS, COLUMNS, REQUIRED
 from rewardq.wire.schema import STATUSES
 
-COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "step",
-    "batch_id",
-    "sample_index",
-    "sample_hash",
-    "sample_id",
-    "reward",
-    "scorer",
-    "value",
-    "status",
-    "error",
-    "raw",
-    "latency_ms",
-    "attempts",
-    "worker_host",
-    "worker_gpu",
-    "created_at",
-    "prompt_text",
-    "completion_text",
-    "truncated",
-    "cache_hit",
-    "http_attempts",
-    "replica",
-    "prompt_tokens",
-    "completion_tokens",
-    "template_hash",
-)
-"""The columns a row may give, in table order; ``id`` is assigned by the database, the chain's
-columns by the writer."""
-_WRITTEN = (*COLUMNS, "chain_seq", "chain_hash")
+_WRITTEN = (*COLUMNS, *CHAIN_COLUMNS)
+_TABLE = scores_table.c
 
-REQUIRED: tuple[str, ...] = (
-    "run_id",
-    "batch_id",
-    "sample_index",
-    "sample_hash",
-    "reward",
-    "scorer",
-    "status",
-    "latency_ms",
-    "attempts",
-    "worker_host",
-)
-"""Columns a row must give, not None. The others may be left out (None); ``created_at`` then is now."""
 
-_PG_TYPES: dict[str, str] = {
-    "step": "int4",
-    "sample_index": "int4",
-    "value": "float8",
-    "latency_ms": "float8",
-    "attempts": "int4",
-    "created_at": "timestamptz",
-    "truncated": "bool",
-    "cache_hit": "bool",
-    "http_attempts": "int4",
-    "prompt_tokens": "int4",
-    "completion_tokens": "int4",
-    "chain_seq": "int8",
-}
+def _pg_type(column: Column[Any]) -> str:
+    """The PostgreSQL type a column's values are sent as (binary arrays, ``%b::type[]``)."""
+    kind = column.type
+    if isinstance(kind, Boolean):
+        return "bool"
+    if isinstance(kind, Integer):
+        return "int8" if isinstance(kind, BigInteger) else "int4"
+    if isinstance(kind, Double):
+        return "float8"
+    if kind.python_type is datetime:
+        return "timestamptz"
+    return "text"
+
+
+def _typed(*kinds: type) -> tuple[str, ...]:
+    return tuple(c for c in COLUMNS if isinstance(_TABLE[c].type, kinds))
+
+
+_PG_TYPES = {c: _pg_type(_TABLE[c]) for c in _WRITTEN}
 _CONFLICT = "ON CONFLICT (batch_id, sample_index, reward) DO NOTHING"
 _COLUMN_LIST = ", ".join(_WRITTEN)
 _SQLITE_INSERT = f"INSERT INTO scores ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(_WRITTEN))}) {_CONFLICT}"
 
+# Validated by type, from the table; status, sample_hash, value and created_at have rules of their own.
 _ALLOWED = frozenset(COLUMNS)
 _STATUSES = frozenset(STATUSES)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _AT = {c: i for i, c in enumerate(COLUMNS)}
 _REQUIRED_AT = tuple((_AT[c], c) for c in REQUIRED)
-_STRINGS_AT = tuple((_AT[c], c, MAX_LENGTHS[c]) for c in COLUMNS if c in MAX_LENGTHS and c != "status")
-_TEXTS_AT = tuple((_AT[c], c) for c in ("error", "raw", "prompt_text", "completion_text"))
-_INTS_AT = tuple(
-    (_AT[c], c)
-    for c in ("step", "sample_index", "attempts", "http_attempts", "prompt_tokens", "completion_tokens")
-)
-_NULLABLE_INTS = frozenset(_AT[c] for c in ("step", "http_attempts", "prompt_tokens", "completion_tokens"))
-_BOOLS_AT = tuple((_AT[c], c) for c in ("truncated", "cache_hit"))
+_STRINGS = tuple(c for c in _typed(String) if c != "status")
+_STRINGS_AT = tuple((_AT[c], c, _TABLE[c].type.length) for c in _STRINGS if _TABLE[c].type.length)
+_TEXTS_AT = tuple((_AT[c], c) for c in _STRINGS if not _TABLE[c].type.length)
+_INTS_AT = tuple((_AT[c], c) for c in _typed(Integer))
+_NULLABLE_INTS = frozenset(at for at, c in _INTS_AT if _TABLE[c].nullable)
+_BOOLS_AT = tuple((_AT[c], c) for c in _typed(Boolean))
+_FLOATS_AT = tuple((_AT[c], c) for c in _typed(Double) if c != "value")
 _BOOL_OR_NONE = frozenset({bool, type(None)})
-_STATUS, _HASH, _VALUE, _LATENCY, _CREATED = (
-    _AT[c] for c in ("status", "sample_hash", "value", "latency_ms", "created_at")
-)
+_STATUS, _HASH, _VALUE, _CREATED = (_AT[c] for c in ("status", "sample_hash", "value", "created_at"))
 _INDEX_AT = _AT["sample_index"]  # never folded into a scalar: unnest needs one array
 _RUN, _BATCH, _REWARD = _AT["run_id"], _AT["batch_id"], _AT["reward"]
 _ALL_COLUMNS = itemgetter(*COLUMNS)
 _STR, _STR_OR_NONE = frozenset({str}), frozenset({str, type(None)})
+_FLOAT, _FLOAT_OR_NONE = frozenset({float}), frozenset({float, type(None)})
 
 
 class InvalidScoreRow(ValueError):
@@ -280,9 +243,12 @@ def _fast_columns(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]] | None:
         for status, value in zip(columns[_STATUS], columns[_VALUE], strict=True):
             if (type(value) is not float or value - value != 0.0) if status == "ok" else value is not None:
                 return None
-        latencies = columns[_LATENCY]
-        if set(map(type, latencies)) != {float} or not math.isfinite(sum(latencies)):
-            return None
+        for at, name in _FLOATS_AT:
+            values = columns[at]
+            if not set(map(type, values)) <= (_FLOAT if name in REQUIRED else _FLOAT_OR_NONE):
+                return None
+            if not math.isfinite(sum(v for v in values if v is not None)):
+                return None
         for at, _ in _INTS_AT:
             values = columns[at]
             if not set(map(type, values)) <= ({int, type(None)} if at in _NULLABLE_INTS else {int}):
@@ -343,7 +309,9 @@ def _checked_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
             values[_VALUE] = _finite(i, "value", value, "status 'ok' needs a finite value")
         elif value is not None:
             raise InvalidScoreRow(i, "value", f"must be None when status is {status!r}, got {value!r}")
-        values[_LATENCY] = _finite(i, "latency_ms", values[_LATENCY], "must be a finite number")
+        for at, name in _FLOATS_AT:
+            if values[at] is not None:
+                values[at] = _finite(i, name, values[at], "must be a finite number")
         for at, name in _INTS_AT:
             v = values[at]
             if v is not None and (type(v) is not int or v < 0):

@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from rewardq.storage import diff_scores, make_engine, paired_scores, upgrade, write_scores
-from rewardq.storage.diff import pearson, ranks
-from rewardq.storage.queries import PairedScore
+from rewardq.storage.diff import PairedScore, pearson, ranks
 from tests.storage.conftest import sha256
 
 

@@ -91,7 +91,7 @@ def test_a_locked_store_retries_the_transaction_with_the_scores_kept(
     holder = _locked(sqlite_url, release)
     threading.Timer(2.5, release.set).start()
     try:
-        with caplog.at_level(logging.WARNING, logger="rewardq.workers.runtime.task"):
+        with caplog.at_level(logging.WARNING, logger="rewardq.storage.record"):
             result = score_payload(runtime, payload)
     finally:
         release.set()

@@ -113,8 +113,8 @@ def test_an_audit_outage_retries_the_write_not_the_task(
     database = f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(database)
     write = _locked_then_written(2)
-    monkeypatch.setattr("rewardq.storage.write_scores", write)
-    monkeypatch.setattr("rewardq.workers.runtime.task.time.sleep", lambda _: None)
+    monkeypatch.setattr("rewardq.storage.record.write_scores", write)
+    monkeypatch.setattr("rewardq.storage.record.time.sleep", lambda _: None)
     app = create_app(Settings.from_env({}, database_url=database))
     runtime = app.rewardq_runtime
     try:
@@ -150,7 +150,7 @@ def test_an_outage_past_the_retry_budget_fails_the_task_with_the_audit_error(
 ) -> None:
     database = f"sqlite:///{tmp_path / 'audit.db'}"
     upgrade(database)
-    monkeypatch.setattr("rewardq.storage.write_scores", _locked_then_written(100))
+    monkeypatch.setattr("rewardq.storage.record.write_scores", _locked_then_written(100))
     app = create_app(Settings.from_env({}, database_url=database, audit_retry=0))
     runtime = app.rewardq_runtime
     try:

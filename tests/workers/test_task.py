@@ -12,11 +12,12 @@ import sqlalchemy as sa
 
 from rewardq import Settings
 from rewardq.storage import upgrade
+from rewardq.storage.rows import sample_hash
 from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward, Score, ScoreMeta
 from rewardq.workers.rewards.config import RewardsConfig, RewardSpec
 from rewardq.workers.runtime.context import WorkerRuntime
-from rewardq.workers.runtime.task import InvalidTask, sample_hash, score_payload
+from rewardq.workers.runtime.task import InvalidTask, score_payload
 
 
 class Misbehaving(Reward):

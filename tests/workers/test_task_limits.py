@@ -117,8 +117,8 @@ def test_only_transient_database_errors_are_retried(
             raise error
         return write_scores(*args, **kwargs)
 
-    monkeypatch.setattr("rewardq.storage.write_scores", fail_twice)
-    monkeypatch.setattr("rewardq.workers.runtime.task.time.sleep", lambda _: None)
+    monkeypatch.setattr("rewardq.storage.record.write_scores", fail_twice)
+    monkeypatch.setattr("rewardq.storage.record.time.sleep", lambda _: None)
     result = app.tasks[TASK_NAME].apply(args=[payload([{"completion": "a"}])])
     if outcome == "refused":
         assert isinstance(result.result, type(error))

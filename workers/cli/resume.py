@@ -15,8 +15,8 @@ from typing import Any
 
 from rewardq.rescore import Stored
 from rewardq.samples import to_samples
+from rewardq.storage.rows import sample_hash
 from rewardq.wire.settings import Settings
-from rewardq.workers.runtime.task import sample_hash
 
 
 class AuditScores:

@@ -12,8 +12,8 @@ Each task is still validated, audited (its own transaction, its own rows) and an
 its result is stored with ``backend.mark_as_done`` under its own id, and celery-batches acknowledges
 the messages (acks_late) only after the flush returns, so after every audit row is written. Each
 request is a delivery of its task, counted and parked as the plain task's
-(rewardq.workers.runtime.task.admit);
-an audit-store outage retries the write, inside ``persist``, never the reward.
+(rewardq.workers.runtime.admission.admit); an audit-store outage retries the write, inside
+``persist``, never the reward.
 """
 
 from __future__ import annotations
@@ -28,16 +28,11 @@ from celery.worker.strategy import default as default_strategy
 
 from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.admission import admit, park_invalid
 from rewardq.workers.runtime.context import WorkerRuntime
-from rewardq.workers.runtime.task import (
-    InvalidTask,
-    Prepared,
-    admit,
-    park_invalid,
-    persist,
-    prepare,
-    score_together,
-)
+from rewardq.workers.runtime.persist import persist
+from rewardq.workers.runtime.scoring import score_together
+from rewardq.workers.runtime.validate import InvalidTask, Prepared, prepare
 
 log = logging.getLogger(__name__)
 

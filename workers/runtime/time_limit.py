@@ -69,7 +69,8 @@ def timed_out(runtime: Any, request: Request, timeout: float) -> dict[str, Any]:
     """Write the request's samples as ``timeout`` (once, no retry: this runs in the worker's main process)
     and return what the audit holds for them."""
     from rewardq.workers.rewards.base import Score
-    from rewardq.workers.runtime.task import persist, prepare
+    from rewardq.workers.runtime.persist import persist
+    from rewardq.workers.runtime.validate import prepare
 
     payload = request.args[0] if request.args else request.kwargs.get("payload")
     item = prepare(runtime, payload)

@@ -1,0 +1,67 @@
+"""Scoring validated tasks: one call to the reward for the valid samples of one or more tasks.
+
+A reward that fails to build or raises fails its samples with the error text, never the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from rewardq.wire.errors import RewardqError
+from rewardq.wire.schema import Sample
+from rewardq.workers.rewards.base import Score
+from rewardq.workers.runtime.context import WorkerRuntime
+from rewardq.workers.runtime.validate import Prepared
+
+log = logging.getLogger(__name__)
+
+
+def score_together(runtime: WorkerRuntime, items: Sequence[Prepared]) -> None:
+    """Score tasks of one reward in a single call to the reward, as if each had been scored alone.
+
+    Every item gets the call's scorer fingerprint and latency; a reward's scores do not depend on
+    what a sample is batched with, so coalescing changes no value.
+    """
+    names = {item.task.reward for item in items}
+    if len(names) != 1:
+        raise ValueError(f"score_together takes tasks of one reward, got {sorted(names)}")
+    samples = [s for item in items for s in item.samples]
+    scores = [s for item in items for s in item.scores]
+    scorer, latency_ms = _score(runtime, names.pop(), samples, scores)
+    start = 0
+    for item in items:
+        end = start + len(item.scores)
+        item.scores, item.scorer, item.latency_ms = scores[start:end], scorer, latency_ms
+        start = end
+
+
+def _score(
+    runtime: WorkerRuntime, name: str, samples: list[Sample | None], scores: list[Score | None]
+) -> tuple[str, float]:
+    """Fill ``scores`` for the valid samples; returns the scorer's fingerprint and the latency in ms."""
+    valid = [i for i, s in enumerate(samples) if s is not None]
+    try:
+        reward = runtime.reward(name)
+    except RewardqError as e:
+        error, scorer = str(e), "unavailable"
+    except Exception as e:  # a reward that fails to build (missing model …) fails its samples, not the worker
+        log.exception("building reward %s failed", name)
+        error, scorer = f"reward {name!r} failed to load: {type(e).__name__}: {e}", "unavailable"
+    else:
+        scorer = reward.fingerprint
+        started = time.perf_counter()
+        try:
+            out = reward.score([samples[i] for i in valid])
+            if len(out) != len(valid):
+                raise RuntimeError(f"returned {len(out)} scores for {len(valid)} samples")
+        except Exception as e:
+            log.exception("reward %s failed on a chunk", name)
+            out = [Score.failed(f"reward {name!r} failed: {type(e).__name__}: {e}")] * len(valid)
+        for i, score in zip(valid, out, strict=True):
+            scores[i] = score
+        return scorer, (time.perf_counter() - started) * 1000.0
+    for i in valid:
+        scores[i] = Score.failed(error)
+    return scorer, 0.0
