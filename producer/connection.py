@@ -26,7 +26,8 @@ def masked(url: str | None) -> str:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:  # unparsable: keep the scheme only, the rest may hold a password
-        return f"{url.partition('://')[0]}://{MASK}"
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://{MASK}" if sep else MASK
     if not password:
         return url
     userinfo, _, host = parts.netloc.rpartition("@")

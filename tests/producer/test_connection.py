@@ -29,3 +29,4 @@ def test_only_the_password_is_masked(url: str | None, shown: str) -> None:
 
 def test_an_unparsable_url_keeps_its_scheme_only() -> None:
     assert masked("redis://u:secret@[::1:6379/0") == "redis://**"
+    assert masked("//u:secret@[::1") == "**"
