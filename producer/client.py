@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -38,6 +38,11 @@ from rewardq.wire.schema import (
     step_problem,
 )
 from rewardq.wire.settings import Settings
+
+if TYPE_CHECKING:
+    # Relative: mypy reads this tree as `producer`, so an absolute rewardq import is Any to it, and
+    # Unpack needs the TypedDict itself.
+    from .integrations.trl import TrlOptions
 
 log = logging.getLogger(__name__)
 
@@ -186,56 +191,29 @@ class RewardClient:
         return ScoreHandle.reopen(self.app, batch_id)
 
     def reward_func(
-        self,
-        rewards: Mapping[str, float] | Sequence[str] | str,
-        *,
-        run_id: str | None = None,
-        asynchronous: bool = False,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        on_deadline: DeadlinePolicy = "partial",
+        self, rewards: Mapping[str, float] | Sequence[str] | str, **options: Unpack[TrlOptions]
     ) -> Callable[..., Any]:
         """A TRL reward function: each sample's weighted total of ``rewards`` (see rewardq.integrations.trl).
 
-        ``run_id`` defaults to REWARDQ_RUN_ID; the step is TRL's ``trainer_state.global_step``.
+        ``options``: ``run_id`` (default REWARDQ_RUN_ID), ``asynchronous``, ``timeout``, ``deadline``,
+        ``on_deadline`` (:class:`~rewardq.integrations.trl.TrlOptions`); the step is TRL's
+        ``trainer_state.global_step``.
         """
         from rewardq.integrations.trl import total_reward
 
-        return total_reward(
-            self,
-            rewards,
-            run_id=run_id,
-            asynchronous=asynchronous,
-            timeout=timeout,
-            deadline=deadline,
-            on_deadline=on_deadline,
-        )
+        return total_reward(self, rewards, **options)
 
     def reward_funcs(
-        self,
-        rewards: Mapping[str, float] | Sequence[str] | str,
-        *,
-        run_id: str | None = None,
-        asynchronous: bool = False,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        on_deadline: DeadlinePolicy = "partial",
+        self, rewards: Mapping[str, float] | Sequence[str] | str, **options: Unpack[TrlOptions]
     ) -> list[Callable[..., Any]]:
         """TRL reward functions, one per reward and named after it, sharing one submission per batch.
 
         Give the weights to TRL (``GRPOConfig(reward_weights=...)``); see rewardq.integrations.trl.
+        ``options``: as for :meth:`reward_func`.
         """
         from rewardq.integrations.trl import per_reward
 
-        return per_reward(
-            self,
-            rewards,
-            run_id=run_id,
-            asynchronous=asynchronous,
-            timeout=timeout,
-            deadline=deadline,
-            on_deadline=on_deadline,
-        )
+        return per_reward(self, rewards, **options)
 
     def score(
         self,

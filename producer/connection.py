@@ -1,23 +1,37 @@
 """Checking, once and fast, that the broker and the result backend answer, so that an unreachable Redis
 or a wrong password is one clear error at the first submit, not a timeout (or Celery's "result store
-… must be restarted") many seconds later. URLs in messages have their password masked."""
+… must be restarted") many seconds later. URLs in messages have their password masked (:func:`masked`,
+the one URL-masking helper: the CLI and the workers use it too)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from celery import Celery
-from kombu.utils.url import maybe_sanitize_url
 
 from rewardq.broker import PUBLISH_RETRY_S
 from rewardq.wire.errors import BrokerLost, BrokerUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
+MASK = "**"
 
 
 def masked(url: str | None) -> str:
-    """``url`` with its password replaced by ``**`` (as Celery prints URLs)."""
-    return str(maybe_sanitize_url(url or ""))
+    """``url`` with its password replaced by ``**`` (``redis://user:**@host:6379/0``, as Celery prints
+    URLs), the rest as given; text that is no URL with a password comes back unchanged."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparsable: keep the scheme only, the rest may hold a password
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://{MASK}" if sep else MASK
+    if not password:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:{MASK}@{host}"))
 
 
 def check_connection(app: Celery, timeout: float = CONNECT_TIMEOUT_S, *, refusals_only: bool = False) -> None:

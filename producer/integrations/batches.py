@@ -110,6 +110,7 @@ class SharedBatches:
     ``score(key, rows, step)`` returns the batch's :class:`ScoreResult`; the first of the readers to
     ask for a key submits ``rows()`` and waits, the others get the same result. A batch is dropped once
     every reader has read it (or, for readers that never ask, after MAX_SHARED newer batches).
+    ``run_id`` is resolved here (:func:`resolve_run_id`).
     """
 
     def __init__(
@@ -117,15 +118,15 @@ class SharedBatches:
         client: RewardClient,
         weights: Mapping[str, float],
         *,
-        run_id: str,
         readers: int = 1,
+        run_id: str | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
         on_deadline: DeadlinePolicy = "partial",
     ) -> None:
         self.client = client
         self.weights = dict(weights)
-        self.run_id = run_id
+        self.run_id = resolve_run_id(run_id)
         self.readers = readers
         self.timeout = timeout
         self.deadline = deadline

@@ -26,7 +26,6 @@ from rewardq.integrations.batches import (
     batch_key,
     check_lengths,
     json_columns,
-    resolve_run_id,
     step_of,
 )
 
@@ -72,7 +71,7 @@ def orm(
         self.batches = SharedBatches(
             client,
             check_weights(rewards, client.known_rewards),
-            run_id=resolve_run_id(run_id),
+            run_id=run_id,
             timeout=timeout,
             deadline=deadline,
             on_deadline=on_deadline,

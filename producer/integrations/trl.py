@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from rewardq.catalog import check_weights
 from rewardq.client import RewardClient
@@ -25,7 +25,6 @@ from rewardq.integrations.batches import (
     check_lengths,
     json_columns,
     metrics,
-    resolve_run_id,
     step_of,
 )
 from rewardq.results import ScoreResult
@@ -96,29 +95,30 @@ def _named(func: RewardFunc, name: str) -> RewardFunc:
     return func
 
 
+class TrlOptions(TypedDict, total=False):
+    """The keyword options of the TRL reward functions, all optional: ``run_id`` (default
+    REWARDQ_RUN_ID), ``asynchronous`` (async callables, which TRL runs concurrently; default False),
+    ``timeout`` (seconds a batch waits for its scores; default REWARDQ_TIMEOUT), ``deadline`` and
+    ``on_deadline`` (as for ``RewardClient.submit``). All but ``asynchronous`` go to
+    :class:`SharedBatches`."""
+
+    run_id: str | None
+    asynchronous: bool
+    timeout: float | None
+    deadline: float | None
+    on_deadline: DeadlinePolicy
+
+
 def total_reward(
     client: RewardClient,
     rewards: Mapping[str, float] | Sequence[str] | str,
     *,
-    run_id: str | None = None,
-    asynchronous: bool = False,
-    timeout: float | None = None,
-    deadline: float | None = None,
-    on_deadline: DeadlinePolicy = "partial",
     name: str = "rewardq",
+    **options: Unpack[TrlOptions],
 ) -> RewardFunc:
     """One TRL reward function returning each sample's weighted total (None where no reward has a value)."""
-    weights = _weights(client, rewards)
-    batches = _TrlBatches(
-        SharedBatches(
-            client,
-            weights,
-            run_id=resolve_run_id(run_id),
-            timeout=timeout,
-            deadline=deadline,
-            on_deadline=on_deadline,
-        )
-    )
+    asynchronous = options.pop("asynchronous", False)
+    batches = _TrlBatches(SharedBatches(client, _weights(client, rewards), **options))
     if asynchronous:
 
         async def total_async(**kwargs: Any) -> list[float | None]:
@@ -135,12 +135,7 @@ def total_reward(
 def per_reward(
     client: RewardClient,
     rewards: Mapping[str, float] | Sequence[str] | str,
-    *,
-    run_id: str | None = None,
-    asynchronous: bool = False,
-    timeout: float | None = None,
-    deadline: float | None = None,
-    on_deadline: DeadlinePolicy = "partial",
+    **options: Unpack[TrlOptions],
 ) -> list[RewardFunc]:
     """One TRL reward function per reward, named after it; values are None unless the status is ``ok``.
 
@@ -148,6 +143,7 @@ def per_reward(
     ``GRPOConfig(reward_weights=[...])``, in this order. Weights other than 1 are warned about, naming
     the ``reward_weights`` to give TRL (pass the names alone to say nothing).
     """
+    asynchronous = options.pop("asynchronous", False)
     weights = _weights(client, rewards)
     if any(w != 1.0 for w in weights.values()):
         log.warning(
@@ -156,17 +152,7 @@ def per_reward(
             weights,
             list(weights.values()),
         )
-    batches = _TrlBatches(
-        SharedBatches(
-            client,
-            weights,
-            run_id=resolve_run_id(run_id),
-            readers=len(weights),
-            timeout=timeout,
-            deadline=deadline,
-            on_deadline=on_deadline,
-        )
-    )
+    batches = _TrlBatches(SharedBatches(client, weights, readers=len(weights), **options))
     return [_one(batches, name, asynchronous) for name in weights]
 
 

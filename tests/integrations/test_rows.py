@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,22 @@ def test_a_run_id_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REWARDQ_RUN_ID", "from-env")
     assert resolve_run_id(None) == "from-env"
     assert resolve_run_id("given") == "given"
+
+
+def test_the_trl_options_reach_the_shared_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rewardq import RewardClient, Settings
+
+    monkeypatch.delenv("REWARDQ_RUN_ID", raising=False)
+    client = RewardClient(Settings.from_env({"REWARDQ_HOME": str(tmp_path)}))  # never started
+    for build in (client.reward_func, client.reward_funcs):
+        with pytest.raises(InvalidInputError, match="field 'run_id': missing"):
+            build(["format"])
+        with pytest.raises(TypeError, match="window_ms"):
+            build(["format"], run_id="r", window_ms=5)
+    funcs = client.reward_funcs(["format", "repetition"], run_id="r", asynchronous=True, timeout=1.0)
+    assert [f.__name__ for f in funcs] == ["format", "repetition"]
+    assert all(inspect.iscoroutinefunction(f) for f in funcs)
+    client.close()
 
 
 def test_trl_callables_refuse_prompts_and_completions_of_different_lengths(tmp_path: Path) -> None:

@@ -71,3 +71,16 @@ def test_run_packed_rejects_a_forward_that_drops_results() -> None:
     packing = pack([1, 1], 10)
     with pytest.raises(RuntimeError, match="returned 1 results for 2 inputs"):
         run_packed(["a", "b"], packing, lambda batch: batch[:1])
+
+
+def test_max_rows_and_extra_tokens_bound_each_pass() -> None:
+    rng = random.Random(5)
+    lengths = [rng.randint(1, 50) for _ in range(200)]
+    packing = pack(lengths, 1000, max_rows=7, extra=20)
+    for p in packing.passes:
+        assert len(p) <= 7
+        assert len(p) * (max(lengths[i] for i in p) + 20) <= 1000
+    assert sorted(i for p in packing.passes for i in p) == list(range(len(lengths)))
+    assert pack([3, 3, 3], None, max_rows=2).passes == [[0, 1], [2]]
+    with pytest.raises(ValueError, match="max_rows"):
+        pack([1], None, max_rows=0)

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from rewardq.workers.rewards.models.generation import BatchGenerator, Decoding, plan_batches, sample_seed
+from rewardq.workers.rewards.models.batching import pack
+from rewardq.workers.rewards.models.generation import BatchGenerator, Decoding, sample_seed
 from tests.tinyjudges import build_peaky_lm
 
 TEXTS = [
@@ -38,20 +39,12 @@ def prompt_ids(generator: BatchGenerator, text: str) -> list[int]:
 
 
 def test_plan_sorts_by_length_and_respects_batch_size_and_token_budget() -> None:
+    """Generation packs as the classifier does (longest first), with rows and new tokens bounded too."""
     lengths = [30, 5, 12, 100, 7, 8]
-    assert plan_batches(lengths, batch_size=2, token_budget=None, max_new_tokens=10) == [
-        [1, 4],
-        [5, 2],
-        [0, 3],
-    ]
-    # budget 60: rows * (longest prompt + 10); 3 * 18 = 54 fits, 4 * 22 = 88 does not; 110 is alone.
-    assert plan_batches(lengths, batch_size=8, token_budget=60, max_new_tokens=10) == [
-        [1, 4, 5],
-        [2],
-        [0],
-        [3],
-    ]
-    assert plan_batches([], batch_size=4, token_budget=None, max_new_tokens=1) == []
+    assert pack(lengths, None, max_rows=2, extra=10).passes == [[3, 0], [2, 5], [4, 1]]
+    # budget 60: rows * (longest prompt + 10); 110 and 40 are alone, 2 * 22 = 44 fits, 3 * 22 = 66 does not.
+    assert pack(lengths, 60, max_rows=8, extra=10).passes == [[3], [0], [2, 5], [4, 1]]
+    assert pack([], None, max_rows=4, extra=1).passes == []
 
 
 def test_greedy_reply_is_the_same_alone_in_any_batch_and_as_a_plain_generate(

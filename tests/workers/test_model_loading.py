@@ -9,7 +9,13 @@ import pytest
 from rewardq import Settings
 from rewardq.wire.errors import RewardSetupError
 from rewardq.workers.process.resources import WorkerResources
-from rewardq.workers.rewards.models.loading import load_shared, model_identity, require_path, resolve_dtype
+from rewardq.workers.rewards.models.loading import (
+    ModelOptions,
+    load_shared,
+    model_identity,
+    require_path,
+    resolve_dtype,
+)
 from tests.tinymodels import build_classifier
 
 
@@ -51,12 +57,12 @@ def test_load_shared_keeps_one_copy_and_wraps_load_errors(classifier: Path) -> N
         loads.append(path)
         return f"model@{device}"
 
-    one = load_shared(resources, "seq-cls", str(classifier), None, "auto", factory, reward="a")
-    two = load_shared(resources, "seq-cls", str(classifier), None, "auto", factory, reward="b")
+    one = load_shared(resources, "seq-cls", ModelOptions(model=str(classifier)), factory, reward="a")
+    two = load_shared(resources, "seq-cls", ModelOptions(model=str(classifier)), factory, reward="b")
     assert one == two == "model@cpu" and loads == [classifier.resolve()]
 
     def broken(path: Path, dtype: object, device: str) -> str:
         raise MemoryError("CUDA out of memory")
 
     with pytest.raises(RewardSetupError, match=r"reward 'c': cannot load causal-lm from .*MemoryError"):
-        load_shared(resources, "causal-lm", str(classifier), None, "auto", broken, reward="c")
+        load_shared(resources, "causal-lm", ModelOptions(model=str(classifier)), broken, reward="c")

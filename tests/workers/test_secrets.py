@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rewardq.workers.cli.secrets import known_secrets, masked_options, masked_url, redact
+from rewardq.connection import masked
+from rewardq.workers.cli.secrets import known_secrets, masked_options, redact
 from tests.workers.test_cli import rewardq
 
 
@@ -29,7 +30,7 @@ def test_urls_in_options_lose_their_password() -> None:
         "base_url": ["http://u:**@judge:8000/v1", "http://judge2/v1"],
         "x": {"y": "https://:**@h/p?q=1"},
     }
-    assert masked_url("http://u:pw@h") == "http://u:**@h"
+    assert masked("http://u:pw@h") == "http://u:**@h"
 
 
 def test_rewardq_rewards_masks_a_judge_url_password(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from rewardq.connection import masked
 from rewardq.wire.schema import queue_for
 from rewardq.workers.cli.audit import audit_app
 from rewardq.workers.cli.common import ConfigOpt, err, errors, settings
@@ -133,7 +134,7 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
 
     url = settings().database_url
     upgrade(url, revision)
-    err.print(f"audit store at revision {current(url)}: {_safe_url(url)}")
+    err.print(f"audit store at revision {current(url)}: {masked(url)}")
 
 
 @db_app.command("current")
@@ -143,12 +144,6 @@ def db_current() -> None:
     from rewardq.storage import current
 
     print(current(settings().database_url) or "none")
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def main() -> None:

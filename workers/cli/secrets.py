@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
+from rewardq.connection import MASK, masked
 from rewardq.wire.settings import ENV_PREFIX
 
-MASK = "**"
 # Settings whose values are secrets, or URLs that may carry one.
 SECRET_SETTINGS = ("AUDIT_KEY",)
 URL_SETTINGS = ("BROKER_URL", "RESULT_BACKEND", "DATABASE_URL", "CACHE_URL")
@@ -49,17 +49,9 @@ def masked_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def _masked_value(value: Any) -> Any:
     if isinstance(value, str):
-        return masked_url(value) if "://" in value and url_password(value) else value
+        return masked(value)
     if isinstance(value, Mapping):
         return masked_options(value)
     if isinstance(value, list | tuple):
         return [_masked_value(v) for v in value]
     return value
-
-
-def masked_url(url: str) -> str:
-    """``url`` with its password replaced by ``**``."""
-    parts = urlsplit(url)
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
-from rewardq.workers.rewards.base import Reward, RewardOptions, Score, ScoreMeta
+from rewardq.workers.rewards.base import Reward, Score, ScoreMeta
 from rewardq.workers.rewards.judges import swift_genrm
 from rewardq.workers.rewards.judges.prompts import (
     DEFAULT_JUDGE_TEMPLATE,
@@ -32,26 +32,19 @@ from rewardq.workers.rewards.judges.prompts import (
 )
 from rewardq.workers.rewards.judges.verdicts import parse_verdict
 from rewardq.workers.rewards.models.generation import BatchGenerator, Decoding, Reply
-from rewardq.workers.rewards.models.loading import load_shared, model_identity
+from rewardq.workers.rewards.models.loading import ModelOptions, load_shared, model_identity
 
 if TYPE_CHECKING:
     from rewardq.workers.process.resources import WorkerResources
 
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 PRESET_FIELDS = ("system", "template", "parser")
 GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 """Architecture name endings of models with a language-modelling head (a judge must generate)."""
 
 
-class LocalJudgeOptions(RewardOptions):
-    """Options of ``local_judge``."""
+class LocalJudgeOptions(ModelOptions):
+    """Options of ``local_judge``: the judge (``model``, ``revision``, ``dtype``), then these."""
 
-    model: str = Field(min_length=1)
-    """The judge: a local directory or a hub id already in the local cache (nothing is downloaded)."""
-    revision: str | None = None
-    """The hub revision (branch, tag or commit) of a hub id."""
-    dtype: Dtype = "auto"
-    """``auto`` (bf16 on a GPU, fp32 on the CPU), ``float32``, ``bfloat16`` or ``float16``."""
     preset: Literal["swift_genrm"] | None = None
     """A prompt and parser of another framework; excludes ``system``, ``template`` and ``parser``."""
     system: str | None = None
@@ -153,16 +146,7 @@ class LocalJudgeReward(Reward):
         return model_identity(self.options.model, self.options.revision)
 
     def setup(self, resources: WorkerResources) -> None:
-        options = self.options
-        self._generator = load_shared(
-            resources,
-            "causal-lm",
-            options.model,
-            options.revision,
-            options.dtype,
-            lambda path, dtype, device: _load_generator(path, options.revision, dtype, device),
-            reward=self.name,
-        )
+        self._generator = load_shared(resources, "causal-lm", self.options, _load_generator, reward=self.name)
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         generator = self._generator
@@ -224,19 +208,18 @@ class LocalJudgeReward(Reward):
         return Score.ok(verdict.value, raw=reply.text, meta=meta)
 
 
-def _load_generator(path: Path, revision: str | None, dtype: Any, device: str) -> BatchGenerator:
-    """The judge's tokenizer and causal LM from local files, on ``device`` in eval mode."""
+def _load_generator(path: Path, dtype: Any, device: str) -> BatchGenerator:
+    """The judge's tokenizer and causal LM from local files (``path``: the revision's snapshot), on
+    ``device`` in eval mode."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    architectures = AutoConfig.from_pretrained(path, revision=revision, local_files_only=True).architectures
+    architectures = AutoConfig.from_pretrained(path, local_files_only=True).architectures
     if architectures and not any(a.endswith(GENERATIVE_HEADS) for a in architectures):
         raise RewardSetupError(
             f"the model at {path} is not a generative LM (architectures: {', '.join(architectures)})"
         )
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if not tokenizer.chat_template:
         raise RewardSetupError(f"the judge's tokenizer at {path} has no chat template")
-    model: Any = AutoModelForCausalLM.from_pretrained(
-        path, revision=revision, dtype=dtype, local_files_only=True
-    )
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     return BatchGenerator(model.to(device).eval(), tokenizer)

@@ -11,23 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.workers.rewards.base import Score, ScoreMeta
-from rewardq.workers.rewards.models.loading import load_shared, model_identity
+from rewardq.workers.rewards.models.loading import Dtype, load_shared, model_identity
 from rewardq.workers.rewards.rules.reference import ReferenceOptions, ReferenceReward
 
 if TYPE_CHECKING:
     from rewardq.workers.process.resources import WorkerResources
 
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-
 
 class EmbeddingSimilarityOptions(ReferenceOptions):
-    """Options of ``embedding_similarity``."""
+    """Options of ``embedding_similarity``: the reference's, then the encoder's (the fields of
+    ``ModelOptions`` among them, kept in this order: it is part of the fingerprint)."""
 
     model: str = Field(min_length=1)
     """The encoder: a local directory or a hub id already in the local cache (nothing is downloaded)."""
@@ -57,13 +56,7 @@ class EmbeddingSimilarityReward(ReferenceReward):
     def setup(self, resources: WorkerResources) -> None:
         options = self.options
         self._encoder = load_shared(
-            resources,
-            "sentence-transformers",
-            options.model,
-            options.revision,
-            options.dtype,
-            lambda path, dtype, device: _load_encoder(path, options.revision, dtype, device),
-            reward=self.name,
+            resources, "sentence-transformers", options, _load_encoder, reward=self.name
         )
         limit = self._encoder.max_seq_length
         self._max_length: int = options.max_length if options.max_length is not None else limit
@@ -104,11 +97,12 @@ class EmbeddingSimilarityReward(ReferenceReward):
         return [n > self._max_length for n in lengths]
 
 
-def _load_encoder(path: Path, revision: str | None, dtype: Any, device: str) -> Any:
-    """A ``SentenceTransformer`` from local files, in eval mode on ``device``."""
+def _load_encoder(path: Path, dtype: Any, device: str) -> Any:
+    """A ``SentenceTransformer`` from local files (``path``: the revision's snapshot), in eval mode on
+    ``device``."""
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(
-        str(path), device=device, revision=revision, local_files_only=True, model_kwargs={"dtype": dtype}
+        str(path), device=device, local_files_only=True, model_kwargs={"dtype": dtype}
     )
     return encoder.eval()

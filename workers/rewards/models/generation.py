@@ -1,12 +1,13 @@
 """Batched generation for in-worker judges: length-sorted, left-padded ``generate`` calls whose replies
 do not depend on the batch a sample shares.
 
-Prompts are sorted by token length and packed into calls of at most ``batch_size`` rows and
-``token_budget`` padded tokens (rows * (longest prompt + ``max_new_tokens``)); replies come back in input
-order. Greedy decoding takes the arg-max. Sampling draws each sample's tokens from a random stream of
-its own, seeded from the decoding seed and the sample's prompt tokens, so a sample gets the same reply
-alone or in any batch. Only the :class:`Decoding` settings steer generation: the model's own
-``generation_config`` (sampling defaults, repetition penalty) is overridden.
+Prompts are packed by :func:`rewardq.workers.rewards.models.batching.pack`, longest first, into calls
+of at most ``batch_size`` rows and ``token_budget`` padded tokens (rows * (longest prompt +
+``max_new_tokens``)); replies come back in input order. Greedy decoding takes the arg-max. Sampling
+draws each sample's tokens from a random stream of its own, seeded from the decoding seed and the
+sample's prompt tokens, so a sample gets the same reply alone or in any batch. Only the
+:class:`Decoding` settings steer generation: the model's own ``generation_config`` (sampling
+defaults, repetition penalty) is overridden.
 
 torch and transformers are imported when generation runs, not with this module.
 """
@@ -17,6 +18,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from rewardq.workers.rewards.models.batching import pack, run_packed
 
 if TYPE_CHECKING:
     import torch
@@ -48,30 +51,6 @@ class Reply:
     """Whether the reply ended on an end-of-sequence token (False: cut at ``max_new_tokens``)."""
 
 
-def plan_batches(
-    lengths: Sequence[int], batch_size: int, token_budget: int | None, max_new_tokens: int
-) -> list[list[int]]:
-    """Indices of ``lengths`` grouped into generate calls, shortest prompts first.
-
-    A call holds at most ``batch_size`` rows and, when ``token_budget`` is set, at most that many padded
-    tokens (rows * (its longest prompt + ``max_new_tokens``)); a prompt over the budget alone gets a call
-    of its own.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        width = lengths[i] + max_new_tokens  # sorted: the newcomer is the longest row
-        over_budget = token_budget is not None and (len(current) + 1) * width > token_budget
-        if current and (len(current) == batch_size or over_budget):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
 class BatchGenerator:
     """A causal LM and its tokenizer, generating replies for tokenised prompts in left-padded batches."""
 
@@ -89,15 +68,11 @@ class BatchGenerator:
         batch_size: int,
         token_budget: int | None = None,
     ) -> list[Reply]:
-        """One reply per prompt (token ids), in input order."""
-        replies: list[Reply | None] = [None] * len(prompts)
-        plan = plan_batches([len(p) for p in prompts], batch_size, token_budget, decoding.max_new_tokens)
-        for batch in plan:
-            for i, reply in zip(
-                batch, self._generate_batch([prompts[i] for i in batch], decoding), strict=True
-            ):
-                replies[i] = reply
-        return [r for r in replies if r is not None]
+        """One reply per prompt (token ids), in input order; calls of at most ``batch_size`` rows and
+        ``token_budget`` padded tokens (rows * (longest prompt + ``max_new_tokens``))."""
+        lengths = [len(p) for p in prompts]
+        packing = pack(lengths, token_budget, max_rows=batch_size, extra=decoding.max_new_tokens)
+        return run_packed(prompts, packing, lambda rows: self._generate_batch(rows, decoding))
 
     def _generate_batch(self, rows: list[Sequence[int]], decoding: Decoding) -> list[Reply]:
         import torch

@@ -1,9 +1,10 @@
 """Loading Hugging Face models for reward kinds: one copy per process, identified for the audit.
 
 A model is named by a local path or a hub id; there is no hub access at run time, so a hub id must
-already be in the local Hugging Face cache. :func:`load_shared` keys each loaded model by
-(loader, resolved path, revision, dtype, device), so every reward of a process naming the same model
-shares one copy. :func:`model_identity` says which weights a score came from without loading them.
+already be in the local Hugging Face cache. :class:`ModelOptions` are the options that name it;
+:func:`load_shared` loads it for a reward, keyed by (loader, resolved path, revision, dtype, device), so
+every reward of a process naming the same model shares one copy. :func:`model_identity` says which
+weights a score came from without loading them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, get_args
+
+from pydantic import Field
 
 from rewardq.wire.errors import RewardSetupError
+from rewardq.workers.rewards.base import RewardOptions
 
 if TYPE_CHECKING:
     import torch
@@ -21,11 +25,36 @@ if TYPE_CHECKING:
     from rewardq.workers.process.resources import WorkerResources
 
 T = TypeVar("T")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
 # Files that say which weights a directory holds; hashed with their sizes (not their contents: a
 # multi-GB checkpoint is not read to fingerprint it; the index and config pin the tensors).
 _IDENTITY_FILES = ("config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+class ModelSpec(Protocol):
+    """Which model a reward loads, as :func:`load_shared` reads it from the reward's options."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def revision(self) -> str | None: ...
+    @property
+    def dtype(self) -> str: ...
+
+
+class ModelOptions(RewardOptions):
+    """The options that name a reward's model, first among its options (``local_judge``,
+    ``reward_model``). ``embedding_similarity`` declares the same three after its reference options:
+    the order of a kind's options is part of its fingerprint."""
+
+    model: str = Field(min_length=1)
+    """A local directory, or a hub id already in the local Hugging Face cache (nothing is downloaded)."""
+    revision: str | None = None
+    """The hub revision (branch, tag or commit) of a hub id."""
+    dtype: Dtype = "auto"
+    """``auto`` (bfloat16 on a GPU, float32 on the CPU), ``float32``, ``bfloat16`` or ``float16``."""
 
 
 def resolve_path(model: str, revision: str | None = None) -> Path | None:
@@ -85,19 +114,18 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
 def load_shared(
     resources: WorkerResources,
     loader: str,
-    model: str,
-    revision: str | None,
-    dtype: str,
+    spec: ModelSpec,
     factory: Callable[[Path, Any, str], T],
     *,
     reward: str,
 ) -> T:
     """One ``factory(path, torch_dtype, device)`` result per process per (loader, path, revision, dtype,
-    device). Errors become RewardSetupError naming the reward and the path (out of memory included)."""
-    path = require_path(reward, model, revision)
+    device), for the model ``spec`` (a reward's options) names. Errors become RewardSetupError naming
+    the reward and the path (out of memory included)."""
+    path = require_path(reward, spec.model, spec.revision)
     device = resources.device
-    torch_dtype = resolve_dtype(dtype, device)
-    key = ("model", loader, str(path), revision, str(torch_dtype), device)
+    torch_dtype = resolve_dtype(spec.dtype, device)
+    key = ("model", loader, str(path), spec.revision, str(torch_dtype), device)
 
     def build() -> T:
         try:

@@ -15,15 +15,16 @@ import hashlib
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
-from rewardq.workers.rewards.base import Reward, RewardOptions, Score, ScoreMeta
+from rewardq.workers.rewards.base import Reward, Score, ScoreMeta
 from rewardq.workers.rewards.models.batching import pack, run_packed
 from rewardq.workers.rewards.models.chat_tokens import Encoded, Truncation, encode
+from rewardq.workers.rewards.models.loading import ModelOptions, load_shared, model_identity
 
 if TYPE_CHECKING:
     from rewardq.workers.process.resources import WorkerResources
@@ -31,18 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DType = Literal["auto", "float32", "bfloat16", "float16"]
 
+class RewardModelOptions(ModelOptions):
+    """Options of ``reward_model``: the model (``model``, ``revision``, ``dtype``), then these."""
 
-class RewardModelOptions(RewardOptions):
-    """Options of ``reward_model``."""
-
-    model: str = Field(min_length=1)
-    """A local directory, or a hub id already in the local Hugging Face cache."""
-    revision: str | None = None
-    """The hub revision (branch, tag or commit) of ``model``."""
-    dtype: DType = "auto"
-    """Weights and compute dtype: ``auto`` is bfloat16 on a GPU, float32 on the CPU."""
     label: int | None = Field(default=None, ge=0)
     """Which logit is the reward; required when the head has several labels."""
     max_length: int | None = Field(default=None, ge=1)
@@ -93,8 +86,6 @@ class RewardModelReward(Reward):
     _max_length: int | None = None
 
     def identity(self) -> dict[str, str]:
-        from rewardq.workers.rewards.models.loading import model_identity
-
         identity = model_identity(self.options.model, self.options.revision)
         if self.options.template is not None:
             identity["template"] = hashlib.sha256(self.options.template.encode()).hexdigest()[:16]
@@ -102,19 +93,12 @@ class RewardModelReward(Reward):
 
     def setup(self, resources: WorkerResources) -> None:
         from rewardq.workers.rewards.models.classifier import load_classifier
-        from rewardq.workers.rewards.models.loading import load_shared
 
         opts = self.options
         # A missing path, no classification head (ClassifierLoadError), out of memory: load_shared
         # turns each into a RewardSetupError naming the reward and the path.
         classifier = load_shared(
-            resources,
-            "sequence_classification",
-            opts.model,
-            opts.revision,
-            opts.dtype,
-            load_classifier,
-            reward=self.name,
+            resources, "sequence_classification", opts, load_classifier, reward=self.name
         )
         self._check_head(classifier)
         if opts.template is None and not getattr(classifier.tokenizer, "chat_template", None):
