@@ -17,16 +17,17 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rewardq.wire.settings import Settings
+from rewardq.workers.process.cache import ResultCache, open_cache
+from rewardq.workers.process.kv import KeyValue, broker_kv
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from rewardq.workers.process.cache import ResultCache
-    from rewardq.workers.process.kv import KeyValue
-
 log = logging.getLogger(__name__)
 
 GPU_ENV = "REWARDQ_GPU"
+CACHE_KEY = "rewardq.workers.process.cache"
+BROKER_KEY = "rewardq.workers.process.kv"
 T = TypeVar("T")
 
 
@@ -40,8 +41,6 @@ class WorkerResources:
         self._objects: dict[Hashable, Any] = {}
         self._locks: dict[Hashable, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._cache: ResultCache | None = None
-        self._broker: KeyValue | None = None
         self._engine: Engine | None = None
         self._device: str | None = None
 
@@ -72,22 +71,12 @@ class WorkerResources:
     @property
     def cache(self) -> ResultCache:
         """The result cache: Redis (REWARDQ_CACHE_URL, else the broker's Redis) or in-process."""
-        with self._guard:
-            if self._cache is None:
-                from rewardq.workers.process.cache import open_cache
-
-                self._cache = open_cache(self.settings)
-            return self._cache
+        return self.shared(CACHE_KEY, lambda: open_cache(self.settings))
 
     @property
     def broker(self) -> KeyValue:
         """The broker's key-value store (delivery counts, the dead-letter queue); in-process when embedded."""
-        with self._guard:
-            if self._broker is None:
-                from rewardq.workers.process.kv import broker_kv
-
-                self._broker = broker_kv(self.settings)
-            return self._broker
+        return self.shared(BROKER_KEY, lambda: broker_kv(self.settings))
 
     @property
     def engine(self) -> Engine:
@@ -103,13 +92,11 @@ class WorkerResources:
 
     def close(self) -> None:
         """Close what was built, the last built first (a reward before the models and loop it set up on),
-        then the stores; the process is ending."""
+        then the audit engine; the process is ending."""
         with self._guard:
             objects, self._objects = list(self._objects.values()), {}
-            stores = [self._cache, self._broker]
-            self._cache = self._broker = None
             engine, self._engine = self._engine, None
-        for obj in [*reversed(objects), *stores]:
+        for obj in reversed(objects):
             close = getattr(obj, "close", None)
             if callable(close):
                 try:
