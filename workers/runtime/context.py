@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -37,13 +38,17 @@ class WorkerRuntime:
         self.config = config
         self.host = socket.gethostname()
         self._process: WorkerResources | None = None
+        self._opening = threading.Lock()  # two threads' first use builds one context
 
     @property
     def process(self) -> WorkerResources:
         """This process's resources, built here on first use (after a fork, the child's own)."""
         current = self._process
         if current is None or current.pid != os.getpid():
-            current = self._process = WorkerResources(self.settings)
+            with self._opening:
+                current = self._process
+                if current is None or current.pid != os.getpid():
+                    current = self._process = WorkerResources(self.settings)
         return current
 
     @property
