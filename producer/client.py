@@ -8,7 +8,6 @@ re-opens one by batch id.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 import uuid
@@ -23,11 +22,12 @@ from rewardq.broker import make_app
 from rewardq.catalog import check_weights, known_rewards
 from rewardq.connection import check_connection, publish_failed
 from rewardq.handles import Chunk, DeadlinePolicy, ScoreHandle, check_deadline
+from rewardq.local_worker import LocalWorker, start_local_worker
 from rewardq.resend import Sendable, summary
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
 from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
-from rewardq.wire.errors import EmbeddedUnavailable, InvalidInputError, Problem
+from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.schema import (
     TASK_NAME,
     Sample,
@@ -57,7 +57,7 @@ class RewardClient:
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         self._app = app
-        self._embedded: Any = None
+        self._embedded: LocalWorker | None = None
         self._known: set[str] | None = None
         self._serving: ServingCheck | None = None
 
@@ -65,7 +65,7 @@ class RewardClient:
     def app(self) -> Celery:
         if self._app is None:
             if self.settings.embedded:
-                self._embedded = _start_embedded(self.settings)
+                self._embedded = start_local_worker(self.settings)
                 self._app = self._embedded.app
             else:
                 app = make_app(self.settings, name="rewardq.producer")
@@ -163,6 +163,7 @@ class RewardClient:
         rewards = list(check_weights(rewards, self.known_rewards))
         if self.settings.embedded:
             _ = self.app  # starts the embedded worker, which serves every reward of this client's config
+            assert self._embedded is not None
             return {reward: self._embedded.fingerprint(reward) for reward in rewards}
         if not str(self.settings.broker_url).startswith(REDIS_SCHEMES):
             return dict.fromkeys(rewards)  # only a Redis broker holds announcements
@@ -275,15 +276,3 @@ def _check_request(run_id: str, step: int | None, count: int, batch_id: str | No
         problems.append(Problem("samples", "the batch is empty"))
     if problems:
         raise InvalidInputError(problems)
-
-
-def _start_embedded(settings: Settings) -> Any:
-    """The embedded worker lives in rewardq.workers; imported only when no broker is configured."""
-    try:
-        embedded = importlib.import_module("rewardq.workers.runtime.embedded")
-    except ImportError as e:
-        raise EmbeddedUnavailable(
-            "no broker configured (REWARDQ_BROKER_URL) and the embedded worker needs the worker extras: "
-            f"pip install 'rewardq[worker]' ({e})"
-        ) from e
-    return embedded.EmbeddedWorker.start(settings)

@@ -154,10 +154,10 @@ def test_raw_entries_are_listed_and_not_replayable(
 
 
 def test_a_raw_message_never_replaces_an_entry() -> None:
-    from rewardq.workers.runtime.deliveries import MemoryRedis
+    from rewardq.workers.process.kv import MemoryKV
     from rewardq.workers.runtime.dlq import DeadLetters, raw_letter
 
-    letters = DeadLetters(MemoryRedis())
+    letters = DeadLetters(MemoryKV())
     first = letters.park_new(raw_letter(b"a", "first", QUEUE, headers={"id": "same"}))
     second = letters.park_new(raw_letter(b"b", "second", QUEUE, headers={"id": "same"}))
     assert first == "same" and second.startswith("same~")

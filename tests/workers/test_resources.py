@@ -6,7 +6,8 @@ import threading
 import time
 
 from rewardq import Settings
-from rewardq.workers.process.cache import MemoryCache, RedisCache, open_cache
+from rewardq.workers.process.cache import ResultCache, open_cache
+from rewardq.workers.process.kv import MemoryKV, RedisKV
 from rewardq.workers.process.resources import WorkerResources
 from tests.conftest import RedisServer
 
@@ -48,7 +49,7 @@ def test_close_closes_what_was_built() -> None:
 
 
 def test_memory_cache_expires_and_evicts_least_recent() -> None:
-    cache = MemoryCache(max_entries=2)
+    cache = ResultCache(MemoryKV(max_entries=2))
     cache.set("a", b"1", ttl=60)
     cache.set("b", b"2", ttl=60)
     assert cache.get("a") == b"1"
@@ -60,9 +61,9 @@ def test_memory_cache_expires_and_evicts_least_recent() -> None:
 
 
 def test_the_cache_is_redis_when_a_redis_broker_is_configured(redis_server: RedisServer) -> None:
-    assert isinstance(open_cache(Settings.from_env({})), MemoryCache)
+    assert isinstance(open_cache(Settings.from_env({})).kv, MemoryKV)
     cache = open_cache(Settings.from_env({}, broker_url=redis_server.url))
-    assert isinstance(cache, RedisCache)
+    assert isinstance(cache.kv, RedisKV)
     cache.set("k", b"v", ttl=30)
     other = open_cache(Settings.from_env({}, broker_url="redis://unused:1/0", cache_url=redis_server.url))
     assert other.get("k") == b"v" and other.get("missing") is None

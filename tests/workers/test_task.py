@@ -182,7 +182,7 @@ def test_sample_hash_is_canonical() -> None:
 
 def test_engine_is_not_shared_across_a_fork(runtime: WorkerRuntime) -> None:
     engine = runtime.engine
-    runtime._state.pid = -1  # what a forked child sees
+    runtime.process.pid = -1  # what a forked child sees
     assert runtime.engine is not engine
     engine.dispose()
 

@@ -33,10 +33,10 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="Every entry, payload included, as JSON.")] = False,
 ) -> None:
     """The parked tasks: task id, reward, batch, run, reason, deliveries, when parked."""
-    from rewardq.workers.runtime.deliveries import broker_redis
+    from rewardq.workers.process.kv import broker_kv
     from rewardq.workers.runtime.dlq import DeadLetters
 
-    entries = DeadLetters(broker_redis(_broker_settings())).entries()
+    entries = DeadLetters(broker_kv(_broker_settings())).entries()
     if as_json:
         sys.stdout.buffer.write(orjson.dumps([asdict(e) for e in entries], option=orjson.OPT_APPEND_NEWLINE))
         return

@@ -1,8 +1,9 @@
-"""Resources a worker process holds: its rewards (built and set up once, in the process that uses them),
-their shared resources, the audit engine, and the broker's Redis for delivery counts and the
-dead-letter queue. Kept per process id, so a prefork child never uses its
-parent's.
+"""What the score task runs with: the worker's settings and rewards config (the same in every process),
+and this process's :class:`~rewardq.workers.process.resources.WorkerResources` (its rewards, their shared
+resources, the audit engine, the broker's key-value store for delivery counts and the dead-letter queue).
 
+The per-process part is built on first use in the process that uses it and kept with its process id: a
+prefork child builds its own, never uses its parent's. ``close`` ends it; the next use builds a new one.
 Each reward is built under a lock of its own: loading one model never blocks tasks of other rewards.
 """
 
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING
 
 from rewardq.wire.errors import RewardqError, RewardSetupError
 from rewardq.wire.settings import Settings
-from rewardq.workers.process.resources import GPU_ENV, WorkerResources
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.base import Reward
 from rewardq.workers.rewards.config import RewardsConfig
-from rewardq.workers.runtime.deliveries import Deliveries, broker_redis
+from rewardq.workers.runtime.deliveries import Deliveries
 from rewardq.workers.runtime.dlq import DeadLetters
 
 if TYPE_CHECKING:
@@ -29,40 +30,44 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _ProcessState:
-    """What one process has built: rewards, their resources, the audit engine."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.pid = os.getpid()
-        self.resources = WorkerResources(settings)
-        self.rewards: dict[str, Reward] = {}
-        self.engine: Engine | None = None
-        self.guard = threading.Lock()
-        self.build_locks: dict[str, threading.Lock] = {}
-
-    def build_lock(self, name: str) -> threading.Lock:
-        with self.guard:
-            return self.build_locks.setdefault(name, threading.Lock())
-
-
 class WorkerRuntime:
-    """Per-process rewards and audit engine for the score task."""
+    """The score task's view of its worker: config for every process, resources for this one."""
 
     def __init__(self, settings: Settings, config: RewardsConfig) -> None:
         self.settings = settings
         self.config = config
         self.host = socket.gethostname()
-        self.gpu = os.environ.get(GPU_ENV)
-        client = broker_redis(settings)  # connects on first use, in the process that uses it
-        self.deliveries = Deliveries(settings, client)
-        self.dead_letters = DeadLetters(client)
-        self._state = _ProcessState(settings)
+        self._process: WorkerResources | None = None
+        self._opening = threading.Lock()  # two threads' first use builds one context
 
-    def _local(self) -> _ProcessState:
-        state = self._state
-        if state.pid != os.getpid():  # forked: the parent's resources are not ours to use or close
-            state = self._state = _ProcessState(self.settings)
-        return state
+    @property
+    def process(self) -> WorkerResources:
+        """This process's resources, built here on first use (after a fork, the child's own)."""
+        current = self._process
+        if current is None or current.pid != os.getpid():
+            with self._opening:
+                current = self._process
+                if current is None or current.pid != os.getpid():
+                    current = self._process = WorkerResources(self.settings)
+        return current
+
+    @property
+    def gpu(self) -> str | None:
+        return self.process.gpu
+
+    @property
+    def engine(self) -> Engine:
+        return self.process.engine
+
+    @property
+    def deliveries(self) -> Deliveries:
+        process = self.process
+        return process.shared(Deliveries, lambda: Deliveries(self.settings, process.broker))
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        process = self.process
+        return process.shared(DeadLetters, lambda: DeadLetters(process.broker))
 
     def reward(self, name: str) -> Reward:
         """The reward called ``name``, built and set up on first use in this process.
@@ -70,16 +75,8 @@ class WorkerRuntime:
         Raises RewardSetupError (naming the reward) when it cannot be set up, or the config's error
         for an unknown name.
         """
-        state = self._local()
-        reward = state.rewards.get(name)
-        if reward is not None:
-            return reward
-        with state.build_lock(name):
-            reward = state.rewards.get(name)
-            if reward is None:
-                reward = self._build(name, state.resources)
-                state.rewards[name] = reward
-        return reward
+        process = self.process
+        return process.shared((Reward, name), lambda: self._build(name, process))
 
     def _build(self, name: str, resources: WorkerResources) -> Reward:
         log.info("building reward %s (pid %d)", name, os.getpid())
@@ -106,30 +103,8 @@ class WorkerRuntime:
         for name in names:
             self.reward(name)
 
-    @property
-    def engine(self) -> Engine:
-        state = self._local()
-        with state.guard:
-            if state.engine is None:
-                from rewardq.storage import make_engine
-
-                # No pre-ping round trip per task: a connection that died is invalidated by the
-                # failed write, and the task's retry opens a fresh one.
-                state.engine = make_engine(self.settings.database_url, pool_pre_ping=False)
-            return state.engine
-
     def close(self) -> None:
-        state = self._state
-        if state.pid != os.getpid():
-            return
-        with state.guard:
-            rewards, state.rewards = list(state.rewards.values()), {}
-            engine, state.engine = state.engine, None
-        for reward in rewards:
-            try:
-                reward.close()
-            except Exception:
-                log.exception("closing reward %s failed", reward.name)
-        state.resources.close()
-        if engine is not None:
-            engine.dispose()
+        """Close this process's resources (rewards first); a forked child leaves its parent's alone."""
+        current, self._process = self._process, None
+        if current is not None and current.pid == os.getpid():
+            current.close()

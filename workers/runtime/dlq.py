@@ -31,7 +31,7 @@ from rewardq.wire.errors import RewardqError
 from rewardq.wire.keys import DLQ_KEY
 from rewardq.wire.schema import MAX_BATCH_ID, TASK_NAME
 from rewardq.wire.settings import Settings
-from rewardq.workers.runtime.deliveries import broker_redis
+from rewardq.workers.process.kv import KeyValue, broker_kv
 
 RAW_LIMIT = 64 * 1024  # bytes of a raw body (and characters of its headers) kept
 REASON_LIMIT = 500  # characters of a raw message's reason kept (an error may quote a huge value)
@@ -68,9 +68,9 @@ class DeadLetter:
 
 
 class DeadLetters:
-    """The ``rewardq:dlq`` hash; ``client`` is the broker's Redis (see ``broker_redis``)."""
+    """The ``rewardq:dlq`` hash in the broker's key-value store (see ``broker_kv``)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: KeyValue) -> None:
         self.client = client
 
     def park(self, entry: DeadLetter) -> None:
@@ -190,8 +190,7 @@ def replay(settings: Settings, task_id: str) -> Replayed:
     beside them, as a rescoring is (``replay_batch_id``)."""
     from rewardq.broker import make_app
 
-    client = broker_redis(settings)
-    letters = DeadLetters(client)
+    letters = DeadLetters(broker_kv(settings))
     entry = letters.get(task_id)
     if entry is None:
         raise UnknownDeadLetter(f"no task {task_id!r} in the dead-letter queue (see `rewardq dlq list`)")

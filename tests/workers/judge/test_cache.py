@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rewardq.workers.process.cache import MemoryCache
+from rewardq.workers.process.cache import ResultCache
+from rewardq.workers.process.kv import MemoryKV
 from rewardq.workers.rewards.judges.cache import CachedResult, RequestCache, request_key
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "Grade: 4"}], "temperature": 0.0}
@@ -20,7 +21,7 @@ def test_a_key_covers_the_request_and_how_the_reply_is_read() -> None:
 
 
 def test_results_round_trip_and_unreadable_entries_are_misses() -> None:
-    store = MemoryCache()
+    store = ResultCache(MemoryKV())
     cache = RequestCache(store, ttl=60)
     result = CachedResult(0.7, "[[7]]", prompt_tokens=11, completion_tokens=3)
     cache.put("a", result)

@@ -13,19 +13,13 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from rewardq.workers.process.cache import ResultCache
+
 log = logging.getLogger(__name__)
-
-
-class KeyValueStore(Protocol):
-    """The worker's ``resources.cache``."""
-
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
-
-    def set(self, key: str, value: bytes, ttl: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +44,7 @@ def request_key(kind: str, model: str, body: dict[str, Any], reader: dict[str, A
 class RequestCache:
     """Cached results over a key/value store with a TTL; a store that fails is logged and skipped."""
 
-    def __init__(self, store: KeyValueStore, ttl: int) -> None:
+    def __init__(self, store: ResultCache, ttl: int) -> None:
         self.store = store
         self.ttl = ttl
 
