@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,3 +152,15 @@ def test_a_run_stalled_on_a_lost_worker_says_what_it_waits_for_once(
     assert len(said) == 1, stderr
     assert "waiting for the broker to redeliver " in said[0] and " of a lost worker " in said[0]
     assert said[0].endswith("(within VISIBILITY_TIMEOUT + HEARTBEAT, 9s)")
+
+
+def test_the_serving_wait_counts_from_the_process_start_imports_included() -> None:
+    """REWARDQ_SERVE_WAIT is promised from the command's start: the clock it counts from is the process's
+    start, so the interpreter's start and the imports before the command runs are inside the wait."""
+    code = (
+        "import time; time.sleep(0.5)\n"
+        "from rewardq.workers.cli.common import process_started\n"
+        "print(time.monotonic() - process_started())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(proc.stdout) >= 0.5

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -32,6 +33,20 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Rewards config (TOML); default REWARDQ_REWARDS.")
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def process_started() -> float:
+    """The ``time.monotonic()`` reading of this process's start (from ``/proc`` on Linux; elsewhere now), so
+    that a wait a command promises (REWARDQ_SERVE_WAIT) also covers the interpreter's start and imports."""
+    now = time.monotonic()
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        started_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        age = uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return now
+    return now - min(max(age, 0.0), 60.0)  # bounded: a clock oddity must not make a wait vanish
 
 
 def errors(fn: F) -> F:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 
 from rewardq.formats import FormatName
-from rewardq.workers.cli.common import BrokerRetryNote, ConfigOpt, err, errors, settings
+from rewardq.workers.cli.common import BrokerRetryNote, ConfigOpt, err, errors, process_started, settings
 from rewardq.workers.cli.render import Format, render
 
 
@@ -74,7 +73,7 @@ def score(
     from rewardq.formats import FORMAT_NAMES, parse_field_maps
     from rewardq.rescore import RescoreInterrupted, score_file
 
-    started = time.monotonic()  # REWARDQ_SERVE_WAIT counts from here, not from after the set-up
+    started = process_started()  # REWARDQ_SERVE_WAIT counts from the command's start, imports included
     BrokerRetryNote.install()
     if rollout_format not in FORMAT_NAMES:
         raise typer.BadParameter(f"one of {', '.join(FORMAT_NAMES)}", param_hint="--rollout-format")
