@@ -39,10 +39,8 @@ from rewardq.wire.schema import (
 )
 from rewardq.wire.settings import Settings
 
-if TYPE_CHECKING:
-    # Relative: mypy reads this tree as `producer`, so an absolute rewardq import is Any to it, and
-    # Unpack needs the TypedDict itself.
-    from .integrations.trl import TrlOptions
+if TYPE_CHECKING:  # rewardq.integrations.trl imports this module
+    from rewardq.integrations.trl import TrlOptions
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +235,14 @@ class RewardClient:
         source: str | None,
     ) -> list[dict[str, Any]]:
         """Rows (TRL or ms-swift shapes) or Sample objects, in their wire form."""
-        if any(isinstance(s, Sample) for s in samples):
-            if not all(isinstance(s, Sample) for s in samples):
+        objects = [s for s in samples if isinstance(s, Sample)]
+        if objects:
+            if len(objects) != len(samples):
                 raise InvalidInputError([Problem("samples", "pass either rows or Sample objects, not a mix")])
-            return [s.model_dump(mode="json") for s in samples]  # type: ignore[union-attr]
+            return [s.model_dump(mode="json") for s in objects]
+        rows = [s for s in samples if not isinstance(s, Sample)]
         return to_samples(
-            samples, max_record_bytes=self.settings.max_record_bytes, lines=lines, sizes=sizes, source=source
+            rows, max_record_bytes=self.settings.max_record_bytes, lines=lines, sizes=sizes, source=source
         )
 
     def close(self) -> None:
