@@ -1,6 +1,6 @@
-"""The package laid out as pip installs it, for tools that read sources rather than import them (import-linter,
-mypy): the repo maps three folders to the one package ``rewardq`` through pyproject's package-dir, which those
-tools cannot follow."""
+"""The package laid out as pip installs it, for the tools that read sources instead of importing them
+(import-linter, mypy): the repo maps three folders to the one package ``rewardq`` through pyproject's
+package-dir, which those tools cannot follow."""
 
 import shutil
 import tomllib
