@@ -29,12 +29,13 @@ from rewardq.samples import to_samples
 from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
 from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.schema import (
+    MAX_BATCH_ID,
+    MAX_RUN_ID,
     TASK_NAME,
     Sample,
     ScoreTask,
-    batch_id_problem,
+    id_problem,
     queue_for,
-    run_id_problem,
     step_problem,
 )
 from rewardq.wire.settings import Settings
@@ -266,9 +267,9 @@ class RewardClient:
 
 def _check_request(run_id: str, step: int | None, count: int, batch_id: str | None = None) -> None:
     problems = []
-    if (problem := batch_id_problem(batch_id)) is not None:
+    if batch_id is not None and (problem := id_problem(batch_id, MAX_BATCH_ID)) is not None:
         problems.append(Problem("batch_id", problem))
-    if (problem := run_id_problem(run_id)) is not None:
+    if (problem := id_problem(run_id, MAX_RUN_ID)) is not None:
         problems.append(Problem("run_id", problem))
     if (problem := step_problem(step)) is not None:
         problems.append(Problem("step", problem))
