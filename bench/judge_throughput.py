@@ -38,7 +38,7 @@ from rewardq import RewardClient, Settings
 from rewardq.wire.schema import Sample
 from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.judges.judge import JudgeReward
-from rewardq.workers.rewards.judges.options import JudgeOptions
+from rewardq.workers.rewards.judges.options import JudgeOptions, StructuredOutput
 
 LATENCY = 0.05
 IN_FLIGHT = (1, 8, 32, 64)
@@ -102,7 +102,7 @@ def rate(run: Callable[[], Any], count: int) -> tuple[float, float]:
 
 def judge(resources: WorkerResources, base_url: str, in_flight: int) -> JudgeReward:
     options = JudgeOptions(
-        base_url=base_url, template=TEMPLATE, score_range=(0, 10), max_concurrency=in_flight, cache=False
+        base_url=(base_url,), template=TEMPLATE, score_range=(0, 10), max_concurrency=in_flight, cache=False
     )
     reward = JudgeReward(f"judge{in_flight}", options)
     reward.setup(resources)
@@ -199,9 +199,9 @@ def real_vllm(base_url: str, samples: int) -> None:
     print(f"| ms-swift loop (sequential) | {loop:.2f} | {loop_cpu:.1%} |")
     for n in (8, 32):
         options = JudgeOptions(
-            base_url=base_url,
+            base_url=(base_url,),
             template=TEMPLATE,
-            structured={"choice": [str(k) for k in range(11)]},
+            structured=StructuredOutput(choice=[str(k) for k in range(11)]),
             score_range=(0, 10),
             max_tokens=4,
             max_concurrency=n,

@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="postgres")
     args = parser.parse_args()
 
-    cases = {
+    cases: dict[str, tuple[list[str], list[Reward]]] = {
         "reward_func('format')": (["format"], [FormatReward("format", FormatReward.Options())]),
         "reward_funcs(format, repetition)": (
             ["format", "repetition"],

@@ -29,20 +29,19 @@ from rewardq.samples import to_samples
 from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
 from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.schema import (
+    MAX_BATCH_ID,
+    MAX_RUN_ID,
     TASK_NAME,
     Sample,
     ScoreTask,
-    batch_id_problem,
+    id_problem,
     queue_for,
-    run_id_problem,
     step_problem,
 )
 from rewardq.wire.settings import Settings
 
-if TYPE_CHECKING:
-    # Relative: mypy reads this tree as `producer`, so an absolute rewardq import is Any to it, and
-    # Unpack needs the TypedDict itself.
-    from .integrations.trl import TrlOptions
+if TYPE_CHECKING:  # rewardq.integrations.trl imports this module
+    from rewardq.integrations.trl import TrlOptions
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +236,14 @@ class RewardClient:
         source: str | None,
     ) -> list[dict[str, Any]]:
         """Rows (TRL or ms-swift shapes) or Sample objects, in their wire form."""
-        if any(isinstance(s, Sample) for s in samples):
-            if not all(isinstance(s, Sample) for s in samples):
+        objects = [s for s in samples if isinstance(s, Sample)]
+        if objects:
+            if len(objects) != len(samples):
                 raise InvalidInputError([Problem("samples", "pass either rows or Sample objects, not a mix")])
-            return [s.model_dump(mode="json") for s in samples]  # type: ignore[union-attr]
+            return [s.model_dump(mode="json") for s in objects]
+        rows = [s for s in samples if not isinstance(s, Sample)]
         return to_samples(
-            samples, max_record_bytes=self.settings.max_record_bytes, lines=lines, sizes=sizes, source=source
+            rows, max_record_bytes=self.settings.max_record_bytes, lines=lines, sizes=sizes, source=source
         )
 
     def close(self) -> None:
@@ -266,9 +267,9 @@ class RewardClient:
 
 def _check_request(run_id: str, step: int | None, count: int, batch_id: str | None = None) -> None:
     problems = []
-    if (problem := batch_id_problem(batch_id)) is not None:
+    if batch_id is not None and (problem := id_problem(batch_id, MAX_BATCH_ID)) is not None:
         problems.append(Problem("batch_id", problem))
-    if (problem := run_id_problem(run_id)) is not None:
+    if (problem := id_problem(run_id, MAX_RUN_ID)) is not None:
         problems.append(Problem("run_id", problem))
     if (problem := step_problem(step)) is not None:
         problems.append(Problem("step", problem))

@@ -79,15 +79,14 @@ class RescoreSummary:
         for name, weight in self.weights.items():
             counts = self.counts.get(name, {})
             ok = counts.get("ok", 0)
-            out.append(
-                {
-                    "reward": name,
-                    "weight": weight,
-                    "mean": self.ok_sums.get(name, 0.0) / ok if ok else None,
-                    **{status: counts.get(status, 0) for status in STATUSES},
-                    "from audit": self.resumed.get(name, 0),
-                }
-            )
+            row: dict[str, Any] = {
+                "reward": name,
+                "weight": weight,
+                "mean": self.ok_sums.get(name, 0.0) / ok if ok else None,
+                **{status: counts.get(status, 0) for status in STATUSES},
+                "from audit": self.resumed.get(name, 0),
+            }
+            out.append(row)
         return out
 
 

@@ -129,7 +129,7 @@ def to_samples(
         problems.setdefault(index, problem)
     if problems:
         raise InvalidInputError(
-            [Problem(p.field, p.message, **_where(i, numbers)) for i, p in sorted(problems.items())],
+            [_placed(p, i, numbers) for i, p in sorted(problems.items())],
             source=source,
         )
     return wires
@@ -153,8 +153,11 @@ def unserializable_message(error: TypeError) -> str:
     return f"not JSON-serializable: {error}"
 
 
-def _where(index: int, lines: list[int] | None) -> dict[str, int]:
-    return {"line": lines[index]} if lines is not None else {"index": index}
+def _placed(problem: Problem, index: int, lines: list[int] | None) -> Problem:
+    """The problem at its line in the file where lines are known, else at its sample index."""
+    if lines is not None:
+        return Problem(problem.field, problem.message, line=lines[index])
+    return Problem(problem.field, problem.message, index=index)
 
 
 def record_size(record: Any) -> int:

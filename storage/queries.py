@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Select, distinct, func, select, true
 
 from rewardq.storage.models import scores_table
 from rewardq.storage.rows import ScoreRecord
+from rewardq.wire.schema import Status
 
 __all__ = [
     "FINAL_STATUSES",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 # Statuses a resumed run keeps; ``error`` (a judge that was down, a crash) is scored again.
-FINAL_STATUSES = ("ok", "unscorable")
+FINAL_STATUSES: tuple[Status, ...] = ("ok", "unscorable")
 
 _c = scores_table.c
 
@@ -146,7 +147,7 @@ def run_exists(conn: Connection, run_id: str) -> bool:
 
 def stored_scores(
     conn: Connection, run_id: str, scorers: Mapping[str, str], hashes: Collection[str]
-) -> dict[tuple[str, str], tuple[float | None, str, str | None]]:
+) -> dict[tuple[str, str], tuple[float | None, Status, str | None]]:
     """The final scores (``ok``/``unscorable``) ``run_id`` holds for samples of these content hashes,
     by reward, from the scorer of that fingerprint only: ``{(sample_hash, reward): (value, status,
     error)}``. ``scorers`` maps each reward to its fingerprint; the latest score wins."""
@@ -160,7 +161,7 @@ def stored_scores(
         .where(_c.status.in_(FINAL_STATUSES))
         .order_by(_c.id)
     )
-    found: dict[tuple[str, str], tuple[float | None, str, str | None]] = {}
+    found: dict[tuple[str, str], tuple[float | None, Status, str | None]] = {}  # statuses: FINAL_STATUSES
     for sample_hash, reward, scorer, value, status, error in conn.execute(query):
         if scorers[reward] == scorer:
             found[(sample_hash, reward)] = (value, status, error)

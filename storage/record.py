@@ -19,11 +19,12 @@ from sqlalchemy.exc import DBAPIError
 from rewardq.storage.errors import is_transient
 from rewardq.storage.models import scores_table
 from rewardq.storage.writer import write_scores
+from rewardq.wire.schema import Status
 
 log = logging.getLogger(__name__)
 
-Stored = tuple[float | None, str, str | None]
-"""A stored score as a task answers it: (value, status, error)."""
+Stored = tuple[float | None, Status, str | None]
+"""A stored score as a task answers it: (value, status, error); the table's check allows only a Status."""
 
 
 def record_scores(

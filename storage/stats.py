@@ -111,7 +111,7 @@ def _standing(
     run_id: str, step_min: int | None, step_max: int | None, rewards: Iterable[str] | None
 ) -> Subquery:
     """The run's rows, each with the batch and scorer of the latest row of its (step, sample, reward)."""
-    latest = {"partition_by": (_c.step, _c.sample_hash, _c.reward), "order_by": _c.id.desc()}
+    group, latest_first = (_c.step, _c.sample_hash, _c.reward), _c.id.desc()
     query = select(
         _c.step,
         _c.reward,
@@ -119,8 +119,8 @@ def _standing(
         _c.status,
         _c.batch_id,
         _c.scorer,
-        func.first_value(_c.batch_id).over(**latest).label("last_batch"),
-        func.first_value(_c.scorer).over(**latest).label("last_scorer"),
+        func.first_value(_c.batch_id).over(partition_by=group, order_by=latest_first).label("last_batch"),
+        func.first_value(_c.scorer).over(partition_by=group, order_by=latest_first).label("last_scorer"),
     )
     return run_filter(query, run_id, step_min, step_max, rewards).subquery()
 

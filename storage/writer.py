@@ -72,9 +72,12 @@ _STATUSES = frozenset(STATUSES)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _AT = {c: i for i, c in enumerate(COLUMNS)}
 _REQUIRED_AT = tuple((_AT[c], c) for c in REQUIRED)
-_STRINGS = tuple(c for c in _typed(String) if c != "status")
-_STRINGS_AT = tuple((_AT[c], c, _TABLE[c].type.length) for c in _STRINGS if _TABLE[c].type.length)
-_TEXTS_AT = tuple((_AT[c], c) for c in _STRINGS if not _TABLE[c].type.length)
+# Each string column with its length limit (None: text, no limit).
+_STRINGS_AT = tuple(
+    (_AT[c], c, kind.length or None)
+    for c in COLUMNS
+    if isinstance(kind := _TABLE[c].type, String) and c != "status"
+)
 _INTS_AT = tuple((_AT[c], c) for c in _typed(Integer))
 _NULLABLE_INTS = frozenset(at for at, c in _INTS_AT if _TABLE[c].nullable)
 _BOOLS_AT = tuple((_AT[c], c) for c in _typed(Boolean))
@@ -222,17 +225,12 @@ def _fast_columns(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]] | None:
             if None in columns[at]:
                 return None
         for at, name, limit in _STRINGS_AT:
-            types = set(map(type, columns[at]))
-            if types == _STR:
-                longest = max(map(len, columns[at]))
-            elif types <= _STR_OR_NONE and name not in REQUIRED:
-                longest = max(map(len, filter(None, columns[at])), default=0)
-            else:
+            strings = columns[at]
+            types = set(map(type, strings))
+            if types != _STR and not (types <= _STR_OR_NONE and name not in REQUIRED):
                 return None
-            if longest > limit:
-                return None
-        for at, _ in _TEXTS_AT:
-            if not set(map(type, columns[at])) <= _STR_OR_NONE:
+            present = strings if types == _STR else filter(None, strings)
+            if limit is not None and max(map(len, present), default=0) > limit:
                 return None
         hashes = columns[_HASH]
         if not set(columns[_STATUS]) <= _STATUSES or set(map(len, hashes)) != {64}:
@@ -293,12 +291,8 @@ def _checked_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
             v = values[at]
             if v is not None and type(v) is not str:
                 raise InvalidScoreRow(i, name, f"must be a string, got {type(v).__name__}")
-            if v is not None and len(v) > limit:
+            if v is not None and limit is not None and len(v) > limit:
                 raise InvalidScoreRow(i, name, f"is {len(v)} characters, longer than {limit}")
-        for at, name in _TEXTS_AT:
-            v = values[at]
-            if v is not None and type(v) is not str:
-                raise InvalidScoreRow(i, name, f"must be a string, got {type(v).__name__}")
         status = values[_STATUS]
         if type(status) is not str or status not in _STATUSES:
             raise InvalidScoreRow(i, "status", f"{status!r} is not one of {', '.join(STATUSES)}")

@@ -6,10 +6,11 @@ import configparser
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.package_tree import lay_out_package
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -18,18 +19,8 @@ CONFIG = ROOT / ".importlinter"
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The package laid out as pip installs it (``rewardq/``, ``rewardq/workers/``, ``rewardq/storage/``),
-    from pyproject's package-dir mapping, without building anything in the repo."""
-    target = tmp_path_factory.mktemp("installed")
-    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    for package, folder in sorted(package_dir.items()):  # "rewardq" first, then the folders inside it
-        shutil.copytree(
-            ROOT / folder,
-            target.joinpath(*package.split(".")),
-            ignore=shutil.ignore_patterns("__pycache__"),
-            dirs_exist_ok=True,
-        )
-    return target
+    """The package laid out as pip installs it (``rewardq/``, ``rewardq/workers/``, ``rewardq/storage/``)."""
+    return lay_out_package(tmp_path_factory.mktemp("installed"))
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:

@@ -95,18 +95,22 @@ def _named(func: RewardFunc, name: str) -> RewardFunc:
     return func
 
 
-class TrlOptions(TypedDict, total=False):
-    """The keyword options of the TRL reward functions, all optional: ``run_id`` (default
-    REWARDQ_RUN_ID), ``asynchronous`` (async callables, which TRL runs concurrently; default False),
+class BatchOptions(TypedDict, total=False):
+    """The keyword options of :class:`SharedBatches`, all optional: ``run_id`` (default REWARDQ_RUN_ID),
     ``timeout`` (seconds a batch waits for its scores; default REWARDQ_TIMEOUT), ``deadline`` and
-    ``on_deadline`` (as for ``RewardClient.submit``). All but ``asynchronous`` go to
-    :class:`SharedBatches`."""
+    ``on_deadline`` (as for ``RewardClient.submit``)."""
 
     run_id: str | None
-    asynchronous: bool
     timeout: float | None
     deadline: float | None
     on_deadline: DeadlinePolicy
+
+
+class TrlOptions(BatchOptions, total=False):
+    """The keyword options of the TRL reward functions: :class:`BatchOptions` and ``asynchronous`` (async
+    callables, which TRL runs concurrently; default False)."""
+
+    asynchronous: bool
 
 
 def total_reward(
@@ -114,10 +118,10 @@ def total_reward(
     rewards: Mapping[str, float] | Sequence[str] | str,
     *,
     name: str = "rewardq",
-    **options: Unpack[TrlOptions],
+    asynchronous: bool = False,
+    **options: Unpack[BatchOptions],
 ) -> RewardFunc:
     """One TRL reward function returning each sample's weighted total (None where no reward has a value)."""
-    asynchronous = options.pop("asynchronous", False)
     batches = _TrlBatches(SharedBatches(client, _weights(client, rewards), **options))
     if asynchronous:
 
@@ -135,7 +139,9 @@ def total_reward(
 def per_reward(
     client: RewardClient,
     rewards: Mapping[str, float] | Sequence[str] | str,
-    **options: Unpack[TrlOptions],
+    *,
+    asynchronous: bool = False,
+    **options: Unpack[BatchOptions],
 ) -> list[RewardFunc]:
     """One TRL reward function per reward, named after it; values are None unless the status is ``ok``.
 
@@ -143,7 +149,6 @@ def per_reward(
     ``GRPOConfig(reward_weights=[...])``, in this order. Weights other than 1 are warned about, naming
     the ``reward_weights`` to give TRL (pass the names alone to say nothing).
     """
-    asynchronous = options.pop("asynchronous", False)
     weights = _weights(client, rewards)
     if any(w != 1.0 for w in weights.values()):
         log.warning(

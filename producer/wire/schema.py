@@ -26,6 +26,7 @@ STATUSES: tuple[Status, ...] = ("ok", "unscorable", "error", "timeout")
 # NUL characters (PostgreSQL refuses them), a 32-bit ``step``, and at most this many characters of a
 # reward name, run id, batch id and sample id (the ``id`` or ``sample_id`` column).
 NO_NUL = r"^[^\x00]*$"
+NUL_PROBLEM = "must not contain NUL characters (the audit store cannot hold them)"
 MAX_REWARD_NAME = 64
 MAX_RUN_ID = 200
 MAX_BATCH_ID = 64
@@ -42,23 +43,12 @@ BatchId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BATCH_ID
 Step = Annotated[int, Field(ge=0, le=MAX_STEP)]
 
 
-def run_id_problem(run_id: Any) -> str | None:
-    """Why ``run_id`` cannot be stored, or None."""
-    if not isinstance(run_id, str) or not 1 <= len(run_id) <= MAX_RUN_ID:
-        return f"must be a string of 1 to {MAX_RUN_ID} characters, got {run_id!r}"
-    if "\x00" in run_id:
-        return "must not contain NUL characters (the audit store cannot hold them)"
-    return None
-
-
-def batch_id_problem(batch_id: Any) -> str | None:
-    """Why a caller's ``batch_id`` cannot be stored, or None (no batch id: one is generated)."""
-    if batch_id is None:
-        return None
-    if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= MAX_BATCH_ID:
-        return f"must be a string of 1 to {MAX_BATCH_ID} characters, got {batch_id!r}"
-    if "\x00" in batch_id:
-        return "must not contain NUL characters (the audit store cannot hold them)"
+def id_problem(value: Any, limit: int) -> str | None:
+    """Why a run id or batch id (``limit``: MAX_RUN_ID, MAX_BATCH_ID) cannot be stored, or None."""
+    if not isinstance(value, str) or not 1 <= len(value) <= limit:
+        return f"must be a string of 1 to {limit} characters, got {value!r}"
+    if "\x00" in value:
+        return NUL_PROBLEM
     return None
 
 
@@ -86,7 +76,7 @@ def sample_id_problem(columns: Mapping[str, Any]) -> tuple[str, str] | None:
         if len(text) > MAX_SAMPLE_ID:
             return column, f"is {len(text)} characters, over the audit store's limit of {MAX_SAMPLE_ID}"
         if "\x00" in text:
-            return column, "must not contain NUL characters (the audit store cannot hold them)"
+            return column, NUL_PROBLEM
     return None
 
 

@@ -32,14 +32,13 @@ def summary_rows(result: ScoreResult) -> list[dict[str, Any]]:
             if s == "ok" and v is not None
         ]
         counts = counts_by_reward[name]
-        rows.append(
-            {
-                "reward": name,
-                "weight": weight,
-                "mean": statistics.fmean(ok) if ok else None,
-                **{status: counts.get(status, 0) for status in STATUSES},
-            }
-        )
+        row: dict[str, Any] = {
+            "reward": name,
+            "weight": weight,
+            "mean": statistics.fmean(ok) if ok else None,
+            **{status: counts.get(status, 0) for status in STATUSES},
+        }
+        rows.append(row)
     return rows
 
 

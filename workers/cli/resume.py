@@ -16,6 +16,7 @@ from typing import Any
 from rewardq.rescore import Stored
 from rewardq.samples import to_samples
 from rewardq.storage.rows import sample_hash
+from rewardq.wire.schema import Status
 from rewardq.wire.settings import Settings
 
 
@@ -49,8 +50,5 @@ class AuditScores:
         self._engine.dispose()
 
 
-def _stored(hit: tuple[float | None, str, str | None] | None) -> Stored | None:
-    if hit is None:
-        return None
-    value, status, error = hit
-    return Stored(value, status, error)  # a status the store's check allows
+def _stored(hit: tuple[float | None, Status, str | None] | None) -> Stored | None:
+    return None if hit is None else Stored(*hit)

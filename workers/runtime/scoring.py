@@ -41,7 +41,7 @@ def _score(
     runtime: WorkerRuntime, name: str, samples: list[Sample | None], scores: list[Score | None]
 ) -> tuple[str, float]:
     """Fill ``scores`` for the valid samples; returns the scorer's fingerprint and the latency in ms."""
-    valid = [i for i, s in enumerate(samples) if s is not None]
+    valid = {i: s for i, s in enumerate(samples) if s is not None}
     try:
         reward = runtime.reward(name)
     except RewardqError as e:
@@ -53,7 +53,7 @@ def _score(
         scorer = reward.fingerprint
         started = time.perf_counter()
         try:
-            out = reward.score([samples[i] for i in valid])
+            out = reward.score(list(valid.values()))
             if len(out) != len(valid):
                 raise RuntimeError(f"returned {len(out)} scores for {len(valid)} samples")
         except Exception as e:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rewardq.wire.schema import Sample
+from rewardq.wire.schema import ChatMessage, Sample
 
 Truncation = Literal["left", "unscorable"]
 
@@ -28,18 +28,18 @@ class Encoded:
     problem: str | None = None
 
 
-def messages(sample: Sample) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The sample's prompt and completion as chat messages."""
+def messages(sample: Sample) -> tuple[list[ChatMessage], list[ChatMessage]]:
+    """The sample's prompt and completion as chat messages (copies: the sample's own are not handed out)."""
     if sample.prompt is None:
-        prompt: list[dict[str, Any]] = []
+        prompt: list[ChatMessage] = []
     elif isinstance(sample.prompt, str):
         prompt = [{"role": "user", "content": sample.prompt}]
     else:
-        prompt = [dict(m) for m in sample.prompt]
+        prompt = [m.copy() for m in sample.prompt]
     if isinstance(sample.completion, str):
-        completion = [{"role": "assistant", "content": sample.completion}]
+        completion: list[ChatMessage] = [{"role": "assistant", "content": sample.completion}]
     else:
-        completion = [dict(m) for m in sample.completion]
+        completion = [m.copy() for m in sample.completion]
     return prompt, completion
 
 

@@ -35,7 +35,9 @@ class CosineReward(Reward):
         cosine_max_len_value_correct: float = 0.5
         cosine_max_len: PositiveInt = 512
         tokenizer: str | None = None
-        timeout_seconds: int = Field(5, ge=1, description="the accuracy check's math-verify time limit")
+        timeout_seconds: int = Field(
+            default=5, ge=1, description="the accuracy check's math-verify time limit"
+        )
 
     options: Options
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
@@ -50,27 +51,24 @@ class ReferenceOptions(RewardOptions):
 class ReferenceReward(Reward):
     """A reward of (completion, reference) pairs; samples without a reference never reach the scorer."""
 
-    Options = ReferenceOptions
+    Options: ClassVar[type[ReferenceOptions]] = ReferenceOptions
     options: ReferenceOptions
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
-        scores: list[Score | None] = []
-        at: list[int] = []
-        completions: list[str] = []
-        references: list[str] = []
+        scores: dict[int, Score] = {}
+        references: dict[int, str] = {}
         for i, sample in enumerate(samples):
             reference = self.options.reference_for(sample)
             if isinstance(reference, Score):
-                scores.append(reference)
-                continue
-            scores.append(None)
-            at.append(i)
-            completions.append(sample.completion_text)
-            references.append(reference)
-        if at:
-            for i, score in zip(at, self.score_pairs(completions, references), strict=True):
-                scores[i] = score
-        return scores
+                scores[i] = reference
+            else:
+                references[i] = reference
+        if references:
+            completions = [samples[i].completion_text for i in references]
+            scores.update(
+                zip(references, self.score_pairs(completions, list(references.values())), strict=True)
+            )
+        return [scores[i] for i in range(len(samples))]
 
     @abstractmethod
     def score_pairs(self, completions: list[str], references: list[str]) -> list[Score]:

@@ -23,7 +23,9 @@ class RepetitionReward(Reward):
 
     class Options(RewardOptions):
         repetition_n_grams: PositiveInt = 3
-        repetition_max_penalty: float = Field(-1.0, le=0, description="the reward of a fully repeated text")
+        repetition_max_penalty: float = Field(
+            default=-1.0, le=0, description="the reward of a fully repeated text"
+        )
 
     options: Options
 
