@@ -15,24 +15,18 @@ PostgreSQL: a temporary database through ``$REWARDQ_BENCH_POSTGRES_URL`` (defaul
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import os
 import statistics
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, func, select
-from sqlalchemy.engine import make_url
+from _services import postgres_database
+from sqlalchemy import Connection, func, select
 
 from rewardq.storage import make_engine, paired_scores, scores_table, upgrade, write_scores
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "REWARDQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 _c = scores_table.c
 
 
@@ -57,20 +51,6 @@ def main_paired(conn: Connection, run_a: str, run_b: str) -> list[Any]:
 
 def branch_paired(conn: Connection, run_a: str, run_b: str) -> list[Any]:
     return list(paired_scores(conn, run_a, run_b))
-
-
-@contextlib.contextmanager
-def temporary_postgres_database() -> Iterator[str]:
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"rewardq_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def fill(url: str, runs: int, per_run: int, batch: int = 5000) -> None:
@@ -130,7 +110,7 @@ def main() -> None:
     parser.add_argument("--rows-per-run", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    with temporary_postgres_database() as url:
+    with postgres_database() as url:
         upgrade(url)
         fill(url, args.runs, args.rows_per_run)
         print(

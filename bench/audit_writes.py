@@ -26,20 +26,16 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from _services import postgres_database
+from sqlalchemy import Engine, text
 
 from rewardq.storage import make_engine, upgrade, write_scores
 
 AIM = 50_000
-POSTGRES_ADMIN_URL = os.environ.get(
-    "REWARDQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 GROUP = 8
 
 
@@ -98,7 +94,7 @@ class Store:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="rewardq-bench-"))
             url = f"sqlite:///{Path(directory) / 'audit.db'}"
         else:
-            url = stack.enter_context(temporary_postgres_database())
+            url = stack.enter_context(postgres_database())
         upgrade(url)
         engine = make_engine(url)
         stack.callback(engine.dispose)
@@ -106,20 +102,6 @@ class Store:
             query = "SELECT sqlite_version()" if self.name == "sqlite" else "SHOW server_version"
             self.version = str(conn.execute(text(query)).scalar()).split()[0]
         return engine
-
-
-@contextlib.contextmanager
-def temporary_postgres_database() -> Iterator[str]:
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"rewardq_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def run_round(stores: list[Store], rows: int, batch: int, text_bytes: int, seed: int) -> None:
