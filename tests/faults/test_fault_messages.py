@@ -21,6 +21,7 @@ from rewardq import RewardClient, Settings
 from rewardq.broker import make_app
 from rewardq.storage import make_engine, scores_table
 from rewardq.wire.schema import TASK_NAME
+from tests.celery_messages import task_body, task_headers
 from tests.conftest import WorkerProcess
 from tests.faults.conftest import (
     DeliveryCheck,
@@ -63,8 +64,7 @@ def payload(**changes: Any) -> dict[str, Any]:
 
 
 def celery_body(task_payload: dict[str, Any]) -> bytes:
-    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    return json.dumps([[task_payload], {}, embed]).encode()
+    return json.dumps(task_body(task_payload)).encode()
 
 
 @dataclass
@@ -76,22 +76,7 @@ class Published:
 def publish(url: str, name: str, body: bytes, content_type: str, task: str = TASK_NAME) -> Published:
     """One message on the queue as Celery's protocol 2 frames it, with ``body`` as given."""
     task_id = uuid.uuid4().hex
-    headers = {
-        "lang": "py",
-        "task": task,
-        "id": task_id,
-        "root_id": task_id,
-        "parent_id": None,
-        "group": None,
-        "retries": 0,
-        "eta": None,
-        "expires": None,
-        "timelimit": [None, None],
-        "argsrepr": name,
-        "kwargsrepr": "{}",
-        "origin": "tests/faults",
-        "ignore_result": False,
-    }
+    headers = task_headers(task_id, task=task, argsrepr=name, origin="tests/faults")
     with Connection(url) as conn:
         conn.Producer().publish(
             body,

@@ -34,9 +34,10 @@ from hypothesis import strategies as st
 from rewardq import RewardClient, Settings
 from rewardq.broker import make_app
 from rewardq.wire.keys import DLQ_KEY
+from tests.celery_messages import task_body
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_dlq import GOOD
-from tests.workers.test_malformed_messages import QUEUE, envelope, score_payload, task_body
+from tests.workers.test_malformed_messages import QUEUE, envelope, score_payload
 
 CI_ENVELOPES = 300
 LONG_ENVELOPES = 10_000

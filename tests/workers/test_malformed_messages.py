@@ -16,14 +16,14 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
-from rewardq.wire.schema import TASK_NAME, queue_for
+from rewardq.wire.schema import queue_for
 from rewardq.workers.runtime.dlq import DeadLetter
+from tests.celery_messages import EMBED, task_body, task_headers
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_cli import rewardq
 from tests.workers.test_dlq import GOOD, dlq_entries
 
 QUEUE = queue_for("format")
-EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 def score_payload(tag: str) -> dict[str, Any]:
@@ -48,22 +48,7 @@ def envelope(body: Any, task_id: str | None = None) -> dict[str, Any]:
         "body": base64.b64encode(raw).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {
-            "lang": "py",
-            "task": TASK_NAME,
-            "id": task_id,
-            "root_id": task_id,
-            "parent_id": None,
-            "group": None,
-            "retries": 0,
-            "eta": None,
-            "expires": None,
-            "timelimit": [None, None],
-            "argsrepr": "(...)",
-            "kwargsrepr": "{}",
-            "origin": "tests",
-            "ignore_result": False,
-        },
+        "headers": task_headers(task_id),
         "properties": {
             "correlation_id": task_id,
             "reply_to": str(uuid.uuid4()),
@@ -74,10 +59,6 @@ def envelope(body: Any, task_id: str | None = None) -> dict[str, Any]:
             "delivery_tag": str(uuid.uuid4()),
         },
     }
-
-
-def task_body(payload: Any) -> list[Any]:
-    return [[payload], {}, EMBED]
 
 
 def push(client: redis.Redis, item: bytes | dict[str, Any]) -> None:
