@@ -38,6 +38,11 @@ def _named(fingerprint: str | None) -> str:
     return fingerprint or "none announced (a worker from before fingerprints)"
 
 
+def _listed(found: Mapping[str | None, list[str]]) -> str:
+    """Each fingerprint with the nodes that serve it, for an error line."""
+    return "; ".join(f"{_named(fp)} on {', '.join(sorted(nodes))}" for fp, nodes in found.items())
+
+
 def scorers_of(announcements: Iterable[Announcement]) -> Scorers:
     """For each reward these workers serve, each fingerprint it is served with and by which nodes."""
     found: Scorers = {}
@@ -53,9 +58,8 @@ def served_fingerprint(scorers: Scorers, reward: str) -> str | None:
     found = scorers.get(reward, {})
     if len(found) <= 1:
         return next(iter(found), None)
-    listed = "; ".join(f"{_named(fp)} on {', '.join(sorted(nodes))}" for fp, nodes in found.items())
     raise ScorerMismatchError(
-        f"reward {reward!r} is served by live workers with different scorers ({listed}); nothing was "
+        f"reward {reward!r} is served by live workers with different scorers ({_listed(found)}); nothing was "
         "enqueued: stop the workers of all but one scorer (rewardq status lists each worker's fingerprints), "
         "or give the changed reward a new name"
     )
@@ -68,11 +72,10 @@ def refuse_conflicts(announcements: Iterable[Announcement], node: str, own: Mapp
     for reward, fingerprint in own.items():
         theirs = {fp: nodes for fp, nodes in others.get(reward, {}).items() if fp != fingerprint}
         if theirs:
-            listed = "; ".join(f"{_named(fp)} on {', '.join(sorted(nodes))}" for fp, nodes in theirs.items())
             raise ScorerMismatchError(
-                f"reward {reward!r} is served by live workers with scorer {listed}, and this worker would "
-                f"score it with {fingerprint}: give the changed reward a new name, or stop the old workers "
-                "first"
+                f"reward {reward!r} is served by live workers with scorer {_listed(theirs)}, and this worker "
+                f"would score it with {fingerprint}: give the changed reward a new name, or stop the old "
+                "workers first"
             )
 
 

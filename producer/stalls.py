@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from rewardq.serving import read_announcements, redis_client
+from rewardq.serving import read_announcements, redis_client, served_rewards
 from rewardq.wire.keys import UNACKED_KEY
 from rewardq.wire.settings import Settings
 
@@ -75,7 +75,8 @@ class StallNote:
 
     def _why(self, client: Any) -> str | None:
         workers = read_announcements(client)
-        unserved = [r for r in self.rewards if not any(r in w.rewards for w in workers)]
+        served = served_rewards(workers)
+        unserved = [r for r in self.rewards if r not in served]
         if unserved:
             return (
                 f"no live worker serves {', '.join(unserved)}; start one with "
