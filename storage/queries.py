@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Select, distinct, func, select, true
 
 from rewardq.storage.models import scores_table
 from rewardq.storage.rows import ScoreRecord
-from rewardq.wire.schema import Status
+from rewardq.wire.schema import NOT_SCORERS, Status
 
 __all__ = [
     "FINAL_STATUSES",
@@ -61,7 +61,7 @@ def list_runs(conn: Connection) -> list[RunSummary]:
         func.min(_c.step),
         func.max(_c.step),
         func.count(),
-        func.count(distinct(_c.scorer)),
+        func.count(distinct(_c.scorer)).filter(_c.scorer.not_in(NOT_SCORERS)),
     ).group_by(_c.run_id, _c.reward)
     runs: dict[str, dict[str, Any]] = {}
     for run_id, reward, first_at, last_at, step_min, step_max, count, scorers in conn.execute(query):

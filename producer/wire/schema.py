@@ -18,6 +18,11 @@ from typing_extensions import TypedDict
 SCHEMA_VERSION: Literal[1] = 1
 TASK_NAME = "rewardq.score"
 QUEUE_PREFIX = "rewards."
+# The audit's scorer of rows that no scorer wrote: a task parked in the dead-letter queue, and a task whose
+# reward could not be built. They are no fingerprint: a run holding them is not scored by two scorers.
+PARKED_SCORER = "parked"
+UNAVAILABLE_SCORER = "unavailable"
+NOT_SCORERS = (PARKED_SCORER, UNAVAILABLE_SCORER)
 
 Status = Literal["ok", "unscorable", "error", "timeout"]
 STATUSES: tuple[Status, ...] = ("ok", "unscorable", "error", "timeout")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from rewardq.storage import list_runs, run_scores, sample_history, step_stats, write_scores
-from rewardq.wire.schema import STATUSES
+from rewardq.wire.schema import PARKED_SCORER, STATUSES, UNAVAILABLE_SCORER
 
 MakeRow = Callable[..., dict[str, Any]]
 T0 = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
@@ -81,6 +81,9 @@ def test_list_runs_names_the_rewards_scored_by_more_than_one_scorer(
     rows = [make_row(i, reward="format", scorer="format@1:aaaaaaaaaaaa") for i in range(3)]
     rows += [make_row(i, reward="format", scorer="format@1:bbbbbbbbbbbb", batch_id="b2") for i in range(2)]
     rows += [make_row(i, batch_id="b3") for i in range(2)]  # accuracy: one scorer
+    # rows no scorer wrote (a parked task, a reward that could not be built) are no second scorer
+    rows += [make_row(2, batch_id="b4", scorer=PARKED_SCORER, status="error", value=None, error="parked")]
+    rows += [make_row(3, batch_id="b5", scorer=UNAVAILABLE_SCORER, status="error", value=None, error="x")]
     with engine.begin() as conn:
         write_scores(conn, rows)
     with engine.connect() as conn:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from rewardq.wire.schema import queue_for
+from rewardq.wire.schema import PARKED_SCORER, queue_for
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.persist import persist, unkeyed_answer
@@ -43,7 +43,7 @@ def admit(
     except InvalidTask:  # nothing to key audit rows on: the answer alone
         return count, unkeyed_answer(payload, error)
     item.scores = [Score.failed(error) if s is None else s for s in item.scores]
-    item.scorer = "parked"
+    item.scorer = PARKED_SCORER
     return count, persist(runtime, item, attempts=count, worker=worker)
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from rewardq.wire.errors import RewardqError
-from rewardq.wire.schema import Sample
+from rewardq.wire.schema import UNAVAILABLE_SCORER, Sample
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.validate import Prepared
@@ -45,10 +45,10 @@ def _score(
     try:
         reward = runtime.reward(name)
     except RewardqError as e:
-        error, scorer = str(e), "unavailable"
+        error, scorer = str(e), UNAVAILABLE_SCORER
     except Exception as e:  # a reward that fails to build (missing model …) fails its samples, not the worker
         log.exception("building reward %s failed", name)
-        error, scorer = f"reward {name!r} failed to load: {type(e).__name__}: {e}", "unavailable"
+        error, scorer = f"reward {name!r} failed to load: {type(e).__name__}: {e}", UNAVAILABLE_SCORER
     else:
         scorer = reward.fingerprint
         started = time.perf_counter()
