@@ -1,4 +1,4 @@
-"""Options of ``judge`` and ``remote_reward_model``: validated with clear errors, without importing openai."""
+"""Options of ``judge`` and ``remote_reward_model``: validated with clear errors, importing no HTTP client."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_structured_output_requests() -> None:
     assert implied is not None and implied.request() == {"choice": ["pass", "fail"]}
 
 
-def test_validating_a_rewards_file_does_not_import_openai(tmp_path: Path) -> None:
+def test_validating_a_rewards_file_does_not_import_http_clients(tmp_path: Path) -> None:
     rewards = tmp_path / "rewards.toml"
     rewards.write_text(
         '[rewards.j]\nkind = "judge"\nbase_url = "http://127.0.0.1:1/v1"\n'
@@ -81,7 +81,7 @@ def test_validating_a_rewards_file_does_not_import_openai(tmp_path: Path) -> Non
         "import sys\nfrom pathlib import Path\nfrom rewardq.workers.rewards.config import RewardsConfig\n"
         f"config = RewardsConfig.load(Path({str(rewards)!r}))\n"
         "config.build('j'); config.build('rm')\n"
-        "assert 'openai' not in sys.modules and 'torch' not in sys.modules, 'imported'\n"
+        "assert not {'openai', 'aiohttp', 'torch'} & set(sys.modules), 'imported'\n"
         "print(config.spec('j').kind, config.spec('rm').kind)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 """Options of the server-backed kinds: where the servers are and how hard to push them (``ServerOptions``,
 shared by ``judge`` and ``remote_reward_model``), and how a judge is asked and read (``JudgeOptions``).
 
-Validation is pydantic only: it never imports openai, and never reads the API key's variable.
+Validation is pydantic only: it never imports the HTTP client, and never reads the API key's variable.
 """
 
 from __future__ import annotations

@@ -109,19 +109,11 @@ class ServerReward(Reward):
 
     async def _check_servers(self, pool: ServerPool) -> str:
         """Every replica answers ``GET /models`` and serves the model; the model when none is configured."""
-        import openai
-
         model = self.options.model
         for index, url in enumerate(pool.urls):
-            try:
-                served = await pool.models(index)
-            except openai.APIStatusError as e:
-                raise RewardSetupError(
-                    f"reward {self.name!r}: {url}/models answered HTTP {e.status_code}: {e.message}"
-                    + (f" (is the key in ${self.options.api_key_env} right?)" if e.status_code == 401 else "")
-                ) from e
-            except openai.APIError as e:
-                raise RewardSetupError(f"reward {self.name!r}: cannot reach {url}: {e.message}") from e
+            served = await pool.models(index)
+            if isinstance(served, Failure):
+                raise RewardSetupError(f"reward {self.name!r}: {_unanswered(url, served, self.options)}")
             if not served:
                 raise RewardSetupError(f"reward {self.name!r}: {url} serves no model")
             if model is None:
@@ -220,6 +212,17 @@ class ServerReward(Reward):
             completion_tokens or None,
             reading.truncated,
         )
+
+
+def _unanswered(url: str, failure: Failure, options: ServerOptions) -> str:
+    """Why a replica's ``GET /models`` failed, worded for the person who configured it."""
+    if failure.reason.startswith("http_"):
+        status = failure.reason.removeprefix("http_")
+        hint = f" (is the key in ${options.api_key_env} right?)" if status == "401" else ""
+        return f"{url}/models answered HTTP {status}: {failure.message}{hint}"
+    if failure.reason == "invalid_response":
+        return f"{url}/models answered {failure.message}"
+    return f"cannot reach {url}: {failure.message}"
 
 
 def _api_key(name: str, variable: str | None) -> str | None:

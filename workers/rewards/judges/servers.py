@@ -1,30 +1,31 @@
-"""The servers a reward talks to: one ``AsyncOpenAI`` client per replica URL, a bound on requests in flight,
-load spread over the replicas, and every failure turned into a :class:`Failure` with its reason.
+"""The servers a reward talks to: one ``aiohttp`` session per server set, a bound on requests in flight,
+load spread over the replicas, retries, and every failure turned into a :class:`Failure` with its reason.
 
-Retries are the openai client's own (``max_retries``, exponential backoff with jitter, ``Retry-After``
-honoured up to two minutes): it retries connection errors, timeouts, 408, 409, 429 and 5xx and never
-another 4xx. The number of HTTP attempts a request took is the client's retry count plus one.
+Bodies are encoded and replies decoded with orjson. Retries follow :mod:`.retries` (the ``openai`` client's
+policy: connection errors, timeouts, 408, 409, 429 and 5xx, ``Retry-After`` honoured up to two minutes);
+the number of HTTP attempts a request took is its retries plus one. ``request_timeout`` bounds each
+attempt, from sending the request to the last byte of the reply.
+
+The ``openai`` client cost about 1 ms of CPU per request (issue 19), which capped one worker process near
+600 requests/s; this path costs a fifth of that (docs/benchmarks.md#judges).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
+import orjson
+
+from rewardq.workers.rewards.judges.retries import RETRY_COUNT_HEADER, delay, should_retry
 
 log = logging.getLogger(__name__)
 
-# Requests in flight per client: httpcore's pool scans every connection of a client for each request,
-# so a client per this many requests keeps that cost flat as max_concurrency grows.
-REQUESTS_PER_CLIENT = 8
-
-_RAW = {"X-Stainless-Raw-Response": "true"}  # have the client return the response with its retry count
 RAW_LIMIT = 4000  # characters of an error body kept for the audit
+MESSAGE_LIMIT = 500  # characters of an error message
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,9 @@ class Failure:
 
 
 class ServerPool:
-    """Clients for the replicas of one server set and the process-wide bound on requests in flight.
+    """One HTTP session for the replicas of one server set and the process-wide bound on requests in flight.
 
-    Each replica gets one client per ``REQUESTS_PER_CLIENT`` requests of ``max_concurrency``, used in turn.
-
-    Build it (and use it) on the judging loop's thread: the semaphore belongs to that loop.
+    Build it (and use it) on the judging loop's thread: the session and the semaphore belong to that loop.
     """
 
     def __init__(
@@ -69,27 +68,27 @@ class ServerPool:
         max_retries: int,
         max_concurrency: int,
     ) -> None:
-        from openai import AsyncOpenAI
+        import aiohttp
 
         self.urls = tuple(urls)
-        per_replica = -(-max_concurrency // REQUESTS_PER_CLIENT)
-        self.clients: list[list[AsyncOpenAI]] = [
-            [
-                AsyncOpenAI(
-                    base_url=url,
-                    api_key=api_key or "EMPTY",  # vLLM without --api-key accepts any key
-                    timeout=request_timeout,
-                    max_retries=max_retries,
-                )
-                for _ in range(per_replica)
-            ]
-            for url in self.urls
-        ]
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_concurrency),
+            timeout=aiohttp.ClientTimeout(total=request_timeout),
+        )
+        # Proxies from the environment, read once (aiohttp's trust_env reads them and ~/.netrc per request).
+        self.proxies = [env_proxy(url) for url in self.urls]
+        headers = {
+            "Authorization": f"Bearer {api_key or 'EMPTY'}",  # vLLM without --api-key accepts any key
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        # The headers of attempt k, built once: the hot path copies nothing.
+        self._headers = [{**headers, RETRY_COUNT_HEADER: str(k)} for k in range(max_retries + 1)]
         self.in_flight = [0] * len(self.urls)
-        self._turns = [0] * len(self.urls)
-        self.max_concurrency = max_concurrency
-        self.request_timeout = request_timeout
+        self.max_retries = max_retries
+        self.timeout = request_timeout
         self.semaphore = asyncio.Semaphore(max_concurrency)
+        self._loop = asyncio.get_running_loop()
         self._next = 0
 
     def _pick(self) -> int:
@@ -101,51 +100,61 @@ class ServerPool:
     async def post(self, path: str, body: dict[str, Any]) -> Reply | Failure:
         """POST ``body`` as JSON to ``path`` (relative to the base URL, or absolute from the server root
         when it starts with ``/``) on the least busy replica, within the process's in-flight bound."""
+        data = orjson.dumps(body)
         async with self.semaphore:
             index = self._pick()
             self.in_flight[index] += 1
             try:
-                return await self._post(index, path, body)
+                replica = self.urls[index]
+                url = server_root(replica) + path if path.startswith("/") else f"{replica}/{path}"
+                return await self._send("POST", url, index, data)
             finally:
                 self.in_flight[index] -= 1
 
-    async def _post(self, index: int, path: str, body: dict[str, Any]) -> Reply | Failure:
-        import openai
+    async def models(self, index: int) -> list[str] | Failure:
+        """The model ids a replica serves (``GET /models``), or why it did not say."""
+        replica = self.urls[index]
+        reply = await self._send("GET", f"{replica}/models", index, None)
+        if isinstance(reply, Failure):
+            return reply
+        data = reply.body.get("data") if isinstance(reply.body, dict) else None
+        models = data if isinstance(data, list) else []
+        return [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
-        clients, replica = self.clients[index], self.urls[index]
-        client = clients[self._turns[index] % len(clients)]
-        self._turns[index] += 1
-        url = server_root(replica) + path if path.startswith("/") else path
-        try:
-            response: Any = await client.post(url, cast_to=object, body=body, options={"headers": _RAW})
-        except openai.APIStatusError as e:
-            return Failure(
-                f"http_{e.status_code}",
-                _status_message(e),
-                replica,
-                _attempts(e.response.request),
-                e.response.text[:RAW_LIMIT],
-            )
-        except openai.APITimeoutError as e:
-            attempts = _attempts(e.request)
-            message = f"no reply within request_timeout ({self.request_timeout:g} s), {attempts} attempt(s)"
-            return Failure("timeout", message, replica, attempts)
-        except openai.APIConnectionError as e:
-            cause = e.__cause__ or e
-            return Failure(
-                "connection_error", f"{type(cause).__name__}: {cause}", replica, _attempts(e.request)
-            )
-        attempts = response.retries_taken + 1
-        try:
-            return Reply(response.parse(), replica, attempts)
-        except ValueError as e:  # a 200 whose body is not JSON
-            raw = response.text[:RAW_LIMIT]
-            return Failure("invalid_response", f"the body is not JSON: {e}", replica, attempts, raw)
+    async def _send(self, method: str, url: str, index: int, data: bytes | None) -> Reply | Failure:
+        """A request to replica ``index``, retried as :mod:`.retries` says; the reply or the last failure."""
+        import aiohttp
 
-    async def models(self, index: int) -> list[str]:
-        """The model ids a replica serves (``GET /models``)."""
-        page = await self.clients[index][0].models.list()
-        return [m.id for m in page.data]
+        replica, proxy = self.urls[index], self.proxies[index]
+        for retries in range(self.max_retries + 1):
+            attempts = retries + 1
+            headers: Mapping[str, str] | None = None
+            try:
+                async with self.session.request(
+                    method, url, data=data, headers=self._headers[retries], proxy=proxy
+                ) as response:
+                    status, headers, content = response.status, response.headers, await response.read()
+            except TimeoutError:
+                message = f"no reply within request_timeout ({self.timeout:g} s), {attempts} attempt(s)"
+                failure = Failure("timeout", message, replica, attempts)
+            except aiohttp.ClientError as e:
+                failure = Failure("connection_error", f"{type(e).__name__}: {e}", replica, attempts)
+            else:
+                if 200 <= status < 300:
+                    return _reply(content, replica, attempts)
+                message = _status_message(status, content)
+                failure = Failure(f"http_{status}", message, replica, attempts, _text(content))
+                if not should_retry(status, headers):
+                    return failure
+            if retries == self.max_retries:
+                return failure
+            await asyncio.sleep(delay(retries, headers))
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def close(self) -> None:
+        """Close the session's connections (on its loop; a stopped loop has dropped them already)."""
+        if self._loop.is_running() and not self.session.closed:
+            asyncio.run_coroutine_threadsafe(self.session.close(), self._loop).result(timeout=5)
 
 
 def server_root(base_url: str) -> str:
@@ -153,13 +162,38 @@ def server_root(base_url: str) -> str:
     return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
 
 
-def _attempts(request: Any) -> int:
+def env_proxy(url: str) -> str | None:
+    """The proxy ``http(s)_proxy`` or ``all_proxy`` names for ``url``, unless ``no_proxy`` spares its host."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(url)
+    if parts.hostname is None or proxy_bypass(parts.hostname):
+        return None
+    proxies = getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _reply(content: bytes, replica: str, attempts: int) -> Reply | Failure:
     try:
-        return int(request.headers.get("x-stainless-retry-count", "0")) + 1
-    except (AttributeError, ValueError):
-        return 1
+        return Reply(orjson.loads(content), replica, attempts)
+    except orjson.JSONDecodeError as e:  # a 2xx whose body is not JSON
+        return Failure("invalid_response", f"the body is not JSON: {e}", replica, attempts, _text(content))
 
 
-def _status_message(error: Any) -> str:
-    message = str(getattr(error, "message", "") or error)
-    return message[:500]
+def _text(content: bytes) -> str:
+    return content.decode("utf-8", "replace")[:RAW_LIMIT]
+
+
+def _status_message(status: int, content: bytes) -> str:
+    """``Error code: 400 - <the body's error message>``, as the openai client words it."""
+    message = f"Error code: {status}"
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return message
+    error = body.get("error", body) if isinstance(body, dict) else None
+    text = error.get("message") if isinstance(error, dict) else None
+    if isinstance(text, str) and text:
+        message += f" - {text}"
+    return message[:MESSAGE_LIMIT]
