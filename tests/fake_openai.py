@@ -180,9 +180,12 @@ def models_reply(model: str) -> Reply:
 class FakeOpenAI:
     """The server, run on its own event loop in a daemon thread; a context manager."""
 
-    def __init__(self, behaviour: Behaviour, *, model: str = MODEL, port: int = 0) -> None:
+    def __init__(
+        self, behaviour: Behaviour, *, model: str = MODEL, port: int = 0, api_key: str | None = None
+    ) -> None:
         self.behaviour = behaviour
         self.model = model
+        self.api_key = api_key  # when set, refuse requests without it, as ``vllm serve --api-key`` does
         self.requests: list[Request] = []
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -262,6 +265,8 @@ class FakeOpenAI:
         writer.close()
 
     async def _answer(self, request: Request) -> Reply | None:
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return Reply(401, {"error": "Unauthorized"})
         if request.method == "GET" and request.path.rstrip("/").endswith("/models"):
             return models_reply(self.model)
         return await self.behaviour(request)
