@@ -88,9 +88,9 @@ def test_no_key_sends_a_placeholder_and_a_wrong_key_fails_setup_with_a_hint(
         make_judge(server).score(SAMPLE)
     assert server.chat_requests[0].headers["authorization"] == "Bearer EMPTY"
     monkeypatch.setenv("JUDGE_KEY", "sk-wrong")
-    with FakeOpenAI(verdict("[[5]]"), api_key="sk-right") as server:
-        with pytest.raises(RewardSetupError) as refused:
-            make_judge(server, api_key_env="JUDGE_KEY")
+    server = FakeOpenAI(verdict("[[5]]"), api_key="sk-right")
+    with server, pytest.raises(RewardSetupError) as refused:
+        make_judge(server, api_key_env="JUDGE_KEY")
     assert str(refused.value) == (
         f"reward 'judge': {server.base_url}/models answered HTTP 401: Error code: 401"
         " (is the key in $JUDGE_KEY right?)"
