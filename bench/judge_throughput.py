@@ -5,7 +5,10 @@ and (with ``--vllm-url``) a real vLLM server.
    after a fixed 50 ms with unlimited parallelism. The ``judge`` reward, in-process, scores batches of
    distinct samples with 1, 8, 32 and 64 requests in flight (``max_concurrency``, cache off); the sequential
    loop of ms-swift's documented pattern (a sync ``OpenAI`` client, one ``chat.completions.create`` per
-   completion) runs interleaved with them. Aim: >= 0.9 x N / latency, and >= 50x the loop at N = 64.
+   completion) runs interleaved with them, and so does, with ``--baseline DIR``, the judge of another
+   checkout (main's, say) with its own ``DIR/.venv``, in a child process against the same server. Each
+   row gives the client process's CPU time per sample (the server's is not included).
+   Aim: >= 0.9 x N / latency up to N = 64 (>= 0.6 on a loaded 2-core machine).
 2. The cache-hit path end to end: a 64-sample batch through ``RewardClient`` → Redis → a ``rewardq worker``
    → audit (SQLite), every request already cached, interleaved with the same batch scored by the ``format``
    rule reward through the same worker. Aim: judge >= 0.5 x format.
@@ -16,12 +19,16 @@ and (with ``--vllm-url``) a real vLLM server.
    the rest is waiting on the server).
 
     .venv/bin/python bench/judge_throughput.py --repeat 3 --vllm
+    git worktree add --detach ../main-ref main && cp -a .venv ../main-ref/.venv  # then fix its scripts' #!
+    ../main-ref/.venv/bin/python -m pip install --no-deps -e ../main-ref
+    .venv/bin/python bench/judge_throughput.py --repeat 3 --parts 1 --baseline ../main-ref
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import subprocess
 import sys
@@ -109,35 +116,80 @@ def judge(resources: WorkerResources, base_url: str, in_flight: int) -> JudgeRew
     return reward
 
 
-def concurrency(repeat: int, loop_samples: int) -> None:
+def batch(n: int, rep: int, tag: str) -> list[Sample]:
+    """Distinct samples for one run at ``n`` in flight: 8 per request slot, at least 32."""
+    return [Sample(completion=f"{tag} {n} {rep} {i}") for i in range(max(32, 8 * n))]
+
+
+class Baseline:
+    """The judge of another checkout, run by its own interpreter in a child process (``--serve-baseline``)."""
+
+    def __init__(self, checkout: Path, url: str) -> None:
+        python = checkout / ".venv" / "bin" / "python"
+        commit = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        self.name = commit.stdout.strip() or checkout.name
+        self.proc = subprocess.Popen(
+            [str(python), str(Path(__file__).resolve()), "--serve-baseline", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def rate(self, n: int, rep: int) -> tuple[float, float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{n} {rep}\n")
+        self.proc.stdin.flush()
+        per_s, share = json.loads(self.proc.stdout.readline())
+        return per_s, share
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve_baseline(url: str) -> None:
+    """The child of :class:`Baseline`: for each ``n rep`` line, score a batch and print the rate."""
     resources = WorkerResources(Settings.from_env({}))
-    runs: dict[str, list[tuple[float, float]]] = {"loop": [], **{f"N={n}": [] for n in IN_FLIGHT}}
+    rewards = {n: judge(resources, url, n) for n in IN_FLIGHT}
+    for line in sys.stdin:
+        n, rep = map(int, line.split())
+        samples = batch(n, rep, "baseline")
+        print(json.dumps(rate(partial(rewards[n].score, samples), len(samples))), flush=True)
+    resources.close()
+
+
+def concurrency(repeat: int, loop_samples: int, baseline: Path | None) -> None:
+    resources = WorkerResources(Settings.from_env({}))
+    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with fake_judge(LATENCY) as url:
+        other = Baseline(baseline, url) if baseline is not None else None
         rewards = {n: judge(resources, url, n) for n in IN_FLIGHT}
         for rep in range(repeat):
             loop_batch = [f"loop {rep} {i}" for i in range(loop_samples)]
-            runs["loop"].append(rate(partial(swift_loop, url, loop_batch), loop_samples))
+            runs.setdefault(("loop", 1), []).append(rate(partial(swift_loop, url, loop_batch), loop_samples))
             for n, reward in rewards.items():
-                batch = [Sample(completion=f"{n} {rep} {i}") for i in range(max(32, 8 * n))]
-                runs[f"N={n}"].append(rate(partial(reward.score, batch), len(batch)))
+                if other is not None:
+                    runs.setdefault((other.name, n), []).append(other.rate(n, rep))
+                samples = batch(n, rep, "this")
+                runs.setdefault(("this checkout", n), []).append(
+                    rate(partial(reward.score, samples), len(samples))
+                )
+        if other is not None:
+            other.close()
     resources.close()
 
-    def median(name: str) -> tuple[float, float]:
-        """Median samples/s and the bench process's CPU ms per sample (the server's not included)."""
-        per_s = statistics.median(r for r, _ in runs[name])
-        return per_s, statistics.median(share / r * 1000 for r, share in runs[name])
-
-    loop, loop_cpu = median("loop")
     print(f"\n1. fake judge, {LATENCY * 1000:.0f} ms per request, median of {repeat} runs")
     print("| client | samples/s | / (N / latency) | / loop | client CPU ms per sample |")
     print("|---|---|---|---|---|")
-    print(f"| ms-swift loop (sequential) | {loop:.1f} | {loop * LATENCY:.2f} | 1.0 | {loop_cpu:.2f} |")
-    for n in IN_FLIGHT:
-        value, cpu = median(f"N={n}")
-        ideal = value * LATENCY / n
-        print(
-            f"| rewardq judge, {n} in flight | {value:.1f} | {ideal:.2f} | {value / loop:.1f} | {cpu:.2f} |"
-        )
+    loop = statistics.median(r for r, _ in runs[("loop", 1)])
+    for (who, n), results in runs.items():
+        per_s = statistics.median(r for r, _ in results)
+        cpu_ms = statistics.median(share / r * 1000 for r, share in results)  # the server's not included
+        label = "ms-swift loop (sequential)" if who == "loop" else f"{who}: judge, {n} in flight"
+        print(f"| {label} | {per_s:.1f} | {per_s * LATENCY / n:.2f} | {per_s / loop:.1f} | {cpu_ms:.2f} |")
 
 
 def cache_hits(iterations: int) -> None:
@@ -223,10 +275,15 @@ def main() -> None:
     parser.add_argument("--vllm-url", help="part 3 on a running vLLM server (its …/v1 base URL)")
     parser.add_argument("--vllm-samples", type=int, default=64)
     parser.add_argument("--parts", default="1,2", help="which of parts 1 and 2 to run")
+    parser.add_argument("--baseline", type=Path, help="part 1 also with the judge of this checkout")
+    parser.add_argument("--serve-baseline", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_baseline:
+        serve_baseline(args.serve_baseline)
+        return
     parts = set(args.parts.split(","))
     if "1" in parts:
-        concurrency(args.repeat, args.loop_samples)
+        concurrency(args.repeat, args.loop_samples, args.baseline)
     if "2" in parts:
         cache_hits(args.cache_iterations)
     if args.vllm_url:
