@@ -1,13 +1,11 @@
 """The servers a reward talks to: one ``aiohttp`` session per server set, a bound on requests in flight,
-load spread over the replicas, retries, and every failure turned into a :class:`Failure` with its reason.
+load spread over the replicas, retries (:mod:`.retries`), and every failure turned into a :class:`Failure`
+with its reason.
 
-Bodies are encoded and replies decoded with orjson. Retries follow :mod:`.retries` (the ``openai`` client's
-policy: connection errors, timeouts, 408, 409, 429 and 5xx, ``Retry-After`` honoured up to two minutes);
-the number of HTTP attempts a request took is its retries plus one. ``request_timeout`` bounds each
-attempt, from sending the request to the last byte of the reply.
-
-The ``openai`` client cost about 1 ms of CPU per request (issue 19), which capped one worker process near
-600 requests/s; this path costs a fifth of that (docs/benchmarks.md#judges).
+Bodies are encoded and replies decoded with orjson; the hot path builds nothing per request that it can
+build once (headers per attempt, proxies). The number of HTTP attempts a request took is its retries plus
+one. ``request_timeout`` bounds each attempt, from sending the request to the last byte of the reply.
+What this costs against the ``openai`` client it replaced: docs/benchmarks.md#judges.
 """
 
 from __future__ import annotations
