@@ -15,8 +15,8 @@ and (with ``--vllm-url``) a real vLLM server.
 3. ``--vllm``: against a real vLLM server, the CPU build serving the tests' tiny random chat LM
    (tests/vllm_server.py; the venv is made on first use), or ``--vllm-url URL`` for a running one:
    requests/s of the sequential loop vs rewardq with 8 and 32 in flight (structured ``choice`` output),
-   and the share of the wall time the bench process spent on its CPU (rewardq and the openai client;
-   the rest is waiting on the server).
+   and the client process's CPU per request and share of the wall time (the rest is waiting on the
+   server); with ``--baseline``, the other checkout's judge too.
 
     .venv/bin/python bench/judge_throughput.py --repeat 3 --vllm
     git worktree add --detach ../main-ref main && cp -a .venv ../main-ref/.venv  # then fix its scripts' #!
@@ -107,39 +107,64 @@ def rate(run: Callable[[], Any], count: int) -> tuple[float, float]:
     return count / wall, cpu / wall
 
 
-def judge(resources: WorkerResources, base_url: str, in_flight: int) -> JudgeReward:
+def judge(resources: WorkerResources, base_url: str, in_flight: int, structured: bool = False) -> JudgeReward:
+    """The judge of part 1, or with ``structured`` that of part 3 (a ``choice`` of 0 to 10, 4 tokens)."""
+    choice = {"structured": StructuredOutput(choice=[str(k) for k in range(11)]), "max_tokens": 4}
     options = JudgeOptions(
-        base_url=(base_url,), template=TEMPLATE, score_range=(0, 10), max_concurrency=in_flight, cache=False
+        base_url=(base_url,),
+        template=TEMPLATE,
+        score_range=(0, 10),
+        max_concurrency=in_flight,
+        cache=False,
+        **(choice if structured else {}),
     )
-    reward = JudgeReward(f"judge{in_flight}", options)
+    reward = JudgeReward(f"judge{in_flight}{'s' * structured}", options)
     reward.setup(resources)
     return reward
 
 
-def batch(n: int, rep: int, tag: str) -> list[Sample]:
-    """Distinct samples for one run at ``n`` in flight: 8 per request slot, at least 32."""
-    return [Sample(completion=f"{tag} {n} {rep} {i}") for i in range(max(32, 8 * n))]
+class Judges:
+    """Judges set up on first use, one per (server, in flight, structured); ``rate`` scores a batch."""
+
+    def __init__(self) -> None:
+        self.resources = WorkerResources(Settings.from_env({}))
+        self.rewards: dict[tuple[str, int, bool], JudgeReward] = {}
+
+    def rate(self, url: str, n: int, completions: list[str], structured: bool = False) -> tuple[float, float]:
+        key = (url, n, structured)
+        if key not in self.rewards:
+            self.rewards[key] = judge(self.resources, url, n, structured)
+        samples = [Sample(completion=c) for c in completions]
+        return rate(partial(self.rewards[key].score, samples), len(samples))
+
+    def close(self) -> None:
+        self.resources.close()
+
+
+def batch(n: int, rep: int, tag: str) -> list[str]:
+    """Distinct completions for one run at ``n`` in flight: 8 per request slot, at least 32."""
+    return [f"{tag} {n} {rep} {i}" for i in range(max(32, 8 * n))]
 
 
 class Baseline:
-    """The judge of another checkout, run by its own interpreter in a child process (``--serve-baseline``)."""
+    """Another checkout's judges, run by its own interpreter in a child process (``--serve-baseline``)."""
 
-    def __init__(self, checkout: Path, url: str) -> None:
+    def __init__(self, checkout: Path) -> None:
         python = checkout / ".venv" / "bin" / "python"
         commit = subprocess.run(
             ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         )
         self.name = commit.stdout.strip() or checkout.name
         self.proc = subprocess.Popen(
-            [str(python), str(Path(__file__).resolve()), "--serve-baseline", url],
+            [str(python), str(Path(__file__).resolve()), "--serve-baseline"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
 
-    def rate(self, n: int, rep: int) -> tuple[float, float]:
+    def rate(self, url: str, n: int, completions: list[str], structured: bool = False) -> tuple[float, float]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"{n} {rep}\n")
+        self.proc.stdin.write(json.dumps([url, n, completions, structured]) + "\n")
         self.proc.stdin.flush()
         per_s, share = json.loads(self.proc.stdout.readline())
         return per_s, share
@@ -150,36 +175,27 @@ class Baseline:
         self.proc.wait()
 
 
-def serve_baseline(url: str) -> None:
-    """The child of :class:`Baseline`: for each ``n rep`` line, score a batch and print the rate."""
-    resources = WorkerResources(Settings.from_env({}))
-    rewards = {n: judge(resources, url, n) for n in IN_FLIGHT}
+def serve_baseline() -> None:
+    """The child of :class:`Baseline`: for each request line, the rate of :meth:`Judges.rate`."""
+    judges = Judges()
     for line in sys.stdin:
-        n, rep = map(int, line.split())
-        samples = batch(n, rep, "baseline")
-        print(json.dumps(rate(partial(rewards[n].score, samples), len(samples))), flush=True)
-    resources.close()
+        url, n, completions, structured = json.loads(line)
+        print(json.dumps(judges.rate(url, n, completions, structured)), flush=True)
+    judges.close()
 
 
-def concurrency(repeat: int, loop_samples: int, baseline: Path | None) -> None:
-    resources = WorkerResources(Settings.from_env({}))
+def concurrency(repeat: int, loop_samples: int, other: Baseline | None) -> None:
+    judges = Judges()
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     with fake_judge(LATENCY) as url:
-        other = Baseline(baseline, url) if baseline is not None else None
-        rewards = {n: judge(resources, url, n) for n in IN_FLIGHT}
         for rep in range(repeat):
             loop_batch = [f"loop {rep} {i}" for i in range(loop_samples)]
             runs.setdefault(("loop", 1), []).append(rate(partial(swift_loop, url, loop_batch), loop_samples))
-            for n, reward in rewards.items():
+            for n in IN_FLIGHT:
                 if other is not None:
-                    runs.setdefault((other.name, n), []).append(other.rate(n, rep))
-                samples = batch(n, rep, "this")
-                runs.setdefault(("this checkout", n), []).append(
-                    rate(partial(reward.score, samples), len(samples))
-                )
-        if other is not None:
-            other.close()
-    resources.close()
+                    runs.setdefault((other.name, n), []).append(other.rate(url, n, batch(n, rep, "base")))
+                runs.setdefault(("this checkout", n), []).append(judges.rate(url, n, batch(n, rep, "this")))
+    judges.close()
 
     print(f"\n1. fake judge, {LATENCY * 1000:.0f} ms per request, median of {repeat} runs")
     print("| client | samples/s | / (N / latency) | / loop | client CPU ms per sample |")
@@ -241,29 +257,21 @@ def vllm_judge() -> Iterator[str]:
             server.stop()
 
 
-def real_vllm(base_url: str, samples: int) -> None:
-    resources = WorkerResources(Settings.from_env({}))
-    batch = [Sample(completion=f"answer number {i}") for i in range(samples)]
+def real_vllm(base_url: str, samples: int, other: Baseline | None) -> None:
+    judges = Judges()
+    completions = [f"answer number {i}" for i in range(samples)]
     print(f"\n3. vLLM at {base_url}, {samples} distinct requests")
-    print("| client | requests/s | share of wall time on the bench's CPU |")
-    print("|---|---|---|")
-    loop, loop_cpu = rate(lambda: swift_loop(base_url, [s.completion_text for s in batch]), samples)
-    print(f"| ms-swift loop (sequential) | {loop:.2f} | {loop_cpu:.1%} |")
+    print("| client | requests/s | client CPU ms per request | share of wall time on the client's CPU |")
+    print("|---|---|---|---|")
+    runs = {"ms-swift loop (sequential)": rate(lambda: swift_loop(base_url, completions), samples)}
     for n in (8, 32):
-        options = JudgeOptions(
-            base_url=(base_url,),
-            template=TEMPLATE,
-            structured=StructuredOutput(choice=[str(k) for k in range(11)]),
-            score_range=(0, 10),
-            max_tokens=4,
-            max_concurrency=n,
-            cache=False,
-        )
-        reward = JudgeReward(f"vllm{n}", options)
-        reward.setup(resources)
-        value, cpu = rate(partial(reward.score, batch), samples)
-        print(f"| rewardq judge, {n} in flight | {value:.2f} ({value / loop:.1f}x) | {cpu:.1%} |")
-    resources.close()
+        if other is not None:
+            runs[f"{other.name}: judge, {n} in flight"] = other.rate(base_url, n, completions, True)
+        runs[f"this checkout: judge, {n} in flight"] = judges.rate(base_url, n, completions, True)
+    judges.close()
+    loop = runs["ms-swift loop (sequential)"][0]
+    for label, (value, share) in runs.items():
+        print(f"| {label} | {value:.2f} ({value / loop:.1f}x) | {share / value * 1000:.2f} | {share:.1%} |")
 
 
 def main() -> None:
@@ -275,22 +283,25 @@ def main() -> None:
     parser.add_argument("--vllm-url", help="part 3 on a running vLLM server (its …/v1 base URL)")
     parser.add_argument("--vllm-samples", type=int, default=64)
     parser.add_argument("--parts", default="1,2", help="which of parts 1 and 2 to run")
-    parser.add_argument("--baseline", type=Path, help="part 1 also with the judge of this checkout")
-    parser.add_argument("--serve-baseline", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", type=Path, help="parts 1 and 3 also with this checkout's judge")
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
-        serve_baseline(args.serve_baseline)
+        serve_baseline()
         return
     parts = set(args.parts.split(","))
+    other = Baseline(args.baseline) if args.baseline is not None else None
     if "1" in parts:
-        concurrency(args.repeat, args.loop_samples, args.baseline)
+        concurrency(args.repeat, args.loop_samples, other)
     if "2" in parts:
         cache_hits(args.cache_iterations)
     if args.vllm_url:
-        real_vllm(args.vllm_url, args.vllm_samples)
+        real_vllm(args.vllm_url, args.vllm_samples, other)
     elif args.vllm:
         with vllm_judge() as url:
-            real_vllm(url, args.vllm_samples)
+            real_vllm(url, args.vllm_samples, other)
+    if other is not None:
+        other.close()
 
 
 if __name__ == "__main__":
