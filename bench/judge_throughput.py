@@ -109,14 +109,14 @@ def rate(run: Callable[[], Any], count: int) -> tuple[float, float]:
 
 def judge(resources: WorkerResources, base_url: str, in_flight: int, structured: bool = False) -> JudgeReward:
     """The judge of part 1, or with ``structured`` that of part 3 (a ``choice`` of 0 to 10, 4 tokens)."""
-    choice = {"structured": StructuredOutput(choice=[str(k) for k in range(11)]), "max_tokens": 4}
     options = JudgeOptions(
         base_url=(base_url,),
         template=TEMPLATE,
         score_range=(0, 10),
         max_concurrency=in_flight,
         cache=False,
-        **(choice if structured else {}),
+        structured=StructuredOutput(choice=[str(k) for k in range(11)]) if structured else None,
+        max_tokens=4 if structured else 1024,
     )
     reward = JudgeReward(f"judge{in_flight}{'s' * structured}", options)
     reward.setup(resources)
