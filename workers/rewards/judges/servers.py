@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 RAW_LIMIT = 4000  # characters of an error body kept for the audit
 MESSAGE_LIMIT = 500  # characters of an error message
+# Seconds an idle connection is reused: under vLLM's (uvicorn's) 5 s, so that a request is never sent on a
+# connection the server is closing (httpx, under the openai client, kept 5 s).
+KEEPALIVE = 4.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class ServerPool:
 
         self.urls = tuple(urls)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_concurrency),
+            connector=aiohttp.TCPConnector(limit=max_concurrency, keepalive_timeout=KEEPALIVE),
             timeout=aiohttp.ClientTimeout(total=request_timeout),
         )
         # Proxies from the environment, read once (aiohttp's trust_env reads them and ~/.netrc per request).
