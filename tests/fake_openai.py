@@ -189,6 +189,7 @@ class FakeOpenAI:
         self.requests: list[Request] = []
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.connections = 0  # client connections open now
         self._port = port
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -240,6 +241,13 @@ class FakeOpenAI:
         self.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self._exchange(reader, writer)
+        finally:
+            self.connections -= 1
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")

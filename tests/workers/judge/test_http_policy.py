@@ -12,6 +12,7 @@ import pytest
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
+from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.judges.judge import JudgeReward
 from rewardq.workers.rewards.judges.retries import delay, retry_after, should_retry
 from tests.fake_openai import FakeOpenAI, always, failing, hang, verdict
@@ -109,6 +110,19 @@ def test_proxies_come_from_the_environment_unless_no_proxy_spares_the_host(
         monkeypatch.setenv("no_proxy", "judge.invalid")
         with pytest.raises(RewardSetupError, match=r"cannot reach http://judge\.invalid:8000/v1"):
             make_judge(judge_url, max_retries=0)
+
+
+def test_closing_the_worker_closes_the_judges_connections(
+    make_judge: MakeJudge, resources: WorkerResources
+) -> None:
+    with FakeOpenAI(verdict("[[5]]", latency=0.05)) as server:
+        make_judge(server, max_concurrency=4).score([Sample(completion=str(i)) for i in range(8)])
+        assert server.connections == 4  # kept alive for the next task
+        resources.close()
+        deadline = time.monotonic() + 30
+        while server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.connections == 0
 
 
 # --- the policy's arithmetic, without a server -----------------------------------------------------
