@@ -153,7 +153,7 @@ class ServerPool:
         raise AssertionError("unreachable: the last attempt returns")
 
     def close(self) -> None:
-        """Close the session's connections (on its loop; a stopped loop has dropped them already)."""
+        """Close the session's connections, on its loop (once that loop has stopped the process is ending)."""
         if self._loop.is_running() and not self.session.closed:
             asyncio.run_coroutine_threadsafe(self.session.close(), self._loop).result(timeout=5)
 
