@@ -78,7 +78,8 @@ class SampleStore:
             url = masked(str(self.settings.broker_url))
             lost = isinstance(e, RedisConnectionError | RedisTimeoutError)  # a full Redis is not retried
             retried = f" (retried for {PUBLISH_RETRY_POLICY['max_retries']} s)" if lost else ""
-            raise BrokerLost(f"cannot publish to the broker {url}{retried}: {' '.join(str(e).split())}") from e
+            cause = " ".join(str(e).split())
+            raise BrokerLost(f"cannot publish to the broker {url}{retried}: {cause}") from e
 
     def drop(self, batch_id: str, offsets: Iterable[int]) -> None:
         """Delete the chunks' samples (once every reward of them has answered)."""

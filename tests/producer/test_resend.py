@@ -104,7 +104,7 @@ def test_a_chunk_lost_with_its_stored_samples_stores_them_again_and_is_scored_on
     broker = redis.Redis.from_url(redis_server.url)
     with RewardClient(_settings(redis_server, sqlite_url, resend_after=2)) as client:
         handle = client.submit(ROWS, ["format"], run_id="resend")
-        lost, kept = handle.task_ids
+        lost, _ = handle.task_ids
         _remove_message(broker, "format", lost)
         assert broker.delete(samples_key(handle.batch_id, 0)) == 1  # gone with the message, as in a restart
         start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--concurrency", "1")

@@ -57,7 +57,7 @@ def admit(
     try:
         item = prepare(runtime, payload)
     except InvalidTask:  # nothing to key audit rows on: the answer alone
-        return count, unkeyed_answer(payload, error)
+        return count, payload, unkeyed_answer(payload, error)
     item.scores = [Score.failed(error) if s is None else s for s in item.scores]
     item.scorer = PARKED_SCORER
     return count, payload, persist(runtime, item, attempts=count, worker=worker)
