@@ -1,7 +1,8 @@
 """RewardClient: what a trainer calls to score completions through rewardq.
 
-``submit`` validates everything before anything is enqueued, splits the batch into chunks and sends
-one task per (chunk, reward) by name to the reward's queue; the :class:`~rewardq.handles.ScoreHandle`
+``submit`` validates everything before anything is enqueued, splits the batch into chunks, stores each
+chunk's samples once in the broker's Redis (:mod:`rewardq.stored_samples`) and sends one task per
+(chunk, reward) by name to the reward's queue; the :class:`~rewardq.handles.ScoreHandle`
 it returns gathers the chunks (no chords) into a :class:`ScoreResult` in input order, and ``handle``
 re-opens one by batch id.
 """
@@ -27,6 +28,7 @@ from rewardq.resend import Sendable, summary
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
 from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
+from rewardq.stored_samples import SampleStore, encode, stores_samples
 from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.schema import (
     MAX_BATCH_ID,
@@ -59,6 +61,7 @@ class RewardClient:
         self._embedded: LocalWorker | None = None
         self._known: set[str] | None = None
         self._serving: ServingCheck | None = None
+        self._store: SampleStore | None = None
 
     @property
     def app(self) -> Celery:
@@ -118,14 +121,24 @@ class RewardClient:
             self._serving.pin(run_id, weights, allow_change=allow_scorer_change)
         batch_id = batch_id or uuid.uuid4().hex
         size = self.settings.chunk_size
+        parts = {offset: wire[offset : offset + size] for offset in range(0, len(wire), size)}
+        store = self._sample_store()
+        blobs = {offset: encode(part) for offset, part in parts.items()} if store is not None else {}
+        if store is not None:
+            store.put(batch_id, blobs)
         chunks: list[Chunk] = []
-        for offset in range(0, len(wire), size):
-            part = wire[offset : offset + size]
+        for offset, part in parts.items():
             for reward in weights:
                 payload = ScoreTask.payload(
-                    part, batch_id=batch_id, run_id=run_id, step=step, reward=reward, offset=offset
+                    part,
+                    batch_id=batch_id,
+                    run_id=run_id,
+                    step=step,
+                    reward=reward,
+                    offset=offset,
+                    stored=store is not None,
                 )
-                sendable = Sendable(payload, queue_for(reward), priority)
+                sendable = Sendable(payload, queue_for(reward), priority, blobs.get(offset))
                 try:
                     result = app.send_task(
                         TASK_NAME,
@@ -150,9 +163,16 @@ class RewardClient:
             deadline_at=deadline_at,
             on_deadline=on_deadline,
             resend_after=0.0 if self.settings.embedded else self.settings.resend_after,
+            store=store,
         )
         handle.remember()
         return handle
+
+    def _sample_store(self) -> SampleStore | None:
+        """Where chunks' samples are stored for their tasks; None when tasks carry them inline."""
+        if self._store is None and stores_samples(self.settings):
+            self._store = SampleStore(self.settings)
+        return self._store
 
     def scorers(self, rewards: Sequence[str], *, since: float | None = None) -> dict[str, str | None]:
         """The scorer fingerprint each reward is served with: the embedded worker's own, or what the
@@ -250,6 +270,9 @@ class RewardClient:
         if self._serving is not None:
             self._serving.close()
             self._serving = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None

@@ -32,6 +32,7 @@ from rewardq.broker import GATHER_POLL_S
 from rewardq.connection import publish_failed
 from rewardq.resend import Resender, Sendable
 from rewardq.results import ScoreResult
+from rewardq.stored_samples import SampleStore
 from rewardq.wire.errors import DeadlineExceeded, InvalidInputError, Problem, UnknownBatchError
 from rewardq.wire.schema import ChunkResult, Status
 
@@ -85,6 +86,7 @@ class ScoreHandle:
         deadline_at: float | None = None,
         on_deadline: DeadlinePolicy = "partial",
         resend_after: float = 0.0,
+        store: SampleStore | None = None,
     ) -> None:
         self.batch_id = batch_id
         self.size = size
@@ -93,7 +95,10 @@ class ScoreHandle:
         self.deadline_at = deadline_at
         self.on_deadline = on_deadline
         sendables = {c.result.id: c.sendable for c in chunks if c.sendable is not None}
-        self._resender = Resender(self._app, resend_after, sendables) if resend_after and sendables else None
+        self._store = store
+        self._resender = (
+            Resender(self._app, resend_after, sendables, store) if resend_after and sendables else None
+        )
 
     @property
     def task_ids(self) -> list[str]:
@@ -148,10 +153,21 @@ class ScoreHandle:
                 "batch %s: %d of %d tasks not back in time", self.batch_id, len(pending), len(self.chunks)
             )
         _forget(self._app.backend, self.batch_id, self.chunks, pending)
+        self._drop_samples(pending)
         why = "by the batch's deadline" if self._until_deadline() == 0.0 else f"within {timeout}s"
         for chunk in pending.values():
             collected.missing(chunk, f"no result {why} (task {chunk.result.id})")
         return collected.result(self.batch_id)
+
+    def _drop_samples(self, pending: Mapping[str, Chunk]) -> None:
+        """Delete the stored samples of the chunks every reward has answered (the others expire)."""
+        if self._store is None:
+            return
+        offsets = {c.offset for c in self.chunks} - {c.offset for c in pending.values()}
+        try:
+            self._store.drop(self.batch_id, sorted(offsets))
+        except Exception as e:  # they expire with the results
+            log.warning("batch %s: could not delete its stored samples: %s", self.batch_id, e)
 
     def _until_deadline(self) -> float | None:
         """Seconds left before the deadline (0.0 once past), or None without one."""

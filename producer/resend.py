@@ -11,7 +11,8 @@ nowhere, twice in a row a moment apart (a worker takes a message off its list be
 one row per sample and reward, and the task answers the audited values).
 
 Only the handle that submitted a batch keeps the chunks' payloads; one re-opened by batch id in another
-process cannot re-send them.
+process cannot re-send them. A chunk whose samples are stored in Redis (:mod:`rewardq.stored_samples`)
+is re-sent with its samples stored again first: a restart that lost the task lost them too.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from rewardq.stored_samples import SampleStore
 from rewardq.wire.keys import UNACKED_KEY, priority_lists
-from rewardq.wire.schema import TASK_NAME
+from rewardq.wire.schema import TASK_NAME, sample_count
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +79,23 @@ return held
 
 @dataclass(frozen=True)
 class Sendable:
-    """What sending a chunk's task again needs: its payload, queue and priority."""
+    """What sending a chunk's task again needs: its payload, queue and priority, and its samples as
+    stored in Redis when the payload references them."""
 
     payload: dict[str, Any]
     queue: str
     priority: int | None
+    stored: bytes | None = None
 
 
 class Resender:
     """Looks for a batch's overdue chunks in the broker and sends the lost ones again."""
 
-    def __init__(self, app: Celery, after: float, sendables: Mapping[str, Sendable]) -> None:
+    def __init__(
+        self, app: Celery, after: float, sendables: Mapping[str, Sendable], store: SampleStore | None = None
+    ) -> None:
         self.app = app
+        self.store = store
         self.after = after
         self.sendables = dict(sendables)
         now = time.monotonic()
@@ -156,6 +163,8 @@ class Resender:
             payload["reward"],
             payload["offset"],
         )
+        if chunk.stored is not None and self.store is not None:
+            self.store.put(payload["batch_id"], {payload["offset"]: chunk.stored})
         self.app.send_task(
             TASK_NAME,
             args=[payload],
@@ -175,5 +184,5 @@ def summary(payload: Mapping[str, Any]) -> str:
     """A short argsrepr: Celery would otherwise build a truncated repr of the whole chunk (about 0.4 ms
     per 64 samples) for logs and monitors."""
     first = payload["offset"]
-    last = first + len(payload["samples"]) - 1
+    last = first + sample_count(payload) - 1
     return f"batch={payload['batch_id']} reward={payload['reward']} samples={first}..{last}"

@@ -10,6 +10,8 @@ empty one to every process of another version. A reward's queue is named by
 - ``rewardq:dlq``: hash, task id -> a parked task (the dead-letter queue);
 - ``rewardq:deliveries:<task id>``: how many times a task was delivered;
 - ``rewardq:cache:<key>``: the result cache rewards share (a judge's verdicts);
+- ``rewardq:samples:<batch id>:<offset>``: one chunk's samples, stored once as JSON for the tasks of every
+  reward of that chunk (:func:`samples_key`);
 - kombu's own: a queue's list per priority step, ``unacked`` and ``unacked_index`` (below).
 """
 
@@ -20,6 +22,7 @@ WORKERS_INDEX = "rewardq:workers"
 DLQ_KEY = "rewardq:dlq"
 DELIVERIES_PREFIX = "rewardq:deliveries:"
 CACHE_PREFIX = "rewardq:cache:"
+SAMPLES_PREFIX = "rewardq:samples:"
 
 # Message priorities on Redis (kombu: 0 is served first). Trainers send at the default, 0; offline
 # rescoring sends RESCORE_PRIORITY. kombu keeps one Redis list per step and a worker's BRPOP names every
@@ -52,6 +55,11 @@ def run_scorers_key(run_id: str) -> str:
 def deliveries_key(task_id: str) -> str:
     """The Redis counter of a task's deliveries."""
     return DELIVERIES_PREFIX + task_id
+
+
+def samples_key(batch_id: str, offset: int) -> str:
+    """The Redis key holding the samples of a batch's chunk from ``offset``."""
+    return f"{SAMPLES_PREFIX}{batch_id}:{offset}"
 
 
 def priority_lists(queue: str) -> list[str]:

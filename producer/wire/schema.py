@@ -3,6 +3,11 @@
 A trainer's rows (TRL's ``prompt``/``completion``, ms-swift's ``messages``) are normalized into
 :class:`Sample`; a batch becomes one :class:`ScoreTask` per (chunk, reward); a worker answers each
 with a :class:`ChunkResult`. The same models validate at both ends.
+
+On a Redis broker a chunk's samples travel once, whatever the number of rewards: the producer stores
+them as one JSON value under :func:`rewardq.wire.keys.samples_key` and each reward's task carries
+``stored`` (their count) in place of ``samples``; a worker reads them back into the payload before it
+validates it (:func:`stored_reference`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Annotated, Any, Literal, Required
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 from typing_extensions import TypedDict
+
+from rewardq.wire.keys import samples_key
+from rewardq.wire.settings import MAX_CHUNK_SIZE
 
 SCHEMA_VERSION: Literal[1] = 1
 TASK_NAME = "rewardq.score"
@@ -187,16 +195,45 @@ class ScoreTask(TaskEnvelope):
         step: int | None,
         reward: str,
         offset: int,
+        stored: bool = False,
     ) -> dict[str, Any]:
         """The JSON payload of a task whose fields and samples (in their wire form) are already checked.
 
         The model dumps the envelope, version included; the samples are attached as they are, since
         dumping them again through the model would cost about 45 µs per 64 samples (docs/design.md);
-        tests/producer/test_payload.py checks that the result is the model's own dump."""
+        tests/producer/test_payload.py checks that the result is the model's own dump. ``stored``: the
+        samples are stored under their chunk's key, and the payload carries only their count."""
         task = cls.model_construct(
             batch_id=batch_id, run_id=run_id, step=step, reward=reward, offset=offset, samples=samples
         )
-        return task.model_dump(mode="json", exclude={"samples"}) | {"samples": samples}
+        envelope = task.model_dump(mode="json", exclude={"samples"})
+        return envelope | ({STORED: len(samples)} if stored else {"samples": samples})
+
+
+STORED = "stored"
+"""The payload field that stands for samples stored in Redis: their count."""
+
+
+def stored_reference(payload: Any) -> tuple[str, int] | None:
+    """The Redis key and count of a payload's stored samples, or None when it carries none (its samples
+    inline, or a payload too malformed to name a key: validation says what is wrong with it)."""
+    if not isinstance(payload, Mapping) or STORED not in payload:
+        return None
+    count, batch_id, offset = payload[STORED], payload.get("batch_id"), payload.get("offset", 0)
+    if not (isinstance(batch_id, str) and type(offset) is int and type(count) is int):
+        return None
+    if not 0 < count <= MAX_CHUNK_SIZE:
+        return None
+    return samples_key(batch_id, offset), count
+
+
+def sample_count(payload: Any) -> int:
+    """How many samples a payload holds, inline or stored (0 when it says nothing it may hold)."""
+    samples = payload.get("samples") if isinstance(payload, Mapping) else None
+    if isinstance(samples, list):
+        return len(samples)
+    reference = stored_reference(payload)
+    return 0 if reference is None else reference[1]
 
 
 class ChunkResult(BaseModel):

@@ -10,6 +10,9 @@ from typing import Any
 
 from rewardq.wire.errors import SettingsError
 
+MAX_CHUNK_SIZE = 1_000_000
+"""The most samples one task may hold (a worker refuses a task that claims more)."""
+
 ENV_PREFIX = "REWARDQ_"
 
 
@@ -85,8 +88,10 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{default_data_dir(os.environ) / 'audit.db'}")
-        if self.chunk_size < 1:
-            raise SettingsError(f"REWARDQ_CHUNK_SIZE must be at least 1, got {self.chunk_size}")
+        if not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
+            raise SettingsError(
+                f"REWARDQ_CHUNK_SIZE must be from 1 to {MAX_CHUNK_SIZE:,}, got {self.chunk_size}"
+            )
         if self.max_record_bytes < 1:
             raise SettingsError(f"REWARDQ_MAX_RECORD_BYTES must be at least 1, got {self.max_record_bytes}")
         if self.timeout <= 0:

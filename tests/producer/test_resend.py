@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
-from rewardq.wire.keys import priority_lists
+from rewardq.wire.keys import SAMPLES_PREFIX, priority_lists, samples_key
 from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess
 
@@ -92,6 +92,30 @@ def test_a_lost_chunk_is_sent_again_and_scored_once(
     ]
     resent = _resends(caplog)
     assert len(resent) == 1 and lost in resent[0]
+
+
+def test_a_chunk_lost_with_its_stored_samples_stores_them_again_and_is_scored_once(
+    redis_server: RedisServer,
+    sqlite_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="rewardq.resend")
+    broker = redis.Redis.from_url(redis_server.url)
+    with RewardClient(_settings(redis_server, sqlite_url, resend_after=2)) as client:
+        handle = client.submit(ROWS, ["format"], run_id="resend")
+        lost, _ = handle.task_ids
+        _remove_message(broker, "format", lost)
+        assert broker.delete(samples_key(handle.batch_id, 0)) == 1  # gone with the message, as in a restart
+        start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--concurrency", "1")
+        result = handle.get(timeout=120)
+    assert result.statuses["format"] == ["ok"] * 4
+    assert [(i, r, n) for i, r, n in _audit_counts(sqlite_url, handle.batch_id)] == [
+        (i, "format", 1) for i in range(4)
+    ]
+    resent = _resends(caplog)
+    assert len(resent) == 1 and lost in resent[0]
+    assert broker.keys(f"{SAMPLES_PREFIX}*") == []  # every chunk answered: its samples deleted
 
 
 def test_a_chunk_waiting_in_its_queue_is_not_sent_again(

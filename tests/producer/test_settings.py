@@ -35,7 +35,7 @@ def test_environment_values_are_parsed_and_overrides_win() -> None:
     ("env", "needle"),
     [
         ({"REWARDQ_CHUNK_SIZE": "many"}, "REWARDQ_CHUNK_SIZE='many' is not valid"),
-        ({"REWARDQ_CHUNK_SIZE": "0"}, "REWARDQ_CHUNK_SIZE must be at least 1"),
+        ({"REWARDQ_CHUNK_SIZE": "0"}, "REWARDQ_CHUNK_SIZE must be from 1 to 1,000,000, got 0"),
         ({"REWARDQ_STORE_TEXT": "maybe"}, "REWARDQ_STORE_TEXT='maybe'"),
         ({"REWARDQ_HEARTBEAT": "30", "REWARDQ_VISIBILITY_TIMEOUT": "50"}, "three"),
         ({"REWARDQ_MAX_DELIVERIES": "0"}, "REWARDQ_MAX_DELIVERIES"),

@@ -106,6 +106,7 @@ def test_a_poison_task_is_parked_answered_as_error_and_replayed_once_fixed(
         4,
     )
     assert entry.queue == queue_for("poison") and entry.payload["offset"] == 1
+    assert [s["completion"] for s in entry.payload["samples"]] == [samples[1]["completion"]]  # inline
     table = rewardq("dlq", "list", env=cli_env).stdout
     assert entry.task_id in table and "parked in the dead-letter queue" in table
 

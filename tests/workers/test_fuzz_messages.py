@@ -80,6 +80,7 @@ BODY_FIELDS = [
     (0, 0, "samples"),
     (0, 0, "samples", 0),
     (0, 0, "samples", 0, "completion"),
+    (0, 0, "stored"),
 ]
 IDS = {("headers", "id"), ("properties", "delivery_tag")}  # never broken into a string
 ENCODINGS = [
@@ -150,7 +151,9 @@ def _set(target: Any, path: tuple[Any, ...], value: Any, delete: bool) -> Any:
     holder = target
     for key in path[:-1]:
         holder = holder[key]
-    if delete:
+    if delete and isinstance(holder, dict):
+        holder.pop(path[-1], None)  # a field the valid envelope may not have ("stored")
+    elif delete:
         del holder[path[-1]]
     else:
         holder[path[-1]] = value

@@ -35,6 +35,10 @@ class KeyValue(Protocol):
         """Add one to the counter under ``key`` (0 when absent) and let it expire ``ttl`` seconds from now."""
         ...
 
+    def incr_get(self, key: str, ttl: int, read: str) -> tuple[int, bytes | None]:
+        """``incr(key, ttl)`` and ``get(read)`` in one round trip on Redis."""
+        ...
+
     def delete(self, *keys: str) -> None: ...
 
     def hset(self, key: str, field: str, value: bytes | str) -> None: ...
@@ -70,9 +74,14 @@ class RedisKV:
         self.client.set(key, value, ex=max(1, int(ttl)))
 
     def incr(self, key: str, ttl: int) -> int:
-        count = int(self.client.incr(key))
-        self.client.expire(key, ttl)
-        return count
+        count, _ = self.client.pipeline(transaction=False).incr(key).expire(key, ttl).execute()
+        return int(count)
+
+    def incr_get(self, key: str, ttl: int, read: str) -> tuple[int, bytes | None]:
+        count, _, value = (
+            self.client.pipeline(transaction=False).incr(key).expire(key, ttl).get(read).execute()
+        )
+        return int(count), _bytes(value)
 
     def delete(self, *keys: str) -> None:
         if keys:
@@ -151,6 +160,9 @@ class MemoryKV:
             count = int(self._live(key) or 0) + 1
             self._store(key, str(count).encode(), ttl)
             return count
+
+    def incr_get(self, key: str, ttl: int, read: str) -> tuple[int, bytes | None]:
+        return self.incr(key, ttl), self.get(read)
 
     def delete(self, *keys: str) -> None:
         with self._lock:

@@ -106,7 +106,12 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
     for request in requests:
         payload = _payload(request)
         queue = (request.delivery_info or {}).get("routing_key")
-        deliveries, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
+        try:
+            deliveries, payload, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
+        except Exception as e:  # its stored samples could not be read: the broker stayed away
+            log.error("task %s: %s", request.id, e)
+            _fail(backend, request, e)
+            continue
         if parked is not None:
             backend.mark_as_done(request.id, parked, request=request)
             continue

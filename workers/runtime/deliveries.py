@@ -30,6 +30,10 @@ class Deliveries:
         """Count one more delivery of ``task_id``; returns how many there have been, this one included."""
         return self.client.incr(deliveries_key(task_id), self.expires)
 
+    def count_and_read(self, task_id: str, key: str) -> tuple[int, bytes | None]:
+        """:meth:`count`, and the value under ``key`` (the task's stored samples) in the same round trip."""
+        return self.client.incr_get(deliveries_key(task_id), self.expires, key)
+
     def settle(self, *task_ids: str) -> None:
         """Forget the tasks' counts once a delivery ran to its end (answered, parked or failed), so that
         only tasks in flight hold a key: the counts of a run's millions of tasks would otherwise fill

@@ -5,7 +5,8 @@ Three things are parked here, each with its reason:
 
 - a poison task: delivered more than ``max_deliveries`` times (its worker was lost each time); its
   samples are audited and answered ``error``; a replay scores them again as a new batch of the same run;
-- a task whose envelope is malformed (wrong schema version, no batch …); its failure result stays;
+- a task whose envelope is malformed (wrong schema version, no batch …) or whose samples, stored in
+  Redis, were gone (expired); its failure result stays;
 - a message the worker cannot decode or does not know (pickled or undecodable content, an unknown task
   name, a body that is not a score task's arguments): its raw body, truncated to :data:`RAW_LIMIT`
   bytes and never unpickled;
@@ -63,8 +64,9 @@ class DeadLetter:
 
     @property
     def replayable(self) -> bool:
-        """True for a score task's payload (not a raw message the worker could not take)."""
-        return isinstance(self.payload, dict) and "raw_body" not in self.payload
+        """True for a score task's payload with its samples (not a raw message the worker could not take,
+        nor a task whose stored samples were gone)."""
+        return isinstance(self.payload, dict) and isinstance(self.payload.get("samples"), list)
 
 
 class DeadLetters:
@@ -195,10 +197,9 @@ def replay(settings: Settings, task_id: str) -> Replayed:
     if entry is None:
         raise UnknownDeadLetter(f"no task {task_id!r} in the dead-letter queue (see `rewardq dlq list`)")
     if not entry.replayable or entry.queue is None or entry.batch_id is None:
-        raise NotReplayable(
-            f"{task_id} is a message the workers could not take ({entry.reason}), not a score task: "
-            "it cannot be replayed"
-        )
+        raw = isinstance(entry.payload, dict) and "raw_body" in entry.payload
+        what = "is a message the workers could not take" if raw else "holds no samples"
+        raise NotReplayable(f"{task_id} {what} ({entry.reason}), not a score task: it cannot be replayed")
     batch_id = replay_batch_id(entry.batch_id)
     new_task = str(uuid.uuid4())
     app = make_app(settings)

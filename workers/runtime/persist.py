@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rewardq.wire.schema import STATUSES, ChunkResult
+from rewardq.wire.schema import STATUSES, ChunkResult, sample_count
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.validate import Prepared
@@ -80,8 +80,7 @@ def answer(reward: str, offset: int, scores: Sequence[Stored]) -> dict[str, Any]
 def unkeyed_answer(payload: Any, error: str) -> dict[str, Any]:
     """The answer to a payload too malformed to key audit rows on: each of its samples, ``error``."""
     fields = payload if isinstance(payload, Mapping) else {}
-    samples = fields.get("samples")
-    n = len(samples) if isinstance(samples, list) else 0
+    n = sample_count(fields)
     # Not validated: the payload's reward and offset may be anything, and are returned as given.
     result = ChunkResult.model_construct(
         reward=fields.get("reward"),

@@ -40,7 +40,7 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
         request = self.request
         queue = (request.delivery_info or {}).get("routing_key")
         try:
-            deliveries, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
+            deliveries, payload, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
             if parked is not None:
                 return parked
             try:

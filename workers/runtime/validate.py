@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from rewardq.samples import JSON_TOO_DEEP, describe_errors, json_size
 from rewardq.wire.errors import RewardqError
-from rewardq.wire.schema import Sample, TaskEnvelope
+from rewardq.wire.schema import Sample, TaskEnvelope, stored_reference
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime.context import WorkerRuntime
 
@@ -39,6 +39,12 @@ class Prepared:
 
 def prepare(runtime: WorkerRuntime, payload: Mapping[str, Any]) -> Prepared:
     """Validate a payload's envelope (InvalidTask if malformed) and each of its samples."""
+    if (reference := stored_reference(payload)) is not None:  # admission could not put them inline
+        raise InvalidTask(
+            f"its {reference[1]} samples are not in the broker under {reference[0]}, or are not a JSON "
+            "list of that many: expired (REWARDQ_RESULT_EXPIRES) before a worker took the task, or lost "
+            "with the broker's data"
+        )
     try:
         task = TaskEnvelope.model_validate(payload)
     except ValidationError as e:
