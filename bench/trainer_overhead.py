@@ -5,10 +5,10 @@ with TRL's keyword arguments; prints p50/p99 of each, the per-step overhead (dif
 (aims: one reward <= 5x, two <= 3x). Also the bytes that cross Redis during the step (``INFO stats``
 ``total_net_input_bytes`` / ``total_net_output_bytes`` before and after it, on the bench's own
 redis-server, less what the INFO calls themselves cost), as ratios to the samples' own JSON (aim: the
-sum <= 1.5x). ``--baseline CHECKOUT`` then runs this script again under that checkout's ``.venv``
-(its client and worker) and prints its figures beside these.
+sum <= 1.5x). ``--baseline CHECKOUT`` also runs this script under that checkout's ``.venv`` (its client
+and worker), ``--rounds`` times each, alternating, and prints its figures beside these.
 
-    .venv/bin/python bench/trainer_overhead.py --steps 200 [--baseline /work/wt/base]
+    .venv/bin/python bench/trainer_overhead.py --steps 200 [--baseline /work/wt/base --rounds 4]
 """
 
 from __future__ import annotations
@@ -182,17 +182,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="postgres")
-    parser.add_argument("--baseline", metavar="CHECKOUT", help="then run the same under that checkout")
+    parser.add_argument("--baseline", metavar="CHECKOUT", help="also run the same under that checkout")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="with --baseline: alternate the two this many times"
+    )
     parser.add_argument("--json-out", help=argparse.SUPPRESS)  # how a baseline run hands its figures back
     args = parser.parse_args()
-    report = measure(args)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report))
+        Path(args.json_out).write_text(json.dumps(measure(args)))
         return
-    reports = {"this": report} | ({"baseline": run_baseline(args)} if args.baseline else {})
+    sides = {"this": measure} | ({"baseline": run_baseline} if args.baseline else {})
+    rounds = args.rounds if args.baseline else 1
+    reports: dict[str, dict[str, dict[str, Any]]] = {}
+    for n in range(rounds):  # each round its own services; which side goes first alternates
+        for label in list(sides)[:: 1 if n % 2 == 0 else -1]:
+            for name, case in sides[label](args).items():
+                merged = reports.setdefault(label, {}).setdefault(name, {"rewards": case["rewards"]})
+                for key in ("direct", "queued", "in", "out", "json"):
+                    merged.setdefault(key, []).extend(case[key])
+    report = reports["this"]
     print(
-        f"one step of {BATCH} completions, {args.steps} interleaved steps after {args.warmup} warm-up, "
-        f"audit in {args.store}; ms and bytes are p50 over the steps"
+        f"one step of {BATCH} completions, {args.steps} interleaved steps after {args.warmup} warm-up "
+        f"(x {rounds} rounds), audit in {args.store}; ms and bytes are p50 over the steps"
     )
     for label, figures in reports.items():
         show(label, figures)
