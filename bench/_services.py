@@ -23,6 +23,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REWARDQ = str(Path(sys.executable).with_name("rewardq"))
 
 
+def checkout_rewardq(checkout: str) -> str:
+    """The ``rewardq`` executable of another checkout (its ``.venv``), for benches run side by side."""
+    path = Path(checkout) / ".venv" / "bin" / "rewardq"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: give a checkout with its own .venv and rewardq installed")
+    return str(path)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,16 +91,19 @@ def sqlite_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def workers(count: int, broker: str, database: str, *args: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``count`` worker processes, each ``rewardq worker *args``, answering pings before the block runs;
-    the block gets their processes (the workers' main processes)."""
+def workers(
+    count: int, broker: str, database: str, *args: str, rewardq: str = REWARDQ
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` worker processes, each ``rewardq worker *args`` (``rewardq``: the executable, e.g. another
+    checkout's), answering pings before the block runs; the block gets their processes (the workers' main
+    processes)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
     env.update({"REWARDQ_BROKER_URL": broker, "REWARDQ_DATABASE_URL": database})
     logs = [tempfile.NamedTemporaryFile(suffix=".log", delete=False) for _ in range(count)]  # noqa: SIM115
     app = make_app(Settings.from_env({}, broker_url=broker))
     procs = [
         subprocess.Popen(
-            [REWARDQ, "worker", *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [rewardq, "worker", *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         for log in logs
     ]

@@ -2,14 +2,17 @@
 
 Runs the real CLI (process start, file read, validation, enqueue, scoring, audit write, gather, file write)
 against a private redis-server, with the audit in PostgreSQL and in SQLite, alternating repetitions; and
-the bare scorer in-process for scale.
+the bare scorer in-process for scale. With ``--baseline CHECKOUT`` another checkout's code (its
+``.venv/bin/rewardq``: CLI and workers) runs the same command in alternation, each with only its own
+workers up, and the ratio of the two is printed.
 
-    .venv/bin/python bench/throughput.py --samples 100000 --repeat 2
+    .venv/bin/python bench/throughput.py --samples 100000 --repeat 2 [--baseline /work/wt/base]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 import orjson
-from _services import REWARDQ, postgres_database, redis_server, sqlite_database, workers
+from _services import REWARDQ, checkout_rewardq, postgres_database, redis_server, sqlite_database, workers
 from pydantic import TypeAdapter
 
 from rewardq.samples import to_samples
@@ -25,6 +28,8 @@ from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.rules.format import FormatReward
 
 AIM = 20_000
+AIM_VS_BASELINE = 2.0  # issue 19: `rewardq score` at least twice main's samples/s, same command, same run
+STORES = ("postgres", "sqlite")
 
 
 def make_rollouts(path: Path, n: int) -> None:
@@ -45,7 +50,7 @@ def make_rollouts(path: Path, n: int) -> None:
             )
 
 
-def run_cli(source: Path, broker: str, database: str, chunk: int) -> float:
+def run_cli(rewardq: str, source: Path, broker: str, database: str, chunk: int, run_id: str) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
     env.update(
         {"REWARDQ_BROKER_URL": broker, "REWARDQ_DATABASE_URL": database, "REWARDQ_CHUNK_SIZE": str(chunk)}
@@ -54,7 +59,7 @@ def run_cli(source: Path, broker: str, database: str, chunk: int) -> float:
         t0 = time.perf_counter()
         subprocess.run(
             [
-                REWARDQ,
+                rewardq,
                 "score",
                 str(source),
                 "-r",
@@ -62,7 +67,7 @@ def run_cli(source: Path, broker: str, database: str, chunk: int) -> float:
                 "-o",
                 f"{d}/out.jsonl",
                 "--run-id",
-                "bench",
+                run_id,  # a new run each time: a run id the audit holds would be resumed, not scored
                 "--no-progress",
             ],
             env=env,
@@ -79,7 +84,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=2048)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also run another checkout's code (its .venv/bin/rewardq, CLI and workers), alternating",
+    )
     args = parser.parse_args()
+    codes = {"this": REWARDQ} | ({"baseline": checkout_rewardq(args.baseline)} if args.baseline else {})
 
     with tempfile.TemporaryDirectory() as d:
         source = Path(d) / "rollouts.jsonl"
@@ -91,31 +102,56 @@ def main() -> None:
         scorer.score(samples)
         direct = args.samples / (time.perf_counter() - t0)
 
-        results: dict[str, list[float]] = {"postgres": [], "sqlite": []}
-        with redis_server() as broker, postgres_database() as pg_url, sqlite_database() as sqlite_url:
-            brokers = {"postgres": broker, "sqlite": broker[:-1] + "1"}
-            databases = {"postgres": pg_url, "sqlite": sqlite_url}
+        results: dict[tuple[str, str], list[float]] = {(c, s): [] for s in STORES for c in codes}
+        with contextlib.ExitStack() as stack:
+            broker = stack.enter_context(redis_server())
+            # each code its own Redis database and audit stores (their schemas may differ)
+            brokers = {code: f"{broker[:-1]}{i}" for i, code in enumerate(codes)}
+            databases = {
+                (code, store): stack.enter_context(
+                    postgres_database() if store == "postgres" else sqlite_database()
+                )
+                for code in codes
+                for store in STORES
+            }
             worker_args = ("--rewards", "format", "--concurrency", "1", "--loglevel", "WARNING")
-            with (
-                workers(args.workers, brokers["postgres"], pg_url, *worker_args),
-                workers(args.workers, brokers["sqlite"], sqlite_url, *worker_args),
-            ):
-                for _ in range(args.repeat):
-                    for name in results:
-                        seconds = run_cli(source, brokers[name], databases[name], args.chunk_size)
-                        results[name].append(args.samples / seconds)
+            for i in range(args.repeat):
+                for store in STORES:
+                    # only the measured code's workers are up; which code goes first alternates
+                    for code in list(codes)[:: 1 if i % 2 == 0 else -1]:
+                        url = databases[code, store]
+                        with workers(args.workers, brokers[code], url, *worker_args, rewardq=codes[code]):
+                            run_id = f"bench-{store}-{i}"
+                            seconds = run_cli(
+                                codes[code], source, brokers[code], url, args.chunk_size, run_id
+                            )
+                        results[code, store].append(args.samples / seconds)
 
     print(
         f"`rewardq score`, {args.samples:,} samples, reward `format`, {args.workers} workers, chunk "
         f"{args.chunk_size}, audit on ({args.repeat} alternating runs, best shown)"
     )
-    print(f"{'audit store':<14}{'samples/s':>12}{'runs':>28}{'best / aim 20k':>17}")
-    for name, rates in results.items():
+    if args.baseline:
+        print(f"this: {Path(REWARDQ).parents[2]}   baseline: {args.baseline}")
+    print(f"{'audit store':<14}{'code':<10}{'samples/s':>12}{'runs':>28}{'best / aim 20k':>17}")
+    for (code, store), rates in results.items():
         runs = ", ".join(f"{r:,.0f}" for r in rates)
-        print(f"{name:<14}{max(rates):>12,.0f}{runs:>28}{max(rates) / AIM:>17.2f}")
+        print(f"{store:<14}{code:<10}{max(rates):>12,.0f}{runs:>28}{max(rates) / AIM:>17.2f}")
+    if args.baseline:
+        for store in STORES:
+            ratio = max(results["this", store]) / max(results["baseline", store])
+            # each repetition's two runs are adjacent in time: their ratio is less moved by the load
+            paired = ", ".join(
+                f"{t / b:.2f}"
+                for t, b in zip(results["this", store], results["baseline", store], strict=True)
+            )
+            print(
+                f"{store}: this / baseline = {ratio:.2f} (best of each), {paired} (each repetition) "
+                f"(aim >= {AIM_VS_BASELINE})"
+            )
     print(
         f"bare scorer in-process: {direct:,.0f} samples/s (end-to-end / bare = "
-        f"{max(results['postgres']) / direct:.3f})"
+        f"{max(results['this', 'postgres']) / direct:.3f})"
     )
 
 
