@@ -19,6 +19,7 @@ Stores: a temporary SQLite file and a temporary PostgreSQL database through
 from __future__ import annotations
 
 import argparse
+import inspect
 import multiprocessing
 import os
 import platform
@@ -43,10 +44,12 @@ except ImportError:
     seal_run = None  # type: ignore[assignment]
 
 WRITERS = 4
+# Before the sealer, the write chained the rows itself and took the chain's key.
+_KEY = {"chain_key": None} if "chain_key" in inspect.signature(record_scores).parameters else {}
 
 
 def full_write(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    record_scores(engine, rows, chain_key=None, retry_s=0.0)
+    record_scores(engine, rows, retry_s=0.0, **_KEY)
 
 
 def bare_insert(engine: Engine) -> Callable[[list[dict[str, Any]]], Callable[[], None]]:
