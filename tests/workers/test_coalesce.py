@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from celery import states
 from celery_batches import SimpleRequest
+from sqlalchemy import event
 
 from rewardq.storage import upgrade
 from rewardq.wire.schema import TASK_NAME, queue_for
@@ -43,14 +44,14 @@ def test_a_worker_serving_a_model_reward_reserves_enough_to_fill_a_flush(config:
     assert prefetch_multiplier(settings.with_(prefetch_multiplier=100), config, ["rm"]) == 100
 
 
-def _request(task_id: str, payload: Any) -> SimpleRequest:
+def _request(task_id: str, payload: Any, hostname: str = "worker@test") -> SimpleRequest:
     return SimpleRequest(
         task_id,
         TASK_NAME,
         (payload,),
         {},
         {"routing_key": "rewards.format"},
-        "worker@test",
+        hostname,
         False,
         None,
         None,
@@ -83,6 +84,36 @@ def test_a_flush_answers_each_task_as_if_it_were_scored_alone(tmp_path: Path) ->
         failed = app.backend.get_task_meta("bad")
         assert failed["status"] == states.FAILURE
         assert "rejected task" in str(failed["result"])
+    finally:
+        runtime.close()
+        app.close()
+
+
+def test_a_flush_writes_its_tasks_in_one_statement_and_a_bad_task_fails_alone(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(database)
+    app = create_app(Settings.from_env({}, database_url=database))
+    runtime = app.rewardq_runtime
+    inserts: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO scores"):
+            inserts.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", count)
+    try:
+        score_requests(app, runtime, [_request(f"t{i}", _payload(f"b{i}", ["x", "y"])) for i in range(3)])
+        assert len(inserts) == 1
+        assert [app.backend.get_task_meta(f"t{i}")["status"] for i in range(3)] == [states.SUCCESS] * 3
+        # A worker name longer than the audit column: that task's rows are refused, the other's written.
+        bad, good = (
+            _request("long", _payload("c1", ["x"]), "w" * 300),
+            _request("fine", _payload("c2", ["x"])),
+        )
+        score_requests(app, runtime, [bad, good])
+        failed = app.backend.get_task_meta("long")
+        assert failed["status"] == states.FAILURE and "worker_host" in str(failed["result"])
+        assert app.backend.get_task_meta("fine")["result"]["statuses"] == ["ok"]
     finally:
         runtime.close()
         app.close()

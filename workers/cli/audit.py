@@ -117,13 +117,7 @@ def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None
         raise typer.Exit(2)
     _print_unsealed(run_id, report.unsealed)
     if report.intact:
-        sealed = report.rows - len(report.unsealed)
-        print(
-            f"run {run_id}: {report.rows} rows, chain intact (head seq {report.head_seq}, {report.head_hash})"
-            if not report.unsealed
-            else f"run {run_id}: {report.rows} rows, {sealed} sealed, chain intact (head seq "
-            f"{report.head_seq}, {report.head_hash}); {len(report.unsealed)} not sealed yet"
-        )
+        print(f"run {run_id}: {report.rows} rows, {_chain_state(report)}")
         return
     for problem in report.problems:
         err.print(f"{run_id}: {escape(problem)}", highlight=False)
@@ -131,17 +125,32 @@ def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None
     raise typer.Exit(1)
 
 
+def _chain_state(report: Any) -> str:
+    """An intact chain in words, with how many rows are not sealed yet."""
+    intact = f"chain intact (head seq {report.head_seq}, {report.head_hash})"
+    waiting = len(report.unsealed)
+    if not waiting:
+        return intact
+    if waiting == report.rows:
+        return "none sealed yet"
+    return f"{report.rows - waiting} sealed, {intact}; {waiting} not sealed yet"
+
+
 def _print_unsealed(run_id: str, unsealed: list[str]) -> None:
     for row in unsealed[:_UNSEALED_SHOWN]:
         err.print(f"{run_id}: {escape(row)} is not sealed yet", highlight=False)
     if len(unsealed) > _UNSEALED_SHOWN:
-        err.print(f"{run_id}: … and {len(unsealed) - _UNSEALED_SHOWN} more rows not sealed yet", highlight=False)
+        err.print(
+            f"{run_id}: … and {len(unsealed) - _UNSEALED_SHOWN} more rows not sealed yet", highlight=False
+        )
 
 
 @audit_app.command("seal")
 @errors
 def audit_seal(
-    run_id: Annotated[str | None, typer.Argument(help="Run id (default: every run with unsealed rows).")] = None,
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run id (default: every run with unsealed rows).")
+    ] = None,
 ) -> None:
     """Seal the rows not sealed yet into their run's hash chain, with REWARDQ_AUDIT_KEY. Workers do this
     themselves soon after each write; this is for rows a stopped worker left. Safe beside workers."""
