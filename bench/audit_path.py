@@ -19,6 +19,7 @@ Stores: a temporary SQLite file and a temporary PostgreSQL database through
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import multiprocessing
 import os
@@ -38,10 +39,8 @@ from sqlalchemy import Engine, text
 from rewardq.storage import make_engine, upgrade, verify_run
 from rewardq.storage.record import record_scores
 
-try:  # the sealer exists only where the chain is sealed off the hot path
-    from rewardq.storage.seal import seal_run
-except ImportError:
-    seal_run = None  # type: ignore[assignment]
+# The sealer exists only where the chain is sealed off the hot path.
+HAS_SEALER = importlib.util.find_spec("rewardq.storage.seal") is not None
 
 WRITERS = 4
 # Before the sealer, the write chained the rows itself and took the chain's key.
@@ -107,15 +106,16 @@ def _writer(url: str, run: str, seed: int, batch: int, batches: int, go: Any, ou
     data = [make_batch(rng, run, n, batch, 0) for n in range(batches + 1)]
     full_write(engine, data[0])  # connect and warm up, untimed
     go.wait()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     for rows in data[1:]:
         full_write(engine, rows)
-    out.put((started, time.monotonic()))
+    out.put((started, time.monotonic(), time.process_time() - cpu))
     engine.dispose()
 
 
-def writers(url: str, count: int, batch: int, batches: int) -> float:
-    """rows/s of ``count`` processes each writing ``batches`` batches of one run, over their wall time."""
+def writers(url: str, count: int, batch: int, batches: int) -> tuple[float, float]:
+    """rows/s of ``count`` processes each writing ``batches`` batches of one run, over their wall time,
+    and the CPUs the writers' own processes kept busy (their CPU time over the wall time)."""
     context = multiprocessing.get_context("spawn")
     go, out = context.Event(), context.Queue()
     run = f"writers{count}-{uuid.uuid4().hex[:6]}"
@@ -132,17 +132,20 @@ def writers(url: str, count: int, batch: int, batches: int) -> float:
         p.join(60)
         if p.exitcode != 0:
             raise RuntimeError(f"a writer exited with {p.exitcode}")
-    return count * batch * batches / (max(e for _, e in spans) - min(s for s, _ in spans))
+    wall = max(e for _, e, _ in spans) - min(s for s, _, _ in spans)
+    return count * batch * batches / wall, sum(c for _, _, c in spans) / wall
 
 
 def sealed(url: str) -> tuple[int, float, list[str]]:
     """Seal every run of the store: (rows sealed, rows/s, runs that do not verify intact)."""
+    from rewardq.storage.seal import seal_run
+
     engine = make_engine(url)
     with engine.connect() as conn:
         runs = [r[0] for r in conn.execute(text("SELECT DISTINCT run_id FROM scores"))]
     started, count = time.perf_counter(), 0
     for run in runs:
-        count += seal_run(engine, run, None)
+        count += seal_run(engine, run, None) or 0
     seconds = time.perf_counter() - started
     with engine.connect() as conn:
         broken = [run for run in runs if not verify_run(conn, run).intact]
@@ -170,25 +173,33 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.batches} tasks per side per backend, interleaved"
         )
         print(f"{'store':<12}{'full path rows/s':>18}{'bare INSERT rows/s':>20}{'full / bare':>13}")
-        for name, (full, bare) in side_by_side(urls, args.batch, args.batches).items():
+        paths = side_by_side(urls, args.batch, args.batches)
+        for name, (full, bare) in paths.items():
             print(f"{name:<12}{full:>18,.0f}{bare:>20,.0f}{full / bare:>12.2f}x")
         one, four = [], []
         for _ in range(args.repeat):
             one.append(writers(pg_url, 1, args.batch, args.writer_batches))
             four.append(writers(pg_url, WRITERS, args.batch, args.writer_batches))
+        rate1, rate4 = median([r for r, _ in one]), median([r for r, _ in four])
         print(
-            f"postgresql, one run: 1 writer {median(one):,.0f} rows/s, {WRITERS} writers "
-            f"{median(four):,.0f} rows/s ({median(four) / median(one):.2f}x; rounds: "
-            + ", ".join(f"{a:,.0f}/{b:,.0f}" for a, b in zip(one, four, strict=True))
-            + ")"
+            f"postgresql, one run: 1 writer {rate1:,.0f} rows/s, {WRITERS} writers {rate4:,.0f} rows/s "
+            f"({rate4 / rate1:.2f}x; rounds: "
+            + ", ".join(f"{a:,.0f}/{b:,.0f}" for (a, _), (b, _) in zip(one, four, strict=True))
+            + f"); CPUs busy in the writers' own processes: {median([c for _, c in one]):.2f} for 1, "
+            f"{median([c for _, c in four]):.2f} for {WRITERS}; load average {os.getloadavg()[0]:.1f}"
         )
-        if seal_run is None:
+        if not HAS_SEALER:
             print("sealer: none in this code (rows are chained in the write)")
             return
         for name, url in urls.items():
             count, rate, broken = sealed(url)
             verdict = "every run intact" if not broken else f"NOT intact: {', '.join(broken)}"
-            print(f"sealer, {name}: {count:,} rows sealed at {rate:,.0f} rows/s; {verdict}")
+            full, bare = paths[name]
+            both = 1 / (1 / full + 1 / rate)
+            print(
+                f"sealer, {name}: {count:,} rows sealed at {rate:,.0f} rows/s; {verdict}; write then seal, "
+                f"one after the other: {both:,.0f} rows/s ({both / bare:.2f}x the bare INSERT)"
+            )
 
 
 if __name__ == "__main__":
