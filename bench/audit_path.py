@@ -52,7 +52,12 @@ def full_write(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 
 def bare_insert(engine: Engine) -> Callable[[list[dict[str, Any]]], Callable[[], None]]:
-    """A function preparing one bare multi-row INSERT of a batch (untimed); the result runs it (timed)."""
+    """A function preparing one bare multi-row INSERT of a batch (untimed); the result runs it (timed).
+
+    On PostgreSQL the values are rendered into the statement's text beforehand (psycopg's ``mogrify``):
+    sent as 1,000s of parameters, psycopg's encoding of each one in Python would be most of the time
+    (a 1,000-row batch ran at about 2,500 rows/s), and the baseline is the store's own cost. SQLite binds
+    parameters in C."""
     sqlite = engine.dialect.name == "sqlite"
     mark = "?" if sqlite else "%s"
 
@@ -66,9 +71,17 @@ def bare_insert(engine: Engine) -> Callable[[list[dict[str, Any]]], Callable[[],
             for k, v in row.items()
         ]
 
+        if not sqlite:
+            import psycopg
+
+            with engine.connect() as conn:
+                dbapi = conn.connection.driver_connection
+                assert isinstance(dbapi, psycopg.Connection)
+                statement = psycopg.ClientCursor(dbapi).mogrify(statement, params).replace("%", "%%")
+
         def run() -> None:
             with engine.begin() as conn:
-                conn.exec_driver_sql(statement, tuple(params))
+                conn.exec_driver_sql(statement, tuple(params) if sqlite else ())
 
         return run
 
