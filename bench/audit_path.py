@@ -126,9 +126,16 @@ def _writer(url: str, run: str, seed: int, batch: int, batches: int, go: Any, ou
     engine.dispose()
 
 
-def writers(url: str, count: int, batch: int, batches: int) -> tuple[float, float]:
-    """rows/s of ``count`` processes each writing ``batches`` batches of one run, over their wall time,
-    and the CPUs the writers' own processes kept busy (their CPU time over the wall time)."""
+_WAITS = text(
+    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity "
+    "WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()"
+)
+
+
+def writers(url: str, count: int, batch: int, batches: int) -> tuple[float, float, float]:
+    """rows/s of ``count`` processes each writing ``batches`` batches of one run, over their wall time;
+    the CPUs the writers' own processes kept busy (their CPU time over the wall time); and the share of
+    the writers' server sessions found waiting on a lock, sampled every 10 ms while they wrote."""
     context = multiprocessing.get_context("spawn")
     go, out = context.Event(), context.Queue()
     run = f"writers{count}-{uuid.uuid4().hex[:6]}"
@@ -140,13 +147,22 @@ def writers(url: str, count: int, batch: int, batches: int) -> tuple[float, floa
         p.start()
     time.sleep(2.0)  # let every writer connect and warm up before the start
     go.set()
+    locked = sampled = 0
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        while out.qsize() < count:
+            waits = [bool(w) for (w,) in conn.execute(_WAITS)]
+            conn.rollback()
+            locked, sampled = locked + sum(waits), sampled + len(waits)
+            time.sleep(0.01)
+    engine.dispose()
     spans = [out.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(60)
         if p.exitcode != 0:
             raise RuntimeError(f"a writer exited with {p.exitcode}")
     wall = max(e for _, e, _ in spans) - min(s for s, _, _ in spans)
-    return count * batch * batches / wall, sum(c for _, _, c in spans) / wall
+    return count * batch * batches / wall, sum(c for _, _, c in spans) / wall, locked / max(sampled, 1)
 
 
 def sealed(url: str) -> tuple[int, float, list[str]]:
@@ -193,13 +209,14 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeat):
             one.append(writers(pg_url, 1, args.batch, args.writer_batches))
             four.append(writers(pg_url, WRITERS, args.batch, args.writer_batches))
-        rate1, rate4 = median([r for r, _ in one]), median([r for r, _ in four])
+        rate1, rate4 = median([r for r, _, _ in one]), median([r for r, _, _ in four])
         print(
             f"postgresql, one run: 1 writer {rate1:,.0f} rows/s, {WRITERS} writers {rate4:,.0f} rows/s "
             f"({rate4 / rate1:.2f}x; rounds: "
-            + ", ".join(f"{a:,.0f}/{b:,.0f}" for (a, _), (b, _) in zip(one, four, strict=True))
-            + f"); CPUs busy in the writers' own processes: {median([c for _, c in one]):.2f} for 1, "
-            f"{median([c for _, c in four]):.2f} for {WRITERS}; load average {os.getloadavg()[0]:.1f}"
+            + ", ".join(f"{a:,.0f}/{b:,.0f}" for (a, _, _), (b, _, _) in zip(one, four, strict=True))
+            + f"); CPUs busy in the writers' own processes: {median([c for _, c, _ in one]):.2f} for 1, "
+            f"{median([c for _, c, _ in four]):.2f} for {WRITERS}; {WRITERS} writers' sessions waiting on a "
+            f"lock: {median([w for _, _, w in four]):.0%}; load average {os.getloadavg()[0]:.1f}"
         )
         if not HAS_SEALER:
             print("sealer: none in this code (rows are chained in the write)")
