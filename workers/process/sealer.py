@@ -82,7 +82,8 @@ class Sealer:
         except Exception as e:
             log.warning("audit sealer: could not list unsealed runs: %s", e)
             return
-        self.wrote(runs)
+        with self._guard:
+            self._dirty.update(runs)
 
     def _seal_marked(self) -> bool:
         """Seal the marked runs; True when none is left marked (none busy, no failure)."""
