@@ -15,7 +15,7 @@ from celery import states
 from celery_batches import SimpleRequest
 from sqlalchemy import event
 
-from rewardq.storage import upgrade
+from rewardq.storage import upgrade, write_scores
 from rewardq.wire.schema import TASK_NAME, queue_for
 from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.config import RewardsConfig
@@ -100,11 +100,27 @@ def test_a_flush_writes_its_tasks_in_one_statement_and_a_bad_task_fails_alone(tm
         if statement.startswith("INSERT INTO scores"):
             inserts.append(statement)
 
+    earlier = {  # an earlier delivery of b0 wrote sample 1: that task answers what the audit holds
+        "run_id": "coalesce",
+        "batch_id": "b0",
+        "sample_index": 1,
+        "sample_hash": "0" * 64,
+        "reward": "format",
+        "scorer": "earlier",
+        "value": 0.25,
+        "status": "ok",
+        "latency_ms": 1.0,
+        "attempts": 1,
+        "worker_host": "earlier",
+    }
+    with runtime.engine.begin() as conn:
+        write_scores(conn, [earlier])
     event.listen(runtime.engine, "before_cursor_execute", count)
     try:
         score_requests(app, runtime, [_request(f"t{i}", _payload(f"b{i}", ["x", "y"])) for i in range(3)])
         assert len(inserts) == 1
-        assert [app.backend.get_task_meta(f"t{i}")["status"] for i in range(3)] == [states.SUCCESS] * 3
+        answers = [app.backend.get_task_meta(f"t{i}")["result"] for i in range(3)]
+        assert [a["values"] for a in answers] == [[0.0, 0.25], [0.0, 0.0], [0.0, 0.0]]
         # A worker name longer than the audit column: that task's rows are refused, the other's written.
         bad, good = (
             _request("long", _payload("c1", ["x"]), "w" * 300),
