@@ -4,7 +4,8 @@
 - :func:`upgrade` / :func:`current` / :func:`head` — the schema, by Alembic migrations shipped here.
 - :data:`COLUMNS`, :class:`ScoreRecord` — the audit row, derived from the table (:mod:`.rows`, which also
   builds a worker's rows; :mod:`.record` writes them and reads them back, retrying an outage).
-- :func:`write_scores` — the idempotent bulk insert workers call, in their own transaction.
+- :func:`write_scores` — the idempotent bulk insert workers call, in their own transaction; rows are
+  written unsealed and chained after they commit by :func:`rewardq.storage.seal.seal_run`.
 - :func:`list_runs`, :func:`run_scores`, :func:`step_stats`, :func:`sample_history` — the reads behind
   ``rewardq audit``; :func:`paired_scores` and :func:`diff_scores` behind ``rewardq audit diff``.
 - :func:`run_exists`, :func:`stored_scores` — what a resumed ``rewardq score`` run already holds.

@@ -106,7 +106,15 @@ class ScoreRow(Base):
         UniqueConstraint("batch_id", "sample_index", "reward"),
         CheckConstraint(_status_check(), name="status"),
         Index("ix_scores_run_id_step", "run_id", "step"),
-        Index("ix_scores_run_id_chain_seq", "run_id", "chain_seq"),
+        # The rows the sealer has yet to chain (rewardq.storage.seal), in write order per run: a row
+        # leaves it when it is sealed, so it stays small however large the table grows (migration 0005).
+        Index(
+            "ix_scores_unsealed",
+            "run_id",
+            "id",
+            postgresql_where=text("chain_seq IS NULL"),
+            sqlite_where=text("chain_seq IS NULL"),
+        ),
         # Equality lookups only; on PostgreSQL a hash index of the 64-character keys is a third of the
         # size of a B-tree and about three times cheaper to insert into (docs/audit.md).
         Index("ix_scores_sample_hash", "sample_hash", postgresql_using="hash"),
@@ -152,7 +160,8 @@ class ScoreRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     template_hash: Mapped[str | None] = mapped_column(String(MAX_LENGTHS["template_hash"]))
-    # The run's hash chain (rewardq.storage.chain), filled by the writer; added by migration 0003.
+    # The run's hash chain (rewardq.storage.chain), NULL until the sealer (rewardq.storage.seal) chains
+    # the row after it commits; added by migration 0003.
     chain_seq: Mapped[int | None] = mapped_column(BigInteger)
     chain_hash: Mapped[str | None] = mapped_column(String(64))
 

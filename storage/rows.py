@@ -24,13 +24,13 @@ from rewardq.storage.text import storable_text
 from rewardq.wire.schema import Sample, TaskEnvelope, sample_id_of, sample_id_problem
 
 CHAIN_COLUMNS: tuple[str, ...] = ("chain_seq", "chain_hash")
-"""The columns the writer fills itself, sealing each row into its run's hash chain."""
+"""The columns the sealer fills (rewardq.storage.seal), chaining each row into its run's hash chain."""
 
 COLUMNS: tuple[str, ...] = tuple(
     c.key for c in scores_table.columns if not c.primary_key and c.key not in CHAIN_COLUMNS
 )
 """The columns a row may give, in table order; ``id`` is assigned by the database, the chain's
-columns by the writer."""
+columns by the sealer."""
 
 REQUIRED: tuple[str, ...] = tuple(
     c.key

@@ -5,7 +5,11 @@ Rows are walked in ``chain_seq`` order, each row's hash recomputed from its cont
 hash before it (so one edit is reported once, not as a broken tail). A row that does not match is
 told apart: one that matches after another row's hash was *moved* (reordered); one that matches no
 link at all was *edited*. Missing sequence numbers and a head ahead of the last row are *deleted*
-rows; a duplicate or missing sequence number, *inserted* ones.
+rows; a duplicate sequence number or a row past the head, *inserted* ones.
+
+Rows not sealed yet (no ``chain_seq``: committed, not yet chained by the sealer,
+:mod:`rewardq.storage.seal`) are listed apart, in ``unsealed``: they are not problems, but nothing
+vouches for them until they are sealed.
 
 A key that is not the one the run was sealed with (its head's ``key_id``) is reported as that, once,
 and the rows are not walked: with the wrong key every link fails, which says nothing about edits.
@@ -27,7 +31,8 @@ _MOVE_SEARCH_LIMIT = 50  # rows checked against every link for a move; past that
 
 @dataclass(frozen=True)
 class ChainReport:
-    """The verdict on one run: how many rows, the head, and each problem found (empty: intact)."""
+    """The verdict on one run: how many rows, the head, each problem found (empty: intact) and each
+    row not sealed yet."""
 
     run_id: str
     rows: int
@@ -35,6 +40,7 @@ class ChainReport:
     head_hash: str | None
     problems: list[str] = field(default_factory=list)
     wrong_key: str | None = None  # why the key given is not the run's; the rows were then not checked
+    unsealed: list[str] = field(default_factory=list)  # rows committed, not chained yet: no verdict
 
     @property
     def intact(self) -> bool:
@@ -54,23 +60,15 @@ def verify_run(connection: Connection, run_id: str, key: bytes | None = None) ->
     ).first()
     if head is not None and head[2] is not None and head[2] != key_id(key):
         return ChainReport(run_id, len(rows), int(head[0]), str(head[1]), wrong_key=_wrong_key(head[2], key))
-    problems: list[str] = []
     chained = sorted((r for r in rows if r[1] is not None), key=lambda r: (r[1], r[0]))
-    problems.extend(
-        f"{_describe(r)} is not in the chain: inserted outside rewardq's writer (or written before "
-        "migration 0003)"
-        for r in rows
-        if r[1] is None
-    )
     walk = _Walk(chained, key)
-    problems.extend(walk.problems)
-    problems.extend(_head_problems(head, walk.last_seq, walk.last_hash))
     return ChainReport(
         run_id,
         len(rows),
         None if head is None else int(head[0]),
         None if head is None else str(head[1]),
-        problems,
+        [*walk.problems, *_head_problems(head, walk.last_seq, walk.last_hash)],
+        unsealed=[_describe(r) for r in sorted(rows, key=lambda r: r[0]) if r[1] is None],
     )
 
 

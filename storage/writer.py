@@ -13,9 +13,10 @@ is written. Then one statement per call, in the caller's transaction (never comm
   drop rows that break NOT NULL or CHECK constraints, silently.
 
 A row whose ``(batch_id, sample_index, reward)`` is already stored (a redelivered task, a retried
-transaction) is skipped, as is a repeat of a key within one call: the first write wins. New rows are
-sealed into their run's hash chain (``chain_seq``, ``chain_hash``; :mod:`rewardq.storage.chain`) in
-the same transaction, the run's head row locked until it ends.
+transaction) is skipped by the statement itself, as is a repeat of a key within one call: the first
+write wins, and nothing is read first. New rows are written unsealed (``chain_seq`` and
+``chain_hash`` NULL): the sealer (:mod:`rewardq.storage.seal`) chains them after they commit, so
+writers of one run never wait on each other.
 
 Validation runs column by column over the whole batch with C-speed builtins (about 1 µs a row);
 only when that cannot vouch for a batch (a bad row, or rows that leave optional columns out) does it
@@ -34,12 +35,10 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, Connection, Double, Integer, String
 
-from rewardq.storage.chain import advance, canonical, claim_heads, link, stored_indexes
 from rewardq.storage.models import scores_table
-from rewardq.storage.rows import CHAIN_COLUMNS, COLUMNS, REQUIRED
+from rewardq.storage.rows import COLUMNS, REQUIRED
 from rewardq.wire.schema import STATUSES
 
-_WRITTEN = (*COLUMNS, *CHAIN_COLUMNS)
 _TABLE = scores_table.c
 
 
@@ -61,10 +60,10 @@ def _typed(*kinds: type) -> tuple[str, ...]:
     return tuple(c for c in COLUMNS if isinstance(_TABLE[c].type, kinds))
 
 
-_PG_TYPES = {c: _pg_type(_TABLE[c]) for c in _WRITTEN}
+_PG_TYPES = {c: _pg_type(_TABLE[c]) for c in COLUMNS}
 _CONFLICT = "ON CONFLICT (batch_id, sample_index, reward) DO NOTHING"
-_COLUMN_LIST = ", ".join(_WRITTEN)
-_SQLITE_INSERT = f"INSERT INTO scores ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(_WRITTEN))}) {_CONFLICT}"
+_COLUMN_LIST = ", ".join(COLUMNS)
+_SQLITE_INSERT = f"INSERT INTO scores ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(COLUMNS))}) {_CONFLICT}"
 
 # Validated by type, from the table; status, sample_hash, value and created_at have rules of their own.
 _ALLOWED = frozenset(COLUMNS)
@@ -85,7 +84,6 @@ _FLOATS_AT = tuple((_AT[c], c) for c in _typed(Double) if c != "value")
 _BOOL_OR_NONE = frozenset({bool, type(None)})
 _STATUS, _HASH, _VALUE, _CREATED = (_AT[c] for c in ("status", "sample_hash", "value", "created_at"))
 _INDEX_AT = _AT["sample_index"]  # never folded into a scalar: unnest needs one array
-_RUN, _BATCH, _REWARD = _AT["run_id"], _AT["batch_id"], _AT["reward"]
 _ALL_COLUMNS = itemgetter(*COLUMNS)
 _STR, _STR_OR_NONE = frozenset({str}), frozenset({str, type(None)})
 _FLOAT, _FLOAT_OR_NONE = frozenset({float}), frozenset({float, type(None)})
@@ -101,17 +99,15 @@ class InvalidScoreRow(ValueError):
         super().__init__(f"audit row {index}, field '{field}': {message}; nothing was written")
 
 
-def write_scores(
-    connection: Connection, rows: Sequence[Mapping[str, Any]], *, chain_key: bytes | None = None
-) -> int:
-    """Insert ``rows`` into ``scores`` in the caller's transaction; returns how many were new.
+def write_scores(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert ``rows`` into ``scores`` in the caller's transaction, in one statement; returns how many
+    were new (all of them unless some key was stored already or repeated).
 
     Each row maps :data:`COLUMNS` to values (:data:`REQUIRED` ones must be there and not None);
     ``created_at`` must be timezone-aware and defaults to now (UTC); ``value`` is a finite float when
     ``status`` is ``ok`` and None otherwise. A row whose ``(batch_id, sample_index, reward)`` exists
-    is skipped. New rows are chained (HMAC-SHA-256 with ``chain_key``, else SHA-256). Raises
-    :class:`InvalidScoreRow` (a ValueError) naming the first bad row and field before writing
-    anything. Does not commit.
+    is skipped. New rows are unsealed until the sealer chains them. Raises :class:`InvalidScoreRow`
+    (a ValueError) naming the first bad row and field before writing anything. Does not commit.
     """
     if not rows:
         return 0
@@ -123,14 +119,6 @@ def write_scores(
             f"not {dialect.name}+{dialect.driver}"
         )
     columns = _validated(rows)
-    heads = claim_heads(
-        connection, columns[_RUN], chain_key
-    )  # the first statement writes: it waits for the lock
-    columns = _unstored(connection, columns)
-    if not columns[0]:
-        return 0
-    columns.extend(_sealed(columns, heads, chain_key))
-    advance(connection, heads)
     if not postgres:
         stamps = {d: _sqlite_timestamp(d) for d in set(columns[_CREATED])}
         columns[_CREATED] = list(map(stamps.__getitem__, columns[_CREATED]))
@@ -146,52 +134,17 @@ def write_scores(
     return int(connection.exec_driver_sql(_pg_insert(constant), (*scalars, *arrays)).rowcount)
 
 
-def _unstored(connection: Connection, columns: list[list[Any]]) -> list[list[Any]]:
-    """The columns of the rows whose key is not stored yet, each key's first row only."""
-    batches, rewards, indexes = columns[_BATCH], columns[_REWARD], columns[_INDEX_AT]
-    groups: dict[tuple[str, str], list[int]] = {}
-    for batch, reward, index in zip(batches, rewards, indexes, strict=True):
-        groups.setdefault((batch, reward), []).append(index)
-    seen = {
-        (batch, reward, index)
-        for (batch, reward), group in groups.items()
-        for index in stored_indexes(connection, batch, reward, group)
-    }
-    keep = []
-    for i, key in enumerate(zip(batches, rewards, indexes, strict=True)):
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    if len(keep) == len(batches):
-        return columns
-    return [[column[i] for i in keep] for column in columns]
-
-
-def _sealed(
-    columns: list[list[Any]], heads: dict[str, tuple[int, str]], key: bytes | None
-) -> tuple[list[int], list[str]]:
-    """Each row's (chain_seq, chain_hash), advancing ``heads`` in place; rows chain in the given order."""
-    seqs, hashes = [], []
-    for run, values in zip(columns[_RUN], zip(*columns, strict=True), strict=True):
-        seq, previous = heads[run]
-        seq, previous = seq + 1, link(previous, canonical(values), key)
-        heads[run] = (seq, previous)
-        seqs.append(seq)
-        hashes.append(previous)
-    return seqs, hashes
-
-
 @functools.cache
 def _pg_insert(constant: tuple[bool, ...]) -> str:
     """The INSERT … SELECT … FROM unnest(…) for a batch whose columns marked in ``constant`` are scalars.
 
     The scalars' placeholders come first in the text (the SELECT list), then the arrays' (unnest).
     """
-    types = [_PG_TYPES.get(c, "text") for c in _WRITTEN]
+    types = [_PG_TYPES.get(c, "text") for c in COLUMNS]
     select = ", ".join(
-        f"%b::{t}" if one else f"u.{c}" for c, t, one in zip(_WRITTEN, types, constant, strict=True)
+        f"%b::{t}" if one else f"u.{c}" for c, t, one in zip(COLUMNS, types, constant, strict=True)
     )
-    varying = [(c, t) for c, t, one in zip(_WRITTEN, types, constant, strict=True) if not one]
+    varying = [(c, t) for c, t, one in zip(COLUMNS, types, constant, strict=True) if not one]
     unnest = ", ".join(f"%b::{t}[]" for _, t in varying)
     names = ", ".join(c for c, _ in varying)
     return (

@@ -1,6 +1,9 @@
 """Scenario 3: the audit database cuts the worker's connection mid-write (``pg_terminate_backend``) or
 is down for ~10 s while tasks persist: retried, written once, and no result is visible to the client
-before its audit rows are committed (PostgreSQL's commit timestamps against when results appeared)."""
+before its audit rows are committed (PostgreSQL's commit timestamps against when results appeared).
+
+A row's commit time is its inserting transaction's, noted by a trigger (:func:`note_inserts`): the
+sealer rewrites each row soon after (its chain columns), which gives the row a later ``xmin``."""
 
 from __future__ import annotations
 
@@ -28,6 +31,26 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 REWARDS = ["slow", "format"]
 TERMINATION_BATCHES = 6
 CUT_FOR_S = 1.0  # per batch, from its first chunk on: every write then meets a cut connection
+
+
+_NOTE_INSERTS = (
+    "CREATE TABLE inserted_by (batch_id text, reward text, sample_index int, xact xid8)",
+    "CREATE FUNCTION note_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "INSERT INTO inserted_by VALUES (NEW.batch_id, NEW.reward, NEW.sample_index, pg_current_xact_id()); "
+    "RETURN NULL; END $$",
+    "CREATE TRIGGER note_insert AFTER INSERT ON scores FOR EACH ROW EXECUTE FUNCTION note_insert()",
+)
+
+
+def note_inserts(database_url: str) -> None:
+    """Record which transaction inserted each audit row (the store is migrated: a worker started)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            for statement in _NOTE_INSERTS:
+                conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
 
 
 class ResultWatch:
@@ -64,8 +87,8 @@ class ResultWatch:
                     conn.execute(
                         sa.text(
                             "SELECT reward || ':' || sample_index,"
-                            " extract(epoch FROM pg_xact_commit_timestamp(xmin))"
-                            " FROM scores WHERE batch_id = :batch"
+                            " extract(epoch FROM pg_xact_commit_timestamp(xid(xact)))"
+                            " FROM inserted_by WHERE batch_id = :batch"
                         ),
                         {"batch": self.handle.batch_id},
                     ).all()
@@ -97,6 +120,7 @@ def test_connections_terminated_mid_write_are_retried_and_written_once(
         *("--pool", "prefork", "--concurrency", "2"),
         env=fault_rewards.env(delay=0.2),
     )
+    note_inserts(database_url)
     submitted: list[Submitted] = []
     cuts = 0
     early: list[str] = []
@@ -142,6 +166,7 @@ def test_database_down_for_10s_while_tasks_persist(
         *("--pool", "prefork", "--concurrency", "2"),
         env=fault_rewards.env(delay=0.3),
     )
+    note_inserts(database_url)
     with RewardClient(client_settings(fault_redis.url, database_url, fault_rewards)) as client:
         handle = client.submit(samples(12, "outage"), REWARDS, run_id="faults-pg-down")
         watch = ResultWatch(handle)

@@ -1,5 +1,6 @@
-"""The audit's hash chain on SQLite and the real PostgreSQL: written by the writer, checked by
-verify_run, which says which row was edited, deleted, inserted or reordered."""
+"""The audit's hash chain on SQLite and the real PostgreSQL: rows written unsealed, chained by the sealer
+(seal_run), checked by verify_run, which says which row was edited, deleted, inserted or reordered and
+which are not sealed yet."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ from sqlalchemy import Engine, text
 
 from rewardq.storage import make_engine, upgrade, verify_run, write_scores
 from rewardq.storage.chain import key_id
+from rewardq.storage.seal import WrongSealKey, seal_run, unsealed_runs
 
 MakeRow = Callable[..., dict[str, Any]]
 
 
-def write_batches(engine: Engine, make_row: MakeRow, batches: int = 3, size: int = 4, **kw: Any) -> None:
+def write_batches(
+    engine: Engine, make_row: MakeRow, batches: int = 3, size: int = 4, key: bytes | None = None
+) -> None:
+    """Write ``batches`` batches of run-a, then seal them."""
     for b in range(batches):
         with engine.begin() as conn:
-            write_scores(conn, [make_row(i, batch_id=f"b{b}", value=i / 8) for i in range(size)], **kw)
+            write_scores(conn, [make_row(i, batch_id=f"b{b}", value=i / 8) for i in range(size)])
+    assert seal_run(engine, "run-a", key) == batches * size
 
 
 def problems(engine: Engine, run: str = "run-a", key: bytes | None = None) -> list[str]:
@@ -45,7 +51,39 @@ def test_rows_are_chained_in_order_and_redelivery_adds_nothing(engine: Engine, m
         seqs = [r[0] for r in conn.execute(text("SELECT chain_seq FROM scores ORDER BY id"))]
         report = verify_run(conn, "run-a")
     assert seqs == list(range(1, 13))
-    assert report.intact and report.rows == 12 and report.head_seq == 12
+    assert report.intact and report.rows == 12 and report.head_seq == 12 and report.unsealed == []
+    assert seal_run(engine, "run-a", None) == 0
+
+
+def test_unsealed_rows_are_named_as_such_not_as_tampered(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row, batches=1)
+    with engine.begin() as conn:
+        write_scores(conn, [make_row(i, batch_id="late") for i in range(2)])
+        late = [r[0] for r in conn.execute(text("SELECT id FROM scores WHERE batch_id = 'late' ORDER BY id"))]
+    with engine.connect() as conn:
+        report = verify_run(conn, "run-a")
+        assert unsealed_runs(conn) == ["run-a"]
+    assert report.intact and report.problems == [] and report.head_seq == 4
+    assert report.unsealed == [
+        f"row id {late[0]} (seq None, batch late, sample 0, reward accuracy)",
+        f"row id {late[1]} (seq None, batch late, sample 1, reward accuracy)",
+    ]
+    assert seal_run(engine, "run-a", None) == 2
+    with engine.connect() as conn:
+        report = verify_run(conn, "run-a")
+        assert unsealed_runs(conn) == []
+    assert report.intact and report.unsealed == [] and report.head_seq == 6
+
+
+def test_a_sealer_with_another_key_seals_nothing(engine: Engine, make_row: MakeRow) -> None:
+    write_batches(engine, make_row, batches=1, key=b"k1")
+    with engine.begin() as conn:
+        write_scores(conn, [make_row(9, batch_id="late")])
+    with pytest.raises(WrongSealKey, match="sealed with key id"):
+        seal_run(engine, "run-a", b"k2")
+    with engine.connect() as conn:
+        report = verify_run(conn, "run-a", b"k1")
+    assert report.intact and len(report.unsealed) == 1
 
 
 def test_an_edited_row_is_named(engine: Engine, make_row: MakeRow) -> None:
@@ -80,9 +118,11 @@ def test_an_inserted_row_is_named(engine: Engine, make_row: MakeRow) -> None:
             )
         )
         forged = conn.execute(text("SELECT id FROM scores WHERE batch_id = 'forged'")).scalar_one()
-    found = problems(engine)
-    assert len(found) == 1 and found[0].startswith(f"row id {forged} (seq None, batch forged")
-    assert "not in the chain" in found[0]
+    with engine.connect() as conn:
+        report = verify_run(conn, "run-a")
+    assert report.problems == [] and report.unsealed == [
+        f"row id {forged} (seq None, batch forged, sample 1, reward accuracy)"
+    ]
     sql(engine, "UPDATE scores SET chain_seq = 7, chain_hash = :h WHERE id = :i", h="f" * 64, i=forged)
     assert any("repeats seq 7" in p and "inserted" in p for p in problems(engine))
 
@@ -109,7 +149,7 @@ def report(engine: Engine, key: bytes | None) -> tuple[str | None, list[str]]:
 
 
 def test_another_key_is_named_once_not_as_every_row_edited(engine: Engine, make_row: MakeRow) -> None:
-    write_batches(engine, make_row, batches=1, chain_key=b"s3cret")
+    write_batches(engine, make_row, batches=1, key=b"s3cret")
     assert report(engine, b"s3cret") == (None, [])
     sealed = key_id(b"s3cret")
     assert report(engine, b"other") == (
@@ -140,7 +180,9 @@ def test_an_unkeyed_run_named_with_a_key_and_a_run_from_before_key_ids(
 
 
 def _writer(url: str, worker: int, batches: int) -> None:
+    """Write ``batches`` batches of run "shared", sealing the run after each one, as workers do."""
     from rewardq.storage import make_engine, write_scores
+    from rewardq.storage.seal import seal_run
     from tests.storage.conftest import sha256
 
     engine = make_engine(url)
@@ -163,10 +205,11 @@ def _writer(url: str, worker: int, batches: int) -> None:
         ]
         with engine.begin() as conn:
             write_scores(conn, rows)
+        seal_run(engine, "shared", None)
     engine.dispose()
 
 
-def test_concurrent_writers_of_one_run_keep_one_valid_chain(database_url: str) -> None:
+def test_concurrent_writers_and_sealers_of_one_run_keep_one_valid_chain(database_url: str) -> None:
     upgrade(database_url)
     context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=_writer, args=(database_url, w, 15)) for w in range(4)]
@@ -177,11 +220,46 @@ def test_concurrent_writers_of_one_run_keep_one_valid_chain(database_url: str) -
         assert p.exitcode == 0
     engine = make_engine(database_url)
     try:
+        seal_run(engine, "shared", None)  # what the last sealers found held by another
         with engine.connect() as conn:
             report = verify_run(conn, "shared")
+            seqs = sorted(r[0] for r in conn.execute(text("SELECT chain_seq FROM scores")))
     finally:
         engine.dispose()
-    assert report.rows == 4 * 15 * 8 and report.intact, report.problems[:5]
+    assert report.rows == 4 * 15 * 8 and report.intact and report.unsealed == [], report.problems[:5]
+    assert seqs == list(range(1, 4 * 15 * 8 + 1))
+
+
+def test_two_sealers_at_once_make_one_chain(engine: Engine, make_row: MakeRow) -> None:
+    """The second sealer of a run, while the first holds it, seals nothing (PostgreSQL: it skips the
+    locked head; SQLite: it waits for the first's lock, then finds nothing left)."""
+    write_batches(engine, make_row, batches=1, size=2)  # the run's head exists
+    with engine.begin() as conn:
+        write_scores(conn, [make_row(i, batch_id="b9") for i in range(5)])
+    with engine.connect() as first:
+        first.execution_options(sqlite_begin="IMMEDIATE")
+        with first.begin():
+            from rewardq.storage.seal import seal_pass
+
+            assert seal_pass(first, "run-a", None, 100) == 5
+            if engine.dialect.name == "postgresql":
+                assert seal_run(engine, "run-a", None) is None
+        assert seal_run(engine, "run-a", None) == 0
+    with engine.connect() as conn:
+        report = verify_run(conn, "run-a")
+    assert report.intact and report.head_seq == 7 and report.unsealed == []
+
+
+def test_a_writer_never_waits_for_another_writer_of_its_run(engine: Engine, make_row: MakeRow) -> None:
+    """Two transactions writing one run at once both commit (PostgreSQL; SQLite has one writer)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serializes all writers of a file")
+    with engine.connect() as first, first.begin():
+        write_scores(first, [make_row(i, batch_id="first") for i in range(3)])
+        with engine.begin() as second:  # while the first is open: fails at once if it must wait
+            second.execute(text("SET LOCAL lock_timeout = '1ms'"))
+            assert write_scores(second, [make_row(i, batch_id="second") for i in range(3)]) == 3
+    assert seal_run(engine, "run-a", None) == 6
 
 
 @pytest.fixture(autouse=True)

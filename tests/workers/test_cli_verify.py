@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from rewardq.storage import make_engine
+from rewardq.storage import make_engine, upgrade, write_scores
 from rewardq.storage.chain import key_id
 from tests.workers.test_cli import ROLLOUTS, rewardq, write_jsonl
 
@@ -45,3 +45,31 @@ def test_verify_passes_an_intact_run_and_names_an_edited_row(tmp_path: Path, sql
     assert "k3y" not in ok.stdout + bad.stdout + bad.stderr
     missing = rewardq("audit", "verify", "nope", env=env, check=False)
     assert missing.returncode == 2 and "no scores of run 'nope'" in missing.stderr
+
+
+def test_verify_names_rows_not_sealed_yet_and_seal_seals_them(sqlite_url: str) -> None:
+    env = {"REWARDQ_DATABASE_URL": sqlite_url}
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    row = {
+        "run_id": "u1",
+        "batch_id": "b",
+        "sample_hash": "0" * 64,
+        "reward": "format",
+        "scorer": "format@1",
+        "value": 1.0,
+        "status": "ok",
+        "latency_ms": 1.0,
+        "attempts": 1,
+        "worker_host": "w",
+    }
+    with engine.begin() as conn:  # committed, as a worker leaves them until its sealer runs
+        write_scores(conn, [{**row, "sample_index": i} for i in range(3)])
+    engine.dispose()
+    waiting = rewardq("audit", "verify", "u1", env=env)
+    assert waiting.stdout.strip() == "run u1: 3 rows, none sealed yet"
+    assert waiting.stderr.count("is not sealed yet") == 3
+    assert "u1: row id 1 (seq None, batch b, sample 0, reward format) is not sealed yet" in waiting.stderr
+    assert rewardq("audit", "seal", env=env).stdout.strip() == "run u1: 3 rows sealed"
+    sealed = rewardq("audit", "verify", "u1", env=env)
+    assert "run u1: 3 rows, chain intact (head seq 3" in sealed.stdout and sealed.stderr == ""

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from celery import states
 from celery_batches import SimpleRequest
+from sqlalchemy import event
 
-from rewardq.storage import upgrade
+from rewardq.storage import upgrade, write_scores
 from rewardq.wire.schema import TASK_NAME, queue_for
 from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.config import RewardsConfig
@@ -43,14 +44,14 @@ def test_a_worker_serving_a_model_reward_reserves_enough_to_fill_a_flush(config:
     assert prefetch_multiplier(settings.with_(prefetch_multiplier=100), config, ["rm"]) == 100
 
 
-def _request(task_id: str, payload: Any) -> SimpleRequest:
+def _request(task_id: str, payload: Any, hostname: str = "worker@test") -> SimpleRequest:
     return SimpleRequest(
         task_id,
         TASK_NAME,
         (payload,),
         {},
         {"routing_key": "rewards.format"},
-        "worker@test",
+        hostname,
         False,
         None,
         None,
@@ -83,6 +84,52 @@ def test_a_flush_answers_each_task_as_if_it_were_scored_alone(tmp_path: Path) ->
         failed = app.backend.get_task_meta("bad")
         assert failed["status"] == states.FAILURE
         assert "rejected task" in str(failed["result"])
+    finally:
+        runtime.close()
+        app.close()
+
+
+def test_a_flush_writes_its_tasks_in_one_statement_and_a_bad_task_fails_alone(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'audit.db'}"
+    upgrade(database)
+    app = create_app(Settings.from_env({}, database_url=database))
+    runtime = app.rewardq_runtime
+    inserts: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO scores"):
+            inserts.append(statement)
+
+    earlier = {  # an earlier delivery of b0 wrote sample 1: that task answers what the audit holds
+        "run_id": "coalesce",
+        "batch_id": "b0",
+        "sample_index": 1,
+        "sample_hash": "0" * 64,
+        "reward": "format",
+        "scorer": "earlier",
+        "value": 0.25,
+        "status": "ok",
+        "latency_ms": 1.0,
+        "attempts": 1,
+        "worker_host": "earlier",
+    }
+    with runtime.engine.begin() as conn:
+        write_scores(conn, [earlier])
+    event.listen(runtime.engine, "before_cursor_execute", count)
+    try:
+        score_requests(app, runtime, [_request(f"t{i}", _payload(f"b{i}", ["x", "y"])) for i in range(3)])
+        assert len(inserts) == 1
+        answers = [app.backend.get_task_meta(f"t{i}")["result"] for i in range(3)]
+        assert [a["values"] for a in answers] == [[0.0, 0.25], [0.0, 0.0], [0.0, 0.0]]
+        # A worker name longer than the audit column: that task's rows are refused, the other's written.
+        bad, good = (
+            _request("long", _payload("c1", ["x"]), "w" * 300),
+            _request("fine", _payload("c2", ["x"])),
+        )
+        score_requests(app, runtime, [bad, good])
+        failed = app.backend.get_task_meta("long")
+        assert failed["status"] == states.FAILURE and "worker_host" in str(failed["result"])
+        assert app.backend.get_task_meta("fine")["result"]["statuses"] == ["ok"]
     finally:
         runtime.close()
         app.close()

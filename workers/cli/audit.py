@@ -1,4 +1,5 @@
-"""``rewardq audit``: the audit history — runs, scores, statistics, one sample's history, two runs' diff."""
+"""``rewardq audit``: the audit history — runs, scores, statistics, one sample's history, two runs' diff,
+and the hash chain: verify a run, seal what workers have not sealed yet."""
 
 from __future__ import annotations
 
@@ -95,11 +96,15 @@ def audit_sample(
         render([as_row(r) for r in rows], fmt, title=f"history of {sample_hash or sample_id}")
 
 
+_UNSEALED_SHOWN = 20
+
+
 @audit_app.command("verify")
 @errors
 def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
     """Check a run's hash chain: says which rows were edited, deleted, inserted or reordered (exit 1),
-    or that REWARDQ_AUDIT_KEY is not the key the run was sealed with (exit 2)."""
+    or that REWARDQ_AUDIT_KEY is not the key the run was sealed with (exit 2); and which rows are not
+    sealed yet (not a problem: workers seal rows soon after they commit)."""
     from rewardq.storage import verify_run
 
     with _connect() as conn:
@@ -110,15 +115,63 @@ def audit_verify(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None
         message = f"run {run_id}: REWARDQ_AUDIT_KEY: {report.wrong_key}; no row was checked"
         err.print(escape(message), highlight=False)
         raise typer.Exit(2)
+    _print_unsealed(run_id, report.unsealed)
     if report.intact:
-        print(
-            f"run {run_id}: {report.rows} rows, chain intact (head seq {report.head_seq}, {report.head_hash})"
-        )
+        print(f"run {run_id}: {report.rows} rows, {_chain_state(report)}")
         return
     for problem in report.problems:
         err.print(f"{run_id}: {escape(problem)}", highlight=False)
     err.print(f"run {run_id}: {len(report.problems)} problem(s) in {report.rows} rows", highlight=False)
     raise typer.Exit(1)
+
+
+def _chain_state(report: Any) -> str:
+    """An intact chain in words, with how many rows are not sealed yet."""
+    intact = f"chain intact (head seq {report.head_seq}, {report.head_hash})"
+    waiting = len(report.unsealed)
+    if not waiting:
+        return intact
+    if waiting == report.rows:
+        return "none sealed yet"
+    return f"{report.rows - waiting} sealed, {intact}; {waiting} not sealed yet"
+
+
+def _print_unsealed(run_id: str, unsealed: list[str]) -> None:
+    for row in unsealed[:_UNSEALED_SHOWN]:
+        err.print(f"{run_id}: {escape(row)} is not sealed yet", highlight=False)
+    if len(unsealed) > _UNSEALED_SHOWN:
+        err.print(
+            f"{run_id}: … and {len(unsealed) - _UNSEALED_SHOWN} more rows not sealed yet", highlight=False
+        )
+
+
+@audit_app.command("seal")
+@errors
+def audit_seal(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run id (default: every run with unsealed rows).")
+    ] = None,
+) -> None:
+    """Seal the rows not sealed yet into their run's hash chain, with REWARDQ_AUDIT_KEY. Workers do this
+    themselves soon after each write; this is for rows a stopped worker left. Safe beside workers."""
+    from rewardq.storage import make_engine
+    from rewardq.storage.seal import seal_run, unsealed_runs
+
+    engine = make_engine(settings().database_url)
+    try:
+        if run_id is None:
+            with engine.connect() as conn:
+                runs = unsealed_runs(conn)
+        else:
+            runs = [run_id]
+        for run in runs:
+            sealed = seal_run(engine, run, settings().chain_key)
+            if sealed is None:
+                print(f"run {run}: another sealer is sealing it")
+            else:
+                print(f"run {run}: {sealed} rows sealed")
+    finally:
+        engine.dispose()
 
 
 @audit_app.command("diff")

@@ -8,9 +8,10 @@ messages are waiting or ``coalesce_wait_ms`` has passed since the first, and the
 buffered tasks of each reward in one call to the reward (one packing of its token budget). Messages
 of every other reward take Celery's default strategy: the ordinary task, untouched.
 
-Each task is still validated, audited (its own transaction, its own rows) and answered on its own:
-its result is stored with ``backend.mark_as_done`` under its own id, and celery-batches acknowledges
-the messages (acks_late) only after the flush returns, so after every audit row is written. Each
+Each task is still validated and answered on its own, from its own audit rows; the rows of a reward's
+tasks in one flush are written in one transaction (``persist_together``; a task with a bad row fails
+alone). Each result is stored with ``backend.mark_as_done`` under its own id, and celery-batches
+acknowledges the messages (acks_late) only after the flush returns, so after every audit row is written. Each
 request is a delivery of its task, counted and parked as the plain task's
 (rewardq.workers.runtime.admission.admit); an audit-store outage retries the write, inside
 ``persist``, never the reward.
@@ -30,7 +31,7 @@ from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.runtime.admission import admit, park_invalid
 from rewardq.workers.runtime.context import WorkerRuntime
-from rewardq.workers.runtime.persist import persist
+from rewardq.workers.runtime.persist import ScoredTask, persist_together
 from rewardq.workers.runtime.scoring import score_together
 from rewardq.workers.runtime.validate import InvalidTask, Prepared, prepare
 
@@ -93,7 +94,8 @@ def register_coalescing(app: Celery, runtime: WorkerRuntime, score_task: Task) -
 
 
 def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]) -> None:
-    """Score buffered requests: one call to each reward for all of its tasks, then each task alone."""
+    """Score buffered requests: one call and one audit transaction for each reward's tasks, then each
+    task answered alone."""
     try:
         _score_requests(app, runtime, requests)
     finally:  # not reached when the process dies: the counts then survive to the next delivery
@@ -130,14 +132,16 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
             reward,
             sum(len(item.scores) for _, item, _ in group),
         )
-        for request, item, deliveries in group:
-            try:
-                result = persist(runtime, item, attempts=deliveries, worker=request.hostname or None)
-            except Exception as e:
-                log.exception("task %s of reward %s failed", request.id, reward)
-                _fail(backend, request, e)
-                continue
-            backend.mark_as_done(request.id, result, request=request)
+        results = persist_together(
+            runtime,
+            [ScoredTask(item, deliveries, request.hostname or None) for request, item, deliveries in group],
+        )
+        for (request, _, _), result in zip(group, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("task %s of reward %s failed", request.id, reward, exc_info=result)
+                _fail(backend, request, result)
+            else:
+                backend.mark_as_done(request.id, result, request=request)
 
 
 def _fail(backend: Any, request: Any, error: Exception) -> None:

@@ -1,6 +1,7 @@
 """What the score task runs with: the worker's settings and rewards config (the same in every process),
 and this process's :class:`~rewardq.workers.process.resources.WorkerResources` (its rewards, their shared
-resources, the audit engine, the broker's key-value store for delivery counts and the dead-letter queue).
+resources, the audit engine and its sealer, the broker's key-value store for delivery counts and the
+dead-letter queue).
 
 The per-process part is built on first use in the process that uses it and kept with its process id: a
 prefork child builds its own, never uses its parent's. ``close`` ends it; the next use builds a new one.
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from rewardq.wire.errors import RewardqError, RewardSetupError
 from rewardq.wire.settings import Settings
 from rewardq.workers.process.resources import WorkerResources
+from rewardq.workers.process.sealer import Sealer
 from rewardq.workers.rewards.base import Reward
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.runtime.deliveries import Deliveries
@@ -58,6 +60,12 @@ class WorkerRuntime:
     @property
     def engine(self) -> Engine:
         return self.process.engine
+
+    @property
+    def sealer(self) -> Sealer:
+        """This process's audit sealer (a thread, started on first use)."""
+        process = self.process
+        return process.shared(Sealer, lambda: Sealer(process.engine, self.settings.chain_key))
 
     @property
     def deliveries(self) -> Deliveries:

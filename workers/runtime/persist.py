@@ -1,8 +1,9 @@
-"""Persisting a scored task and answering it: its audit rows written in one transaction (retried while
-the store's failure is transient, never the reward), and the answer read back from what they hold.
+"""Persisting scored tasks and answering them: their audit rows written in one transaction (retried while
+the store's failure is transient, never the reward), and each answer what the audit holds.
 
 What a task returns is what the audit holds: the rows of an earlier delivery win over this one's
-scores. Rows are built and written by :mod:`rewardq.storage.rows` and :mod:`rewardq.storage.record`.
+scores. Rows are built and written by :mod:`rewardq.storage.rows` and :mod:`rewardq.storage.record`;
+once committed, this process's sealer is told their runs (:mod:`rewardq.workers.process.sealer`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rewardq.wire.schema import STATUSES, ChunkResult, sample_count
@@ -18,9 +20,19 @@ from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.validate import Prepared
 
 if TYPE_CHECKING:
-    from rewardq.storage.record import Stored
+    from rewardq.storage.record import Key, Stored
 
 _NO_META = ScoreMeta()
+
+
+@dataclass(frozen=True)
+class ScoredTask:
+    """A scored task on its way to the audit: which delivery of it (``attempts``), on which worker node
+    (None: the host name)."""
+
+    item: Prepared
+    attempts: int = 1
+    worker: str | None = None
 
 
 def persist(
@@ -39,29 +51,65 @@ def persist(
     failure of the store retries the transaction, never the reward, for up to ``retry_s`` seconds
     (default: the ``audit_retry`` setting); a permanent one raises at once.
     """
+    return _answers(runtime, [ScoredTask(item, attempts, worker)], retry_s)[0]
+
+
+def persist_together(runtime: WorkerRuntime, tasks: Sequence[ScoredTask]) -> list[dict[str, Any] | Exception]:
+    """Write several scored tasks' audit rows in one transaction (a coalesced flush) and return each
+    task's answer, as :func:`persist` would, or the exception that failed it. When the store refuses
+    that write for good (a bad row), each task is written alone, so that only a bad task fails."""
+    from rewardq.storage.errors import is_transient
+
+    try:
+        return list(_answers(runtime, tasks, None))
+    except Exception as e:
+        if len(tasks) == 1 or is_transient(e):
+            return [e] * len(tasks)
+    out: list[dict[str, Any] | Exception] = []
+    for task in tasks:
+        try:
+            out.extend(_answers(runtime, [task], None))
+        except Exception as e:
+            out.append(e)
+    return out
+
+
+def _answers(
+    runtime: WorkerRuntime, tasks: Sequence[ScoredTask], retry_s: float | None
+) -> list[dict[str, Any]]:
+    """Write ``tasks``' rows in one transaction; each task's answer from what the audit holds."""
     from rewardq.storage.record import record_scores
     from rewardq.storage.rows import audit_rows
 
-    task = item.task
-    final = [_consistent(s) for s in item.scores]
-    rows = audit_rows(
-        task,
-        item.samples,
-        final,
-        scorer=item.scorer,
-        latency_ms=item.latency_ms,
-        attempts=attempts,
-        worker_host=worker or runtime.host,
-        worker_gpu=runtime.gpu,
-        store_text=runtime.settings.store_text,
-    )
+    finals = [[_consistent(s) for s in t.item.scores] for t in tasks]
+    rows = [
+        row
+        for t, final in zip(tasks, finals, strict=True)
+        for row in audit_rows(
+            t.item.task,
+            t.item.samples,
+            final,
+            scorer=t.item.scorer,
+            latency_ms=t.item.latency_ms,
+            attempts=t.attempts,
+            worker_host=t.worker or runtime.host,
+            worker_gpu=runtime.gpu,
+            store_text=runtime.settings.store_text,
+        )
+    ]
     budget = runtime.settings.audit_retry if retry_s is None else retry_s
-    audited = record_scores(runtime.engine, rows, chain_key=runtime.settings.chain_key, retry_s=budget)
-    answers = [
-        audited.get(task.offset + i, (score.value, score.status, score.error))
+    audited = record_scores(runtime.engine, rows, retry_s=budget)
+    runtime.sealer.wrote({t.item.task.run_id for t in tasks})
+    return [_answer(t.item, final, audited) for t, final in zip(tasks, finals, strict=True)]
+
+
+def _answer(item: Prepared, final: Sequence[Score], audited: Mapping[Key, Stored]) -> dict[str, Any]:
+    task = item.task
+    stored = [
+        audited.get((task.batch_id, task.reward, task.offset + i), (score.value, score.status, score.error))
         for i, score in enumerate(final)
     ]
-    return answer(task.reward, task.offset, answers)
+    return answer(task.reward, task.offset, stored)
 
 
 def answer(reward: str, offset: int, scores: Sequence[Stored]) -> dict[str, Any]:
