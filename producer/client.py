@@ -28,7 +28,7 @@ from rewardq.resend import Sendable, summary
 from rewardq.results import ScoreResult
 from rewardq.samples import to_samples
 from rewardq.serving import REDIS_SCHEMES, ServingCheck, checks_serving
-from rewardq.stored_samples import SampleStore, encode, stores_samples
+from rewardq.stored_samples import SampleStore, encode, stores_samples, worth_storing
 from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.schema import (
     MAX_BATCH_ID,
@@ -123,8 +123,11 @@ class RewardClient:
         size = self.settings.chunk_size
         parts = {offset: wire[offset : offset + size] for offset in range(0, len(wire), size)}
         store = self._sample_store()
-        blobs = {offset: encode(part) for offset, part in parts.items()} if store is not None else {}
+        blobs: dict[int, bytes] = {}
         if store is not None:
+            encoded = {offset: encode(part) for offset, part in parts.items()}
+            blobs = {o: blob for o, blob in encoded.items() if worth_storing(len(blob), len(weights))}
+        if store is not None and blobs:
             store.put(batch_id, blobs)
         chunks: list[Chunk] = []
         for offset, part in parts.items():
@@ -136,7 +139,7 @@ class RewardClient:
                     step=step,
                     reward=reward,
                     offset=offset,
-                    stored=store is not None,
+                    stored=offset in blobs,
                 )
                 sendable = Sendable(payload, queue_for(reward), priority, blobs.get(offset))
                 try:
@@ -152,7 +155,7 @@ class RewardClient:
                     if (unavailable := publish_failed(app, e)) is None:
                         raise
                     raise unavailable from e
-                chunks.append(Chunk(reward, offset, len(part), result, sendable))
+                chunks.append(Chunk(reward, offset, len(part), result, sendable, offset in blobs))
         log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))
         deadline_at = None if deadline is None else time.time() + deadline
         handle = ScoreHandle(

@@ -34,6 +34,7 @@ from rewardq.resend import Resender, Sendable
 from rewardq.results import ScoreResult
 from rewardq.stored_samples import SampleStore
 from rewardq.wire.errors import DeadlineExceeded, InvalidInputError, Problem, UnknownBatchError
+from rewardq.wire.keys import samples_key
 from rewardq.wire.schema import ChunkResult, Status
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,14 @@ _MIN_WAIT_S = 0.001
 @dataclass(frozen=True)
 class Chunk:
     """One task of a batch: a reward over ``size`` samples from ``offset``; ``sendable`` (what sending
-    it again needs) only on the handle that submitted it."""
+    it again needs) only on the handle that submitted it; ``stored``: its samples are stored in Redis."""
 
     reward: str
     offset: int
     size: int
     result: AsyncResult
     sendable: Sendable | None = None
+    stored: bool = False
 
 
 def check_deadline(deadline: float | None, policy: str) -> None:
@@ -152,22 +154,27 @@ class ScoreHandle:
             log.warning(
                 "batch %s: %d of %d tasks not back in time", self.batch_id, len(pending), len(self.chunks)
             )
-        _forget(self._app.backend, self.batch_id, self.chunks, pending)
-        self._drop_samples(pending)
+        _forget(self._app.backend, self.batch_id, self.chunks, pending, self._answered_samples(pending))
         why = "by the batch's deadline" if self._until_deadline() == 0.0 else f"within {timeout}s"
         for chunk in pending.values():
             collected.missing(chunk, f"no result {why} (task {chunk.result.id})")
         return collected.result(self.batch_id)
 
-    def _drop_samples(self, pending: Mapping[str, Chunk]) -> None:
-        """Delete the stored samples of the chunks every reward has answered (the others expire)."""
+    def _answered_samples(self, pending: Mapping[str, Chunk]) -> list[str]:
+        """The keys of the stored samples of chunks every reward has answered, to delete with the
+        results when they live in the same Redis (one round trip); deleted here otherwise."""
         if self._store is None:
-            return
-        offsets = {c.offset for c in self.chunks} - {c.offset for c in pending.values()}
+            return []
+        offsets = {c.offset for c in self.chunks if c.stored} - {c.offset for c in pending.values()}
+        keys = [samples_key(self.batch_id, offset) for offset in sorted(offsets)]
+        conf = self._app.conf
+        if conf.result_backend == conf.broker_url:
+            return keys
         try:
-            self._store.drop(self.batch_id, sorted(offsets))
+            self._store.drop(keys)
         except Exception as e:  # they expire with the results
             log.warning("batch %s: could not delete its stored samples: %s", self.batch_id, e)
+        return []
 
     def _until_deadline(self) -> float | None:
         """Seconds left before the deadline (0.0 once past), or None without one."""
@@ -339,7 +346,9 @@ def _detach(results: list[AsyncResult]) -> None:
         result.backend = None
 
 
-def _forget(backend: Any, batch_id: str, chunks: list[Chunk], pending: Mapping[str, Chunk]) -> None:
+def _forget(
+    backend: Any, batch_id: str, chunks: list[Chunk], pending: Mapping[str, Chunk], also: list[str]
+) -> None:
     """Drop a finished batch's results and description from the backend now rather than at expiry, and
     stop listening for those that timed out: a trainer scores for days, and a Redis that keeps every
     result until it expires fills up (with noeviction it then refuses writes), as would a client's
@@ -348,6 +357,7 @@ def _forget(backend: Any, batch_id: str, chunks: list[Chunk], pending: Mapping[s
     _detach([chunk.result for chunk in chunks])
     keys = [backend.get_key_for_task(c.result.id) for c in chunks]
     keys.append(_meta_key(batch_id))
+    keys.extend(also)
     client = getattr(backend, "client", None)
     if client is not None and hasattr(client, "unlink"):  # Redis: one round trip for the batch
         client.unlink(*keys)

@@ -4,7 +4,9 @@ On a Redis broker, ``RewardClient.submit`` encodes each chunk's samples once (or
 under :func:`rewardq.wire.keys.samples_key` before it sends the chunk's tasks, which carry only their
 count (:data:`rewardq.wire.schema.STORED`): the samples cross Redis once whatever the number of rewards,
 travel as plain JSON (not base64 inside a JSON message), and kombu's ``unacked`` copy of each message in
-flight is a few hundred bytes. A worker reads them back before it validates the task.
+flight is a few hundred bytes. A worker reads them back before it validates the task. A chunk for one
+reward of at most :data:`INLINE_MAX_BYTES` travels inline, as on the embedded broker: for a small task
+the extra round trips (storing, deleting) cost more than the copies they save.
 
 Lifetime: a chunk's samples expire with the results (``REWARDQ_RESULT_EXPIRES``), and the handle that
 submitted the batch deletes them once every reward of the chunk has answered. A redelivered task finds
@@ -17,7 +19,7 @@ refused and parked, and its samples are answered ``error`` with that reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -38,6 +40,16 @@ from rewardq.wire.settings import Settings
 def stores_samples(settings: Settings) -> bool:
     """True when tasks reference stored samples: a Redis broker (the embedded one keeps them inline)."""
     return bool(settings.broker_url) and str(settings.broker_url).startswith(REDIS_SCHEMES)
+
+
+INLINE_MAX_BYTES = 32 * 1024
+"""A chunk of one reward up to this size as JSON travels inline in its task: storing it would cost more
+round trips than the copies it saves."""
+
+
+def worth_storing(size: int, rewards: int) -> bool:
+    """Whether a chunk of ``size`` bytes of JSON, for ``rewards`` rewards, is stored rather than inline."""
+    return rewards > 1 or size > INLINE_MAX_BYTES
 
 
 def encode(samples: Sequence[Any]) -> bytes:
@@ -81,9 +93,8 @@ class SampleStore:
             cause = " ".join(str(e).split())
             raise BrokerLost(f"cannot publish to the broker {url}{retried}: {cause}") from e
 
-    def drop(self, batch_id: str, offsets: Iterable[int]) -> None:
-        """Delete the chunks' samples (once every reward of them has answered)."""
-        keys = [samples_key(batch_id, offset) for offset in offsets]
+    def drop(self, keys: Sequence[str]) -> None:
+        """Delete stored samples (once every reward of their chunk has answered)."""
         if keys:
             self.client.unlink(*keys)
 

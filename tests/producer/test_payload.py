@@ -13,16 +13,18 @@ import redis
 
 from rewardq import RewardClient, Settings
 from rewardq.samples import to_samples
+from rewardq.stored_samples import INLINE_MAX_BYTES
 from rewardq.wire.keys import SAMPLES_PREFIX, samples_key
 from rewardq.wire.schema import SCHEMA_VERSION, ScoreTask, stored_reference
 from rewardq.workers.runtime.admission import with_samples
 
 
 @pytest.mark.slow
-def test_the_queued_payload_is_a_score_task_with_the_schema_version(redis_server: Any) -> None:
+@pytest.mark.parametrize("padding", [0, INLINE_MAX_BYTES], ids=["small: inline", "large: stored"])
+def test_the_queued_payload_is_a_score_task_with_the_schema_version(redis_server: Any, padding: int) -> None:
     settings = Settings.from_env({}, broker_url=redis_server.url, serve_wait=0)  # no worker: stays queued
     rows = [
-        {"prompt": "q", "completion": "a", "solution": "1"},
+        {"prompt": "q", "completion": "a", "solution": "1" + "0" * padding},
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
     ]
     with RewardClient(settings) as client:
@@ -32,14 +34,17 @@ def test_the_queued_payload_is_a_score_task_with_the_schema_version(redis_server
     assert raw is not None
     message = json.loads(raw)
     args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-    assert stored_reference(args[0]) == (samples_key(handle.batch_id, 0), 2)
     stored = broker.get(samples_key(handle.batch_id, 0))
-    assert stored is not None
-    task = ScoreTask.model_validate(with_samples(args[0], stored, 2))
+    if padding:  # one reward, over INLINE_MAX_BYTES: stored, the task carries their count
+        assert stored is not None and stored_reference(args[0]) == (samples_key(handle.batch_id, 0), 2)
+        args[0] = with_samples(args[0], stored, 2)
+    else:  # one reward, small: inline, nothing stored
+        assert stored is None and stored_reference(args[0]) is None
+    task = ScoreTask.model_validate(args[0])
     assert args[0]["v"] == SCHEMA_VERSION
     assert (task.batch_id, task.run_id, task.step, task.reward) == (handle.batch_id, "r", 3, "format")
     assert [s.completion for s in task.samples] == ["a", "b"]
-    assert task.samples[0].columns == {"solution": "1"}
+    assert task.samples[0].columns == {"solution": "1" + "0" * padding}
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import redis
 import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
+from rewardq.stored_samples import INLINE_MAX_BYTES
 from rewardq.wire.keys import SAMPLES_PREFIX, priority_lists, samples_key
 from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess
@@ -103,7 +104,8 @@ def test_a_chunk_lost_with_its_stored_samples_stores_them_again_and_is_scored_on
     caplog.set_level(logging.WARNING, logger="rewardq.resend")
     broker = redis.Redis.from_url(redis_server.url)
     with RewardClient(_settings(redis_server, sqlite_url, resend_after=2)) as client:
-        handle = client.submit(ROWS, ["format"], run_id="resend")
+        large = [row | {"notes": "n" * INLINE_MAX_BYTES} for row in ROWS]  # stored, not inline
+        handle = client.submit(large, ["format"], run_id="resend")
         lost, _ = handle.task_ids
         _remove_message(broker, "format", lost)
         assert broker.delete(samples_key(handle.batch_id, 0)) == 1  # gone with the message, as in a restart

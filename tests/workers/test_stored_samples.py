@@ -1,7 +1,8 @@
 """Samples stored once in the broker's Redis (rewardq.stored_samples), against a real redis-server and
-`rewardq worker`: every reward's task of a chunk reads the same stored samples, the handle deletes them
-once every reward has answered, and a task whose samples are gone (expired before a worker took it) is
-parked with that reason, its samples answered ``error``, while the worker goes on."""
+`rewardq worker`: every reward's task of a chunk reads the same stored samples (a chunk of one reward
+only when it is large), the handle deletes them once every reward has answered, and a task whose samples
+are gone (expired before a worker took it) is parked with that reason, its samples answered ``error``,
+while the worker goes on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import redis
 
 from rewardq import RewardClient, Settings
+from rewardq.stored_samples import INLINE_MAX_BYTES
 from rewardq.wire.keys import SAMPLES_PREFIX, samples_key
 from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_cli import rewardq
@@ -19,6 +21,8 @@ from tests.workers.test_dlq import GOOD, dlq_entries
 pytestmark = pytest.mark.slow
 
 ROWS = [{"prompt": "p", "completion": GOOD if i % 2 else "no tags"} for i in range(5)]
+# Chunks of one reward are stored only over INLINE_MAX_BYTES: a column makes every chunk of 2 that large.
+LARGE = [row | {"notes": "n" * (INLINE_MAX_BYTES // 2)} for row in ROWS]
 
 
 def test_each_chunk_is_stored_once_read_by_every_reward_and_deleted_once_answered(
@@ -44,7 +48,7 @@ def test_a_task_whose_samples_are_gone_is_parked_and_answered_error_and_the_work
     settings = Settings.from_env({}, broker_url=redis_server.url, chunk_size=3, serve_wait=0)
     broker = redis.Redis.from_url(redis_server.url)
     with RewardClient(settings) as client:
-        handle = client.submit(ROWS, ["format"], run_id="expired")
+        handle = client.submit(LARGE, ["format"], run_id="expired")
         assert broker.delete(samples_key(handle.batch_id, 3)) == 1  # expired before a worker took it
         worker = start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--concurrency", "1")
         result = handle.get(timeout=120)
