@@ -1,5 +1,5 @@
 """A task past its hard time limit (a prefork worker kills its process) is answered and audited as
-``timeout``, and the worker keeps serving."""
+``timeout``, its samples inline or stored in Redis, and the worker keeps serving."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from rewardq import RewardClient, Settings
 from rewardq.storage import make_engine, upgrade
+from rewardq.stored_samples import INLINE_MAX_BYTES
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.time_limit import timed_out
@@ -29,8 +30,13 @@ def score(completions, **kwargs):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("padding", [0, INLINE_MAX_BYTES], ids=["inline", "stored samples"])
 def test_a_task_past_its_hard_time_limit_is_recorded_as_timeout(
-    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+    tmp_path: Path,
+    redis_server: RedisServer,
+    sqlite_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    padding: int,
 ) -> None:
     rewards = function_reward(tmp_path, "slow", SLOW)
     env = {"REWARDQ_REWARDS": str(rewards), "REWARDQ_TASK_TIME_LIMIT": "2"}
@@ -38,7 +44,7 @@ def test_a_task_past_its_hard_time_limit_is_recorded_as_timeout(
         redis_server.url, sqlite_url, "--rewards", "slow", "--pool", "prefork", "--concurrency", "1", env=env
     )
     settings = Settings.from_env({}, broker_url=redis_server.url, rewards=rewards, timeout=120)
-    samples = [{"completion": "slow"}, {"completion": "fine"}]
+    samples = [{"completion": "slow", "notes": "n" * padding}, {"completion": "fine"}]
     with RewardClient(settings) as client:
         result = client.score(samples, "slow", run_id="limits")
         assert result.statuses["slow"] == ["timeout", "timeout"]

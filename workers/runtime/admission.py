@@ -29,26 +29,35 @@ READ_RETRY_S = 30.0
 
 
 def admit(
-    runtime: WorkerRuntime, task_id: str, payload: Any, queue: str | None, worker: str | None = None
+    runtime: WorkerRuntime,
+    task_id: str,
+    payload: Any,
+    queue: str | None,
+    worker: str | None = None,
+    *,
+    redelivered: bool = False,
 ) -> tuple[int, Any, dict[str, Any] | None]:
-    """Count this delivery of a task and read its stored samples into its payload; returns the count,
-    the payload and, when the task has been delivered too often, the answer of the task parked in the
-    dead-letter queue, else None. A parked task's samples are audited and answered ``error`` (the audit
-    holds one row per submitted sample and reward, and the answer agrees with it); a replay scores them
-    again as a new batch."""
+    """Count this delivery of a task when it is a redelivery (:mod:`~rewardq.workers.runtime.deliveries`)
+    and read its stored samples into its payload, in one round trip; returns the count, the payload and,
+    when the task has been delivered too often, the answer of the task parked in the dead-letter queue,
+    else None. A parked task's samples are audited and answered ``error`` (the audit holds one row per
+    submitted sample and reward, and the answer agrees with it); a replay scores them again as a new
+    batch."""
     from rewardq.workers.runtime.deliveries import parked_error
     from rewardq.workers.runtime.dlq import task_letter
 
     reference = stored_reference(payload)
     if reference is not None:
-        count, stored = _count_and_read(runtime, task_id, reference[0])
+        count, stored = _count_and_read(runtime, task_id, reference[0], redelivered)
         payload = with_samples(payload, stored, reference[1])
+    elif not redelivered:
+        return 1, payload, None
     else:
         try:
             count = runtime.deliveries.count(task_id)
         except Exception as e:  # the broker's Redis is away: scoring the task matters more than counting it
             log.warning("could not count the deliveries of task %s (%s): scoring it uncounted", task_id, e)
-            return 1, payload, None
+            return 2, payload, None
     if not runtime.deliveries.exceeded(count):
         return count, payload, None
     error = parked_error(count)
@@ -77,12 +86,16 @@ def with_samples(payload: Mapping[str, Any], stored: bytes | None, count: int) -
     return {k: v for k, v in payload.items() if k != STORED} | {"samples": samples}
 
 
-def _count_and_read(runtime: WorkerRuntime, task_id: str, key: str) -> tuple[int, bytes | None]:
-    """Count the delivery and read the samples under ``key``, waiting up to READ_RETRY_S for a broker
-    that is away (a task cannot be scored without its samples)."""
+def _count_and_read(
+    runtime: WorkerRuntime, task_id: str, key: str, redelivered: bool
+) -> tuple[int, bytes | None]:
+    """Count the delivery (a redelivery only) and read the samples under ``key``, waiting up to
+    READ_RETRY_S for a broker that is away (a task cannot be scored without its samples)."""
     deadline = time.monotonic() + READ_RETRY_S
     while True:
         try:
+            if not redelivered:
+                return 1, runtime.deliveries.client.get(key)
             return runtime.deliveries.count_and_read(task_id, key)
         except Exception as e:
             if time.monotonic() + 1.0 > deadline:

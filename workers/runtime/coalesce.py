@@ -99,7 +99,8 @@ def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any])
     try:
         _score_requests(app, runtime, requests)
     finally:  # not reached when the process dies: the counts then survive to the next delivery
-        runtime.deliveries.settle(*(request.id for request in requests))
+        if redelivered := [request.id for request in requests if _redelivered(request)]:
+            runtime.deliveries.settle(*redelivered)
 
 
 def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]) -> None:
@@ -109,7 +110,14 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
         payload = _payload(request)
         queue = (request.delivery_info or {}).get("routing_key")
         try:
-            deliveries, payload, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
+            deliveries, payload, parked = admit(
+                runtime,
+                request.id,
+                payload,
+                queue,
+                request.hostname or None,
+                redelivered=_redelivered(request),
+            )
         except Exception as e:  # its stored samples could not be read: the broker stayed away
             log.error("task %s: %s", request.id, e)
             _fail(backend, request, e)
@@ -147,6 +155,10 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
 def _fail(backend: Any, request: Any, error: Exception) -> None:
     """Store a task's failure (rewardq sends no errbacks, which celery-batches' requests cannot carry)."""
     backend.mark_as_failure(request.id, error, request=request, call_errbacks=False)
+
+
+def _redelivered(request: Any) -> bool:
+    return bool((request.delivery_info or {}).get("redelivered"))
 
 
 def _payload(request: Any) -> Any:

@@ -38,9 +38,12 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     @app.task(name=TASK_NAME, bind=True, shared=False, Request=HardTimeLimitRequest, throws=(InvalidTask,))
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         request = self.request
-        queue = (request.delivery_info or {}).get("routing_key")
+        delivery = request.delivery_info or {}
+        queue, redelivered = delivery.get("routing_key"), bool(delivery.get("redelivered"))
         try:
-            deliveries, payload, parked = admit(runtime, request.id, payload, queue, request.hostname or None)
+            deliveries, payload, parked = admit(
+                runtime, request.id, payload, queue, request.hostname or None, redelivered=redelivered
+            )
             if parked is not None:
                 return parked
             try:
@@ -49,7 +52,8 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
                 park_invalid(runtime, request.id, payload, e, deliveries, queue)
                 raise
         finally:  # not reached when the process dies: the count then survives to the next delivery
-            runtime.deliveries.settle(request.id)
+            if redelivered:
+                runtime.deliveries.settle(request.id)
 
     return score
 

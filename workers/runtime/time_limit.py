@@ -68,15 +68,19 @@ class HardTimeLimitRequest(Request):
 def timed_out(runtime: Any, request: Request, timeout: float) -> dict[str, Any]:
     """Write the request's samples as ``timeout`` (once, no retry: this runs in the worker's main process)
     and return what the audit holds for them."""
+    from rewardq.wire.schema import stored_reference
     from rewardq.workers.rewards.base import Score
+    from rewardq.workers.runtime.admission import with_samples
     from rewardq.workers.runtime.persist import persist
     from rewardq.workers.runtime.validate import prepare
 
     payload = request.args[0] if request.args else request.kwargs.get("payload")
+    if (reference := stored_reference(payload)) is not None:  # the child had read them, not this process
+        payload = with_samples(payload, runtime.deliveries.client.get(reference[0]), reference[1])
     item = prepare(runtime, payload)
     error = f"task exceeded the hard time limit of {timeout:g}s"
     item.scores = [Score.timed_out(error) if s is None else s for s in item.scores]
-    attempts = max(runtime.deliveries.current(request.id), 1)
+    attempts = runtime.deliveries.current(request.id)
     try:
         return persist(runtime, item, attempts=attempts, worker=request.hostname or None, retry_s=0)
     finally:
