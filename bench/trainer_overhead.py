@@ -5,8 +5,9 @@ with TRL's keyword arguments; prints p50/p99 of each, the per-step overhead (dif
 (aims: one reward <= 5x, two <= 3x). Also the bytes that cross Redis during the step (``INFO stats``
 ``total_net_input_bytes`` / ``total_net_output_bytes`` before and after it, on the bench's own
 redis-server, less what the INFO calls themselves cost), as ratios to the samples' own JSON (aim: what
-is written to Redis <= 1.5x; what is read is once per reward's worker, as the samples must reach it). ``--baseline CHECKOUT`` also runs this script under that checkout's ``.venv`` (its client
-and worker), ``--rounds`` times each, alternating, and prints its figures beside these.
+is written to Redis <= 1.5x; what is read is once per reward's worker, as the samples must reach it).
+``--baseline CHECKOUT`` also runs this script under that checkout's ``.venv`` (its client and worker),
+``--rounds`` times each, alternating, and prints its figures beside these.
 
     .venv/bin/python bench/trainer_overhead.py --steps 200 [--baseline /work/wt/base --rounds 4]
 """

@@ -10,6 +10,7 @@ whose fields are columns of the same name); ``tests/storage/test_rows.py`` fails
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -120,10 +121,16 @@ def audit_rows(
                 "created_at": now,
                 "prompt_text": storable_text(prompt_text),
                 "completion_text": storable_text(completion_text),
-                **{f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)},
+                **{name: getattr(meta, name) for name in _field_names(type(meta))},
             }
         )
     return rows
+
+
+@functools.cache
+def _field_names(meta_type: type) -> tuple[str, ...]:
+    """The fields of a scorer's meta dataclass (audit columns of the same names), looked up once."""
+    return tuple(f.name for f in dataclasses.fields(meta_type))
 
 
 def sample_hash(item: Any) -> str:
