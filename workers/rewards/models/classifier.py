@@ -68,8 +68,8 @@ class Classifier:
         return values
 
     def _inputs(self, rows: list[list[int]]) -> tuple[Any, Any]:
-        """Right-padded ids and the row lengths of one pass, on the device (copied from pinned memory
-        without waiting on a GPU)."""
+        """Right-padded ids and the row lengths of one pass, on the device (on a GPU, copied from pinned
+        memory without waiting)."""
         import torch
 
         lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
@@ -79,10 +79,9 @@ class Classifier:
         ids[real] = torch.tensor([t for r in rows for t in r], dtype=torch.long)  # row-major: row by row
         if self.device == "cpu":
             return ids, lengths
-        return (
-            ids.pin_memory().to(self.device, non_blocking=True),
-            lengths.pin_memory().to(self.device, non_blocking=True),
-        )
+        if self.device.startswith("cuda"):
+            ids, lengths = ids.pin_memory(), lengths.pin_memory()
+        return ids.to(self.device, non_blocking=True), lengths.to(self.device, non_blocking=True)
 
     def _logits(self, ids: Any, lengths: Any, label: int) -> Any:
         """The ``label`` logit of each row, a tensor on the device (nothing waits for it here)."""
