@@ -165,8 +165,8 @@ def in_process(model_dir: Path, dtype: str, budget: int, max_length: int, sample
     from rewardq.workers.process.resources import WorkerResources
     from rewardq.workers.rewards.models.reward_model import RewardModelOptions, RewardModelReward
 
-    options = RewardModelOptions(
-        model=str(model_dir), dtype=dtype, token_budget=budget, max_length=max_length
+    options = RewardModelOptions.model_validate(
+        {"model": str(model_dir), "dtype": dtype, "token_budget": budget, "max_length": max_length}
     )
     reward = RewardModelReward("rm", options)
     reward.setup(WorkerResources(Settings()))
