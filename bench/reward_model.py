@@ -3,7 +3,9 @@
 (a) rewardq end to end: RewardClient → Redis → one `rewardq worker` (reward_model kind) → SQLite audit;
 (b) a bare torch.inference_mode() forward loop over the same pre-tokenised, length-sorted batches;
 (c) what trainers do today: arrival order, a fixed batch size, padded to each batch's longest;
-(d) 64 submissions of 8 samples in flight at once (coalesced by the worker) against one 512-sample task.
+(d) 64 submissions of 8 samples in flight at once (coalesced by the worker) against one 512-sample task;
+(e) the reward's own ``score`` in this process (render, tokenize, pack, forward passes, scores): what
+(a) costs without the queue, the worker's task and the audit.
 Figures are ratios measured side by side in one run. The model is built offline (random weights, a
 tokenizer trained on the spot), so the command needs only the repo and its venv:
 
@@ -158,6 +160,25 @@ def trainer_loop(
     return time.perf_counter() - start, real / padded
 
 
+def in_process(model_dir: Path, dtype: str, budget: int, max_length: int, samples: list[Sample]) -> float:
+    """(e): seconds for the ``reward_model`` reward's ``score`` over ``samples``, in this process."""
+    from rewardq.workers.process.resources import WorkerResources
+    from rewardq.workers.rewards.models.reward_model import RewardModelOptions, RewardModelReward
+
+    options = RewardModelOptions.model_validate(
+        {"model": str(model_dir), "dtype": dtype, "token_budget": budget, "max_length": max_length}
+    )
+    reward = RewardModelReward("rm", options)
+    reward.setup(WorkerResources(Settings()))
+    reward.score(samples[:8])  # warm-up
+    start = time.perf_counter()
+    scores = reward.score(samples)
+    seconds = time.perf_counter() - start
+    assert all(s.status == "ok" for s in scores), "a sample was not scored"
+    reward.close()
+    return seconds
+
+
 def end_to_end(settings: Settings, samples: list[Sample], groups: int, repeat: int) -> float:
     """(a)/(d): best seconds to score ``samples`` as ``groups`` submissions in flight at once."""
     size = len(samples) // groups
@@ -229,13 +250,18 @@ def main() -> None:
     ]
     b_seconds, efficiency = min(bare)
     c_seconds, c_efficiency = min(trainer)
+    max_length = min(4096, budget)
+    e_seconds = min(
+        in_process(model_dir, dtype_name, budget, max_length, samples) for _ in range(args.repeat)
+    )
 
     queue = (float("nan"), float("nan"))
     if not args.skip_queue:
-        queue = queued_seconds(model_dir, dtype_name, budget, min(4096, budget), samples, args.repeat)
+        queue = queued_seconds(model_dir, dtype_name, budget, max_length, samples, args.repeat)
     a_seconds, d_seconds = queue
 
-    rate = {name: tokens / s for name, s in {"a": a_seconds, "b": b_seconds, "c": c_seconds}.items()}
+    seconds = {"a": a_seconds, "b": b_seconds, "c": c_seconds, "e": e_seconds}
+    rate = {name: tokens / s for name, s in seconds.items()}
     many = tokens / d_seconds
     lengths = sorted(len(r) for r in rows)
     print(
@@ -247,7 +273,10 @@ def main() -> None:
     print(f"(b) bare inference_mode loop, sorted batches:   {rate['b']:>12,.0f} tokens/s")
     print(f"(c) arrival order, batch {args.trainer_batch:<3}:                  {rate['c']:>12,.0f} tokens/s")
     print(f"(d) 64-way 8-sample submissions, coalesced:     {many:>12,.0f} tokens/s")
+    print(f"(e) reward.score() in process:                 {rate['e']:>12,.0f} tokens/s")
     print(f"(a)/(b) = {rate['a'] / rate['b']:.2f}   (aim >= 0.9)")
+    print(f"(e)/(b) = {rate['e'] / rate['b']:.2f}   (the reward's own path: render, tokenize, pack, passes)")
+    print(f"(a)/(e) = {rate['a'] / rate['e']:.2f}   (queue, task and audit around it)")
     print(f"(a)/(c) = {rate['a'] / rate['c']:.2f}   (aim >= 2)")
     print(f"padding efficiency, token-budget packing = {efficiency:.3f}   (aim >= 0.85)")
     print(f"padding efficiency, arrival order        = {c_efficiency:.3f}")

@@ -10,6 +10,8 @@ own forward with the attention mask.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,19 +33,58 @@ class Classifier:
     num_labels: int
     pad_id: int
 
-    def forward(self, rows: list[list[int]], label: int) -> list[float]:
-        """The ``label`` logit of each row (one padded forward pass), as Python floats."""
+    def run_passes(self, rows: Sequence[list[int]], passes: Sequence[list[int]], label: int) -> list[float]:
+        """The ``label`` logit of every row, as Python floats in row order, one forward pass per entry
+        of ``passes`` (lists of row indices), in that order.
+
+        A helper thread builds each pass's padded inputs (in pinned memory on a GPU) while the pass
+        before it runs; the logits stay on the device until the last pass, then come back in one copy.
+        """
         import torch
 
-        longest = max(len(r) for r in rows)
-        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        for j, row in enumerate(rows):
-            ids[j, : len(row)] = torch.tensor(row, dtype=torch.long)
-        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-        return self.run(ids.to(self.device), lengths.to(self.device), label)
+        if not passes:
+            return []
+        order = [i for indices in passes for i in indices]
+        if sorted(order) != list(range(len(rows))):
+            raise ValueError(f"the passes cover {len(order)} row indices, not each of {len(rows)} rows once")
+        logits = []
+        with ThreadPoolExecutor(1, thread_name_prefix="rewardq-batches") as helper:
+            upcoming = helper.submit(self._inputs, [rows[i] for i in passes[0]])
+            for k in range(len(passes)):
+                ids, lengths = upcoming.result()
+                if k + 1 < len(passes):
+                    upcoming = helper.submit(self._inputs, [rows[i] for i in passes[k + 1]])
+                logits.append(self._logits(ids, lengths, label))
+        with torch.inference_mode():
+            values = torch.cat(logits).float().cpu().tolist()
+        out = [0.0] * len(rows)
+        for i, value in zip(order, values, strict=True):
+            out[i] = value
+        return out
 
     def run(self, ids: Any, lengths: Any, label: int) -> list[float]:
         """Score right-padded ``ids`` (rows x longest, on the device) whose rows hold ``lengths`` tokens."""
+        values: list[float] = self._logits(ids, lengths, label).float().cpu().tolist()
+        return values
+
+    def _inputs(self, rows: list[list[int]]) -> tuple[Any, Any]:
+        """Right-padded ids and the row lengths of one pass, on the device (on a GPU, copied from pinned
+        memory without waiting)."""
+        import torch
+
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        longest = int(lengths.max())
+        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        real = torch.arange(longest)[None, :] < lengths[:, None]
+        ids[real] = torch.tensor([t for r in rows for t in r], dtype=torch.long)  # row-major: row by row
+        if self.device == "cpu":
+            return ids, lengths
+        if self.device.startswith("cuda"):
+            ids, lengths = ids.pin_memory(), lengths.pin_memory()
+        return ids.to(self.device, non_blocking=True), lengths.to(self.device, non_blocking=True)
+
+    def _logits(self, ids: Any, lengths: Any, label: int) -> Any:
+        """The ``label`` logit of each row, a tensor on the device (nothing waits for it here)."""
         import torch
 
         positions = torch.arange(ids.shape[1], device=ids.device)
@@ -57,8 +98,7 @@ class Classifier:
                 logits = head(hidden[rows, lengths - 1])
             else:
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
-            values: list[float] = logits[:, label].float().cpu().tolist()
-        return values
+            return logits[:, label]
 
 
 def load_classifier(path: Path, dtype: Any, device: str) -> Classifier:

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -22,8 +23,8 @@ from pydantic import Field, field_validator, model_validator
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward, Score, ScoreMeta
-from rewardq.workers.rewards.models.batching import pack, run_packed
-from rewardq.workers.rewards.models.chat_tokens import Encoded, Truncation, encode
+from rewardq.workers.rewards.models.batching import pack
+from rewardq.workers.rewards.models.chat_tokens import Encoded, Truncation, tokenize
 from rewardq.workers.rewards.models.loading import ModelOptions, load_shared, model_identity
 
 if TYPE_CHECKING:
@@ -156,11 +157,24 @@ class RewardModelReward(Reward):
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         classifier = self._ready()
-        encoded = encode(self._tokenizer, samples, self._max_length, self.options.truncation)
-        scorable = [i for i, e in enumerate(encoded) if e.ids is not None]
-        rows = [encoded[i].ids or [] for i in scorable]
+        tokens = tokenize(self._tokenizer, samples)
+        count = len(tokens.ids)
+        limit = self._max_length
+
+        def fit(i: int) -> Encoded:
+            return tokens.fit(i, limit, self.options.truncation)
+
+        # Only an input over max_length needs its prompt tokens counted before packing (which to drop);
+        # the others' counts, for the audit, are taken by a helper thread while the passes run.
+        cut = {i: fit(i) for i in range(count) if limit is not None and len(tokens.ids[i]) > limit}
+        inputs = [cut[i].ids if i in cut else tokens.ids[i] for i in range(count)]
+        scorable = [i for i in range(count) if inputs[i] is not None]
+        rows = [inputs[i] or [] for i in scorable]
         packing = pack([len(r) for r in rows], self.options.token_budget)
-        logits = run_packed(rows, packing, lambda batch: classifier.forward(batch, self._label))
+        with ThreadPoolExecutor(1, thread_name_prefix="rewardq-counts") as helper:
+            counting = helper.submit(lambda: [cut[i] if i in cut else fit(i) for i in range(count)])
+            logits = classifier.run_passes(rows, packing.passes, self._label)
+            encoded = counting.result()
         log.info(
             "reward %s: %d samples in %d forward passes, padding efficiency %.3f",
             self.name,
