@@ -128,7 +128,7 @@ def audit_rows(
 
 
 @functools.cache
-def _field_names(meta_type: type) -> tuple[str, ...]:
+def _field_names(meta_type: Any) -> tuple[str, ...]:
     """The fields of a scorer's meta dataclass (audit columns of the same names), looked up once."""
     return tuple(f.name for f in dataclasses.fields(meta_type))
 
