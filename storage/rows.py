@@ -10,7 +10,6 @@ whose fields are columns of the same name); ``tests/storage/test_rows.py`` fails
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -127,10 +126,15 @@ def audit_rows(
     return rows
 
 
-@functools.cache
+_FIELD_NAMES: dict[Any, tuple[str, ...]] = {}
+
+
 def _field_names(meta_type: Any) -> tuple[str, ...]:
     """The fields of a scorer's meta dataclass (audit columns of the same names), looked up once."""
-    return tuple(f.name for f in dataclasses.fields(meta_type))
+    names = _FIELD_NAMES.get(meta_type)
+    if names is None:
+        names = _FIELD_NAMES[meta_type] = tuple(f.name for f in dataclasses.fields(meta_type))
+    return names
 
 
 def sample_hash(item: Any) -> str:
