@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,10 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from rewardq.storage import make_engine, scores_table, upgrade
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+from tests.score_rows import score_row
 
 
 @pytest.fixture
@@ -30,39 +26,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def make_row() -> Callable[..., dict[str, Any]]:
     """``make_row(i, **overrides)``: a valid ``ok`` row for sample ``i`` of batch ``b1`` of run ``run-a``."""
-
-    def make(i: int = 0, **overrides: Any) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "run_id": "run-a",
-            "step": 0,
-            "batch_id": "b1",
-            "sample_index": i,
-            "sample_hash": sha256(f"sample {i}"),
-            "sample_id": f"gsm8k-{i}",
-            "reward": "accuracy",
-            "scorer": "math@1:0123456789ab",
-            "value": 1.0,
-            "status": "ok",
-            "error": None,
-            "raw": None,
-            "latency_ms": 12.5,
-            "attempts": 1,
-            "worker_host": "node-1",
-            "worker_gpu": "0",
-            "prompt_text": None,
-            "completion_text": None,
-            "truncated": None,
-            "cache_hit": None,
-            "http_attempts": None,
-            "replica": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "template_hash": None,
-        }
-        row.update(overrides)
-        return row
-
-    return make
+    return score_row
 
 
 @pytest.fixture

@@ -183,24 +183,18 @@ def _writer(url: str, worker: int, batches: int) -> None:
     """Write ``batches`` batches of run "shared", sealing the run after each one, as workers do."""
     from rewardq.storage import make_engine, write_scores
     from rewardq.storage.seal import seal_run
-    from tests.storage.conftest import sha256
+    from tests.score_rows import score_row, sha256
 
     engine = make_engine(url)
     for b in range(batches):
         rows = [
-            {
-                "run_id": "shared",
-                "batch_id": f"w{worker}-{b}",
-                "sample_index": i,
-                "sample_hash": sha256(f"{worker}/{b}/{i}"),
-                "reward": "format",
-                "scorer": "format@1",
-                "value": 1.0,
-                "status": "ok",
-                "latency_ms": 1.0,
-                "attempts": 1,
-                "worker_host": f"w{worker}",
-            }
+            score_row(
+                i,
+                run_id="shared",
+                batch_id=f"w{worker}-{b}",
+                sample_hash=sha256(f"{worker}/{b}/{i}"),
+                worker_host=f"w{worker}",
+            )
             for i in range(8)
         ]
         with engine.begin() as conn:

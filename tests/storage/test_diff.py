@@ -11,7 +11,7 @@ from sqlalchemy import Engine, event
 
 from rewardq.storage import diff_scores, make_engine, paired_scores, upgrade, write_scores
 from rewardq.storage.diff import PairedScore, pearson, ranks
-from tests.storage.conftest import sha256
+from tests.score_rows import sha256
 
 
 def write(engine: Engine, rows: list[dict[str, Any]]) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from rewardq.storage import make_engine, upgrade, write_scores
 from rewardq.storage.chain import key_id
+from tests.score_rows import score_row
 from tests.workers.test_cli import ROLLOUTS, rewardq, write_jsonl
 
 
@@ -51,18 +52,7 @@ def test_verify_names_rows_not_sealed_yet_and_seal_seals_them(sqlite_url: str) -
     env = {"REWARDQ_DATABASE_URL": sqlite_url}
     upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
-    row = {
-        "run_id": "u1",
-        "batch_id": "b",
-        "sample_hash": "0" * 64,
-        "reward": "format",
-        "scorer": "format@1",
-        "value": 1.0,
-        "status": "ok",
-        "latency_ms": 1.0,
-        "attempts": 1,
-        "worker_host": "w",
-    }
+    row = score_row(run_id="u1", batch_id="b", reward="format")
     with engine.begin() as conn:  # committed, as a worker leaves them until its sealer runs
         write_scores(conn, [{**row, "sample_index": i} for i in range(3)])
     engine.dispose()

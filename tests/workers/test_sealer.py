@@ -17,6 +17,7 @@ from rewardq.storage import make_engine, upgrade, verify_run, write_scores
 from rewardq.storage.verify import ChainReport
 from rewardq.wire.schema import TASK_NAME, queue_for
 from tests.conftest import RedisServer, WorkerProcess
+from tests.score_rows import score_row
 
 GOOD = "<think>a</think>\n<answer>b</answer>"
 
@@ -37,19 +38,7 @@ def _sealed(url: str, run: str, rows: int, within_s: float = 120.0) -> ChainRepo
 
 
 def _orphan(batch: str, index: int) -> dict[str, Any]:
-    return {
-        "run_id": "orphaned",
-        "batch_id": batch,
-        "sample_index": index,
-        "sample_hash": "0" * 64,
-        "reward": "format",
-        "scorer": "format@1",
-        "value": 1.0,
-        "status": "ok",
-        "latency_ms": 1.0,
-        "attempts": 1,
-        "worker_host": "killed-worker",
-    }
+    return score_row(index, run_id="orphaned", batch_id=batch, reward="format", worker_host="killed-worker")
 
 
 @pytest.mark.slow
