@@ -71,47 +71,27 @@ def _resends(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("padding", [0, INLINE_MAX_BYTES], ids=["inline", "stored samples"])
 def test_a_lost_chunk_is_sent_again_and_scored_once(
     redis_server: RedisServer,
     sqlite_url: str,
     start_worker: Callable[..., WorkerProcess],
     caplog: pytest.LogCaptureFixture,
+    padding: int,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="rewardq.resend")
     broker = redis.Redis.from_url(redis_server.url)
     with RewardClient(_settings(redis_server, sqlite_url, resend_after=2)) as client:
-        handle = client.submit(ROWS, ["format"], run_id="resend")
+        handle = client.submit([row | {"notes": "n" * padding} for row in ROWS], ["format"], run_id="resend")
         lost, kept = handle.task_ids
         _remove_message(broker, "format", lost)
         assert _queued_task_ids(broker, "format") == [kept]
+        if padding:  # its stored samples are gone with the message, as in a restart: stored again
+            assert broker.delete(samples_key(handle.batch_id, 0)) == 1
         start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--concurrency", "1")
         result = handle.get(timeout=120)
     assert result.statuses["format"] == ["ok"] * 4
     assert result.rewards["format"] == [1.0] * 4
-    assert [(i, r, n) for i, r, n in _audit_counts(sqlite_url, handle.batch_id)] == [
-        (i, "format", 1) for i in range(4)
-    ]
-    resent = _resends(caplog)
-    assert len(resent) == 1 and lost in resent[0]
-
-
-def test_a_chunk_lost_with_its_stored_samples_stores_them_again_and_is_scored_once(
-    redis_server: RedisServer,
-    sqlite_url: str,
-    start_worker: Callable[..., WorkerProcess],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.WARNING, logger="rewardq.resend")
-    broker = redis.Redis.from_url(redis_server.url)
-    with RewardClient(_settings(redis_server, sqlite_url, resend_after=2)) as client:
-        large = [row | {"notes": "n" * INLINE_MAX_BYTES} for row in ROWS]  # stored, not inline
-        handle = client.submit(large, ["format"], run_id="resend")
-        lost, _ = handle.task_ids
-        _remove_message(broker, "format", lost)
-        assert broker.delete(samples_key(handle.batch_id, 0)) == 1  # gone with the message, as in a restart
-        start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--concurrency", "1")
-        result = handle.get(timeout=120)
-    assert result.statuses["format"] == ["ok"] * 4
     assert [(i, r, n) for i, r, n in _audit_counts(sqlite_url, handle.batch_id)] == [
         (i, "format", 1) for i in range(4)
     ]
