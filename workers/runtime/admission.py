@@ -95,7 +95,7 @@ def _count_and_read(
     while True:
         try:
             if not redelivered:
-                return 1, runtime.deliveries.client.get(key)
+                return 1, runtime.process.broker.get(key)
             return runtime.deliveries.count_and_read(task_id, key)
         except Exception as e:
             if time.monotonic() + 1.0 > deadline:

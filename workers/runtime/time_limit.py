@@ -76,7 +76,7 @@ def timed_out(runtime: Any, request: Request, timeout: float) -> dict[str, Any]:
 
     payload = request.args[0] if request.args else request.kwargs.get("payload")
     if (reference := stored_reference(payload)) is not None:  # the child had read them, not this process
-        payload = with_samples(payload, runtime.deliveries.client.get(reference[0]), reference[1])
+        payload = with_samples(payload, runtime.process.broker.get(reference[0]), reference[1])
     item = prepare(runtime, payload)
     error = f"task exceeded the hard time limit of {timeout:g}s"
     item.scores = [Score.timed_out(error) if s is None else s for s in item.scores]
