@@ -63,7 +63,10 @@ def test_a_task_returns_the_values_the_audit_already_holds(
         "samples": [{"completion": GOOD}] * 3,
     }
     try:
-        result = app.send_task(TASK_NAME, args=[payload], queue=queue_for("format")).get(timeout=120)
+        result = app.send_task(TASK_NAME, args=[payload], queue=queue_for("format")).get(
+            timeout=120,
+            disable_sync_subtasks=False,  # an embedded worker earlier in this process set it
+        )
     finally:
         app.close()
     assert result["values"] == [0.25, None, 1.0]  # the format reward alone would give 1.0 to each

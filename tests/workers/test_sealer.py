@@ -61,7 +61,10 @@ def test_a_workers_rows_are_sealed_without_anyone_calling_seal(
                 "reward": "format",
                 "samples": [{"completion": GOOD}] * 5,
             }
-            app.send_task(TASK_NAME, args=[payload], queue=queue_for("format")).get(timeout=120)
+            app.send_task(TASK_NAME, args=[payload], queue=queue_for("format")).get(
+                timeout=120,
+                disable_sync_subtasks=False,  # an embedded worker earlier in this process set it
+            )
     finally:
         app.close()
     report = _sealed(postgres_url, "sealed-by-worker", 15)
