@@ -61,6 +61,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def results_on_broker(app: Celery) -> bool:
+    """True when ``app``'s result backend is its broker's Redis: keys of both go in one round trip."""
+    return bool(app.conf.result_backend == app.conf.broker_url)
+
+
 def make_app(settings: Settings, name: str = "rewardq") -> Celery:
     """A Celery app that can send tasks by name and read their results; it registers no tasks."""
     app = Celery(name, set_as_current=False)

@@ -155,7 +155,7 @@ class RewardClient:
                     if (unavailable := publish_failed(app, e)) is None:
                         raise
                     raise unavailable from e
-                chunks.append(Chunk(reward, offset, len(part), result, sendable, offset in blobs))
+                chunks.append(Chunk(reward, offset, len(part), result, sendable))
         log.debug("batch %s: %d samples, %d tasks", batch_id, len(wire), len(chunks))
         deadline_at = None if deadline is None else time.time() + deadline
         handle = ScoreHandle(

@@ -28,7 +28,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, ResultSet
 from pydantic import ValidationError
 
-from rewardq.broker import GATHER_POLL_S
+from rewardq.broker import GATHER_POLL_S, results_on_broker
 from rewardq.connection import publish_failed
 from rewardq.resend import Resender, Sendable
 from rewardq.results import ScoreResult
@@ -48,14 +48,13 @@ _MIN_WAIT_S = 0.001
 @dataclass(frozen=True)
 class Chunk:
     """One task of a batch: a reward over ``size`` samples from ``offset``; ``sendable`` (what sending
-    it again needs) only on the handle that submitted it; ``stored``: its samples are stored in Redis."""
+    it again needs) only on the handle that submitted it."""
 
     reward: str
     offset: int
     size: int
     result: AsyncResult
     sendable: Sendable | None = None
-    stored: bool = False
 
 
 def check_deadline(deadline: float | None, policy: str) -> None:
@@ -165,10 +164,12 @@ class ScoreHandle:
         results when they live in the same Redis (one round trip); deleted here otherwise."""
         if self._store is None:
             return []
-        offsets = {c.offset for c in self.chunks if c.stored} - {c.offset for c in pending.values()}
-        keys = [samples_key(self.batch_id, offset) for offset in sorted(offsets)]
-        conf = self._app.conf
-        if conf.result_backend == conf.broker_url:
+        stored = {c.offset for c in self.chunks if c.sendable is not None and c.sendable.stored is not None}
+        keys = [
+            samples_key(self.batch_id, offset)
+            for offset in sorted(stored - {c.offset for c in pending.values()})
+        ]
+        if results_on_broker(self._app):
             return keys
         try:
             self._store.drop(keys)

@@ -27,6 +27,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from rewardq.broker import results_on_broker
 from rewardq.stored_samples import SampleStore
 from rewardq.wire.keys import UNACKED_KEY, priority_lists
 from rewardq.wire.schema import TASK_NAME, sample_count
@@ -133,7 +134,7 @@ class Resender:
         """The task ids that no queue list, ``unacked`` entry or result key holds."""
         backend: Any = self.app.backend
         lists = list(dict.fromkeys(k for t in task_ids for k in priority_lists(self.sendables[t].queue)))
-        same_redis = self.app.conf.result_backend == self.app.conf.broker_url
+        same_redis = results_on_broker(self.app)
         result_keys = [_text(backend.get_key_for_task(t)) for t in task_ids] if same_redis else []
         with self.app.connection_for_write() as conn:
             client = conn.default_channel.client

@@ -72,6 +72,11 @@ def admit(
     return count, payload, persist(runtime, item, attempts=count, worker=worker)
 
 
+def redelivered(delivery_info: Mapping[str, Any] | None) -> bool:
+    """Whether a delivery is a redelivery: kombu marks a message it put back on its queue."""
+    return bool((delivery_info or {}).get("redelivered"))
+
+
 def with_samples(payload: Mapping[str, Any], stored: bytes | None, count: int) -> Any:
     """The payload with its stored samples inline; as it is when they are gone or not a JSON list of
     ``count`` (validation then refuses it, saying so)."""

@@ -29,7 +29,7 @@ from celery.worker.strategy import default as default_strategy
 
 from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.config import RewardsConfig
-from rewardq.workers.runtime.admission import admit, park_invalid
+from rewardq.workers.runtime.admission import admit, park_invalid, redelivered
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.persist import ScoredTask, persist_together
 from rewardq.workers.runtime.scoring import score_together
@@ -99,8 +99,8 @@ def score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any])
     try:
         _score_requests(app, runtime, requests)
     finally:  # not reached when the process dies: the counts then survive to the next delivery
-        if redelivered := [request.id for request in requests if _redelivered(request)]:
-            runtime.deliveries.settle(*redelivered)
+        if again := [request.id for request in requests if redelivered(request.delivery_info)]:
+            runtime.deliveries.settle(*again)
 
 
 def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]) -> None:
@@ -116,7 +116,7 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
                 payload,
                 queue,
                 request.hostname or None,
-                redelivered=_redelivered(request),
+                redelivered=redelivered(request.delivery_info),
             )
         except Exception as e:  # its stored samples could not be read: the broker stayed away
             log.error("task %s: %s", request.id, e)
@@ -155,10 +155,6 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
 def _fail(backend: Any, request: Any, error: Exception) -> None:
     """Store a task's failure (rewardq sends no errbacks, which celery-batches' requests cannot carry)."""
     backend.mark_as_failure(request.id, error, request=request, call_errbacks=False)
-
-
-def _redelivered(request: Any) -> bool:
-    return bool((request.delivery_info or {}).get("redelivered"))
 
 
 def _payload(request: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery, Task
 
 from rewardq.wire.schema import TASK_NAME
-from rewardq.workers.runtime.admission import admit, park_invalid
+from rewardq.workers.runtime.admission import admit, park_invalid, redelivered
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.persist import persist
 from rewardq.workers.runtime.scoring import score_together
@@ -38,11 +38,11 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
     @app.task(name=TASK_NAME, bind=True, shared=False, Request=HardTimeLimitRequest, throws=(InvalidTask,))
     def score(self: Task, payload: Mapping[str, Any]) -> dict[str, Any]:
         request = self.request
-        delivery = request.delivery_info or {}
-        queue, redelivered = delivery.get("routing_key"), bool(delivery.get("redelivered"))
+        queue = (request.delivery_info or {}).get("routing_key")
+        again = redelivered(request.delivery_info)
         try:
             deliveries, payload, parked = admit(
-                runtime, request.id, payload, queue, request.hostname or None, redelivered=redelivered
+                runtime, request.id, payload, queue, request.hostname or None, redelivered=again
             )
             if parked is not None:
                 return parked
@@ -52,7 +52,7 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
                 park_invalid(runtime, request.id, payload, e, deliveries, queue)
                 raise
         finally:  # not reached when the process dies: the count then survives to the next delivery
-            if redelivered:
+            if again:
                 runtime.deliveries.settle(request.id)
 
     return score
