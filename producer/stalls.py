@@ -67,9 +67,9 @@ class StallNote:
                 except Exception as e:  # a lost broker is reported by the run itself
                     log.debug("stall note: cannot read the broker: %s", e)
                     continue
-                if why is not None:
+                if why is not None:  # else look again: a just-lost worker's announcement may still be live
                     log.warning("no result for %.0fs: %s", idle, why)
-                self._said = True
+                    self._said = True
         finally:
             client.close()
 
