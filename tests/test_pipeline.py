@@ -169,6 +169,7 @@ class CrashOnce(Reward):
     """Kills its worker process the first time it scores; scores 1.0 after that."""
 
     kind = "crash_once"
+    runs_in = "process"  # kills the worker process itself, not a child of its own
 
     class Options(RewardOptions):
         marker: str

@@ -23,6 +23,7 @@ class Holder(Reward):
     """A reward that sets up a shared client, and notes what is closed when."""
 
     kind = "holder"
+    runs_in = "process"  # what it sets up is in this process
 
     def setup(self, resources: WorkerResources) -> None:
         resources.shared("client", Client)

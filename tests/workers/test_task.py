@@ -24,6 +24,7 @@ class Misbehaving(Reward):
     """Returns what its sample's completion asks for."""
 
     kind = "misbehaving"
+    runs_in = "process"  # an in-code kind: a child process, which reads the rewards file, cannot build it
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         out = []
@@ -47,6 +48,7 @@ class Judged(Reward):
     """Reports what a judge would: raw reply and the audit extras."""
 
     kind = "judged"
+    runs_in = "process"  # an in-code kind: a child process, which reads the rewards file, cannot build it
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         meta = ScoreMeta(cache_hit=True, http_attempts=2, replica="http://j1/v1", template_hash="ab" * 8)
@@ -55,6 +57,7 @@ class Judged(Reward):
 
 class Short(Reward):
     kind = "short"
+    runs_in = "process"  # an in-code kind: a child process, which reads the rewards file, cannot build it
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         return [Score.ok(1.0)]

@@ -13,10 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from rewardq.wire.schema import Sample, Status
 
@@ -72,6 +72,11 @@ class RewardOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Seconds one call of the reward on a chunk may take (None: the kind's ``timeout_default``); the
+    samples still unscored then are ``timeout``. Not part of the fingerprint: it bounds the call, it does
+    not change how a value is computed."""
+
 
 class Reward(ABC):
     """A configured reward. Subclasses set ``kind``, ``version`` and ``Options`` and implement ``score``.
@@ -86,10 +91,26 @@ class Reward(ABC):
     holds_model: ClassVar[bool] = False
     """True for kinds that keep a model in process memory: served by the solo or threads pool only,
     so that a worker holds one copy per device (prefork would load one per child)."""
+    runs_in: ClassVar[Literal["child", "process"]] = "child"
+    """Where the worker calls ``score``: ``child``, a killable process of the reward's own (CPU kinds);
+    ``process``, the worker process under a watchdog (models, judges). A kind that sets ``holds_model``
+    runs in ``process`` unless it says otherwise."""
+    timeout_default: ClassVar[float] = 30.0
+    """The kind's ``timeout`` when the options give none."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("holds_model") and "runs_in" not in cls.__dict__:
+            cls.runs_in = "process"
 
     def __init__(self, name: str, options: RewardOptions) -> None:
         self.name = name
         self.options = options
+
+    @property
+    def time_limit(self) -> float:
+        """Seconds one call of :meth:`score` may take: the ``timeout`` option, else the kind's default."""
+        return self.options.timeout if self.options.timeout is not None else self.timeout_default
 
     def setup(self, resources: WorkerResources) -> None:  # noqa: B027 - optional hook
         """Load what scoring needs (models, clients) and check it works; raise RewardSetupError if not.
@@ -107,7 +128,7 @@ class Reward(ABC):
     def fingerprint(self) -> str:
         """Kind, version and a hash of the options and identity: the scorer's identity in the audit."""
         identity = self.identity()
-        text = self.options.model_dump_json()
+        text = self.options.model_dump_json(exclude={"timeout"})
         if identity:
             text += orjson.dumps(identity, option=orjson.OPT_SORT_KEYS).decode()
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -6,6 +6,9 @@ dead-letter queue).
 The per-process part is built on first use in the process that uses it and kept with its process id: a
 prefork child builds its own, never uses its parent's. ``close`` ends it; the next use builds a new one.
 Each reward is built under a lock of its own: loading one model never blocks tasks of other rewards.
+A reward is served by a :data:`Scorer` that answers every chunk by the reward's ``time_limit``: a CPU
+kind in killable children (:mod:`.child`), a model or judge in this process under a watchdog
+(:mod:`.watchdog`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from rewardq.wire.errors import RewardqError, RewardSetupError
 from rewardq.wire.settings import Settings
@@ -23,13 +26,17 @@ from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.process.sealer import Sealer
 from rewardq.workers.rewards.base import Reward
 from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.runtime.child import ChildScorer
 from rewardq.workers.runtime.deliveries import Deliveries
 from rewardq.workers.runtime.dlq import DeadLetters
+from rewardq.workers.runtime.watchdog import WatchedScorer
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
+
+Scorer: TypeAlias = ChildScorer | WatchedScorer
 
 
 class WorkerRuntime:
@@ -77,8 +84,8 @@ class WorkerRuntime:
         process = self.process
         return process.shared(DeadLetters, lambda: DeadLetters(process.broker))
 
-    def reward(self, name: str) -> Reward:
-        """The reward called ``name``, built and set up on first use in this process.
+    def reward(self, name: str) -> Scorer:
+        """The scorer of the reward called ``name``, built and set up on first use in this process.
 
         Raises RewardSetupError (naming the reward) when it cannot be set up, or the config's error
         for an unknown name.
@@ -86,12 +93,15 @@ class WorkerRuntime:
         process = self.process
         return process.shared((Reward, name), lambda: self._build(name, process))
 
-    def _build(self, name: str, resources: WorkerResources) -> Reward:
+    def _build(self, name: str, resources: WorkerResources) -> Scorer:
         log.info("building reward %s (pid %d)", name, os.getpid())
         reward = self.config.build(name)
         try:
-            reward.setup(resources)
             reward.fingerprint  # noqa: B018 - computed now, not on the first task
+            if reward.runs_in == "child":
+                return ChildScorer(reward, self.config.path, self.settings)
+            reward.setup(resources)
+            return WatchedScorer(reward, embedded=self.settings.embedded)
         except RewardSetupError as e:
             reward.close()
             message = str(e)
@@ -104,7 +114,6 @@ class WorkerRuntime:
             raise RewardSetupError(
                 f"reward {name!r} (kind {reward.kind}) failed to set up: {type(e).__name__}: {e}"
             ) from e
-        return reward
 
     def prepare(self, names: Iterable[str]) -> None:
         """Build and set up every reward in ``names`` now (at worker start, before consuming)."""

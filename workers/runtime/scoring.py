@@ -1,6 +1,8 @@
 """Scoring validated tasks: one call to the reward for the valid samples of one or more tasks.
 
-A reward that fails to build or raises fails its samples with the error text, never the worker.
+A reward that fails to build or raises fails its samples with the error text, never the worker; one
+that outlives its ``timeout`` answers ``timeout`` (:mod:`.child`, :mod:`.watchdog`). A chunk whose reward
+is stuck in this worker goes back to the broker (:class:`~.watchdog.HandBack`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from rewardq.wire.schema import UNAVAILABLE_SCORER, Sample
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.validate import Prepared
+from rewardq.workers.runtime.watchdog import HandBack
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ def _score(
             out = reward.score(list(valid.values()))
             if len(out) != len(valid):
                 raise RuntimeError(f"returned {len(out)} scores for {len(valid)} samples")
+        except HandBack:
+            raise
         except Exception as e:
             log.exception("reward %s failed on a chunk", name)
             out = [Score.failed(f"reward {name!r} failed: {type(e).__name__}: {e}")] * len(valid)

@@ -7,7 +7,8 @@ recorded in the dead-letter queue; so is a task delivered more than ``max_delive
 (:mod:`~rewardq.workers.runtime.admission`).
 
 What a task returns is what the audit holds; an audit-store outage retries the write, not the reward
-(:mod:`~rewardq.workers.runtime.persist`).
+(:mod:`~rewardq.workers.runtime.persist`). A task whose reward is stuck in this worker is handed back,
+requeued for another worker (:mod:`~rewardq.workers.runtime.watchdog`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 
 from rewardq.wire.schema import TASK_NAME
 from rewardq.workers.runtime.admission import admit, park_invalid, redelivered
@@ -23,6 +25,7 @@ from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.persist import persist
 from rewardq.workers.runtime.scoring import score_together
 from rewardq.workers.runtime.validate import InvalidTask, prepare
+from rewardq.workers.runtime.watchdog import HandBack
 
 __all__ = ["InvalidTask", "register_score_task", "score_payload"]
 
@@ -51,6 +54,8 @@ def register_score_task(app: Celery, runtime: WorkerRuntime) -> Task:
             except InvalidTask as e:
                 park_invalid(runtime, request.id, payload, e, deliveries, queue)
                 raise
+            except HandBack as e:
+                raise Reject(str(e), requeue=True) from e
         finally:  # not reached when the process dies: the count then survives to the next delivery
             if again:
                 runtime.deliveries.settle(request.id)

@@ -1,10 +1,7 @@
-"""The ``accuracy`` reward: values, unscorable references, timeouts and the off-main-thread helper."""
+"""The ``accuracy`` reward: values, unscorable references and timeouts."""
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -22,7 +19,7 @@ Make = Callable[..., AccuracyReward]
 
 @pytest.fixture
 def make() -> Iterator[Make]:
-    """Build accuracy rewards that are closed (helper process stopped) after the test."""
+    """Build accuracy rewards that are closed after the test."""
     made: list[AccuracyReward] = []
 
     def _make(**options: Any) -> AccuracyReward:
@@ -37,24 +34,6 @@ def make() -> Iterator[Make]:
 
 def sample(completion: str, solution: Any = None) -> Sample:
     return Sample(completion=completion, columns={} if solution is None else {"solution": solution})
-
-
-def in_thread(fn: Callable[[], list[Score]]) -> list[Score]:
-    """Run ``fn`` on a fresh thread (as the embedded worker does) and return its result."""
-    out: list[list[Score]] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            out.append(fn())
-        except BaseException as e:
-            errors.append(e)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(timeout=120)
-    assert not errors, errors
-    return out[0]
 
 
 MIXED = [
@@ -93,39 +72,9 @@ def test_reasons_say_why(make: Make) -> None:
     assert "empty" in (scores[3].error or "")
 
 
-def test_chunk_off_the_main_thread_runs_in_a_helper_process(make: Make) -> None:
-    """Off the main thread math-verify's alarms cannot work; the helper gives the same values."""
-    reward = make()
-    assert statuses(in_thread(lambda: reward.score(MIXED))) == EXPECTED
-    assert statuses(in_thread(lambda: reward.score(MIXED[:1]))) == [("ok", 1.0)]
-
-
-def test_helper_restarts_after_close(make: Make) -> None:
-    reward = make()
-    assert statuses(in_thread(lambda: reward.score(MIXED[:1]))) == [("ok", 1.0)]
-    reward.close()
-    reward.close()
-    assert statuses(in_thread(lambda: reward.score(MIXED[:1]))) == [("ok", 1.0)]
-
-
-def test_helper_death_fails_the_chunk_and_the_next_chunk_gets_a_new_helper(make: Make) -> None:
-    reward = make()
-    in_thread(lambda: reward.score(MIXED[:1]))
-    helper = reward._helper
-    assert helper is not None
-    for pid in list(helper._processes):  # type: ignore[attr-defined]
-        os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
-    died = in_thread(lambda: reward.score(MIXED[:2]))
-    assert [s.status for s in died] == ["error", "error"]
-    assert "helper process died" in (died[0].error or "")
-    assert statuses(in_thread(lambda: reward.score(MIXED[:1]))) == [("ok", 1.0)]
-
-
 def test_empty_chunk(make: Make) -> None:
     reward = make()
     assert reward.score([]) == []
-    assert in_thread(lambda: reward.score([])) == []
 
 
 def test_chat_completion_uses_assistant_text(make: Make) -> None:
@@ -150,12 +99,12 @@ def test_a_slow_parse_times_out(make: Make, monkeypatch: pytest.MonkeyPatch) -> 
     assert "1s" in (score.error or "")
 
 
-@pytest.mark.parametrize("thread", ["main", "other"])
-def test_an_endless_comparison_times_out_on_any_thread(make: Make, thread: str) -> None:
-    """9^(9^(9^9)) can never be evaluated: math-verify's alarm stops it, in-process or in the helper."""
+def test_an_endless_comparison_times_out(make: Make) -> None:
+    """9^(9^(9^9)) can never be evaluated: math-verify's alarm stops it (on a worker of any pool too:
+    tests/workers/test_deadline.py)."""
     reward = make(timeout_seconds=1)
     chunk = [sample("\\boxed{9^{9^{9^{9}}}}", "$3$"), sample("\\boxed{3}", "$3$")]
-    scores = reward.score(chunk) if thread == "main" else in_thread(lambda: reward.score(chunk))
+    scores = reward.score(chunk)
     assert statuses(scores) == [("timeout", None), ("ok", 1.0)]
 
 
@@ -209,7 +158,9 @@ def test_options() -> None:
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         AccuracyReward.Options(timeout_seconds=0)
     with pytest.raises(ValidationError, match="Extra inputs"):
-        AccuracyReward.Options(timeout=3)  # type: ignore[call-arg]
+        AccuracyReward.Options(timeout_s=3)  # type: ignore[call-arg]
+    assert AccuracyReward("a", AccuracyReward.Options(timeout=3)).time_limit == 3  # the chunk's, not a step's
+    assert AccuracyReward("a", AccuracyReward.Options()).time_limit == AccuracyReward.timeout_default
 
 
 def test_identity() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 from pydantic import ValidationError
 
 from rewardq.wire.schema import Sample
-from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.rules.cosine import CosineReward, cosine_value
 
 Make = Callable[..., CosineReward]
@@ -73,15 +71,6 @@ def test_malformed_token_ids_fail_alone(make: Make) -> None:
     bad = Sample(completion=RIGHT, columns={"solution": "4", "completion_ids": "1 2 3"})
     scores = make().score([bad, sample(RIGHT, 0)])
     assert [(s.status, s.value) for s in scores] == [("error", None), ("ok", 1.0)]
-
-
-def test_off_the_main_thread(make: Make) -> None:
-    reward = make()
-    out: list[list[Score]] = []
-    thread = threading.Thread(target=lambda: out.append(reward.score([sample(RIGHT, 0), sample(WRONG, 0)])))
-    thread.start()
-    thread.join(timeout=120)
-    assert [s.value for s in out[0]] == [1.0, -0.5]
 
 
 def test_options() -> None:

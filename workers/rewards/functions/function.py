@@ -78,6 +78,7 @@ class FunctionReward(Reward):
 
     kind = "function"
     version = "1"
+    timeout_default = 120.0
     Options = FunctionOptions
     options: FunctionOptions
 

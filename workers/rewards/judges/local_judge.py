@@ -131,6 +131,7 @@ class LocalJudgeReward(Reward):
     Options = LocalJudgeOptions
     options: LocalJudgeOptions
     holds_model: ClassVar[bool] = True
+    timeout_default = 600.0  # generation: a chunk's whole completions
 
     _generator: BatchGenerator | None = None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from rewardq.workers.rewards.base import RewardOptions
 from rewardq.workers.rewards.judges.prompts import DEFAULT_JUDGE_TEMPLATE
@@ -63,8 +63,10 @@ class ServerOptions(RewardOptions):
         return tuple(u.rstrip("/") for u in urls)
 
 
-class StructuredOutput(RewardOptions):
+class StructuredOutput(BaseModel):
     """vLLM structured output (``extra_body.structured_outputs``): exactly one of choice, regex, json."""
+
+    model_config = RewardOptions.model_config  # a nested table: strict as the options, no ``timeout``
 
     choice: Annotated[list[str], Field(min_length=1)] | None = None
     """The reply is one of these strings."""

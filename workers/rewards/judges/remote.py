@@ -41,6 +41,9 @@ class ServerReward(Reward):
     """A reward whose scores come from an OpenAI-compatible server (one or several replicas)."""
 
     options: ServerOptions
+    runs_in = "process"
+    timeout_default = 660.0
+    """``task_timeout``'s default + 60 s: the reward times its own requests out first."""
     path: str
     """Where requests go: relative to the base URL (``chat/completions``), or from the server root
     when it starts with ``/`` (``/pooling``)."""
@@ -55,6 +58,13 @@ class ServerReward(Reward):
         self._loop: LoopThread | None = None
         self._pool: ServerPool | None = None
         self._cache: RequestCache | None = None
+
+    @property
+    def time_limit(self) -> float:
+        """The ``timeout`` option, else ``task_timeout`` + 60 s (by default ``timeout_default``)."""
+        if self.options.timeout is not None:
+            return self.options.timeout
+        return self.options.task_timeout + 60.0
 
     def identity(self) -> dict[str, str]:
         return {"model": self.options.model} if self.options.model else {}

@@ -47,6 +47,7 @@ class EmbeddingSimilarityReward(ReferenceReward):
     Options = EmbeddingSimilarityOptions
     options: EmbeddingSimilarityOptions
     holds_model: ClassVar[bool] = True
+    timeout_default = 300.0
 
     _encoder: Any = None
 

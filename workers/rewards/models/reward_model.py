@@ -81,6 +81,7 @@ class RewardModelReward(Reward):
     Options = RewardModelOptions
     options: RewardModelOptions
     holds_model: ClassVar[bool] = True
+    timeout_default = 300.0
 
     _classifier: Classifier | None = None
     _tokenizer: Any = None

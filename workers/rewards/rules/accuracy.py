@@ -7,19 +7,14 @@ with ms-swift's LaTeX-only configuration (boxed answers first); 1.0 when math-ve
 equal, else 0.0. Where ms-swift silently gives 0.0, rewardq says why: no, empty or unparseable
 solution → ``unscorable``; a math-verify step that ran out of time → ``timeout``.
 
-math-verify's timeouts use ``signal.alarm``, which only works on a process's main thread. A chunk
-scored on the main thread (a Celery prefork or solo worker) is checked in-process; one scored on any
-other thread (the embedded worker) is checked in a spawned helper process, started on first need and
-stopped by :meth:`AccuracyReward.close`.
+math-verify's timeouts use ``signal.alarm``, which only works on a process's main thread: the kind runs
+in a child process of its own (``runs_in = "child"``, :mod:`rewardq.workers.runtime.child`), where
+``score`` is called on the main thread whatever the worker's pool.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from itertools import product
 from typing import Any
 
@@ -34,6 +29,7 @@ class AccuracyReward(Reward):
 
     kind = "accuracy"
     version = "1"
+    timeout_default = 120.0  # math-verify's own limit is 5 s per parse or comparison, several per sample
 
     class Options(RewardOptions):
         timeout_seconds: int = Field(
@@ -42,50 +38,13 @@ class AccuracyReward(Reward):
 
     options: Options
 
-    def __init__(self, name: str, options: RewardOptions) -> None:
-        super().__init__(name, options)
-        self._helper: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         scores: list[Score | None] = [reference_problem(s.columns.get("solution")) for s in samples]
         todo = [i for i, score in enumerate(scores) if score is None]
         pairs = [(samples[i].completion_text, samples[i].columns["solution"]) for i in todo]
-        for i, score in zip(todo, self._check(pairs), strict=True):
+        for i, score in zip(todo, check_chunk(pairs, self.options.timeout_seconds), strict=True):
             scores[i] = score
         return [score for score in scores if score is not None]
-
-    def _check(self, pairs: list[tuple[str, str]]) -> list[Score]:
-        if not pairs:
-            return []
-        timeout = self.options.timeout_seconds
-        if threading.current_thread() is threading.main_thread():
-            return check_chunk(pairs, timeout)
-        helper = self._helper_process()
-        try:
-            return helper.submit(check_chunk, pairs, timeout).result()
-        except BrokenProcessPool as e:
-            self._discard(helper)
-            return [Score.failed(f"the math-verify helper process died: {e}")] * len(pairs)
-
-    def _helper_process(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._helper is None:
-                spawn = multiprocessing.get_context("spawn")
-                self._helper = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
-            return self._helper
-
-    def _discard(self, helper: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._helper is helper:
-                self._helper = None
-        helper.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        with self._lock:
-            helper, self._helper = self._helper, None
-        if helper is not None:
-            helper.shutdown(wait=True, cancel_futures=True)
 
 
 def reference_problem(solution: Any) -> Score | None:

@@ -27,6 +27,7 @@ class CosineReward(Reward):
 
     kind = "cosine"
     version = "1"
+    timeout_default = AccuracyReward.timeout_default
 
     class Options(RewardOptions):
         cosine_min_len_value_wrong: float = -0.5
@@ -70,9 +71,6 @@ class CosineReward(Reward):
         else:
             at_zero, at_max = o.cosine_min_len_value_wrong, o.cosine_max_len_value_wrong
         return Score.ok(cosine_value(length, o.cosine_max_len, at_zero, at_max))
-
-    def close(self) -> None:
-        self._accuracy.close()
 
 
 def cosine_value(length: int, max_len: int, at_zero: float, at_max: float) -> float:

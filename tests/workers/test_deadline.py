@@ -1,0 +1,169 @@
+"""Every reward answers by its ``timeout``, on every pool: a sample that hangs is ``timeout``, the others of
+its chunk are scored, the worker goes on serving and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from rewardq import RewardClient, Settings
+from rewardq.results import ScoreResult
+from rewardq.storage import make_engine
+from tests.conftest import RedisServer, WorkerProcess
+
+TIMEOUT_S = 10
+MARGIN_S = 5  # "it came back rather than hung", not a precision bound (bench/deadline.py measures that)
+
+HANGS = """
+import threading
+
+
+def score(completions, **kwargs):
+    for completion in completions:
+        if "HANG" in completion:
+            threading.Event().wait()  # forever
+    return [1.0 for _ in completions]
+"""
+
+SAMPLES = [{"completion": c} for c in ("fine", "HANG here", "fine too", "HANG there")]
+
+
+def rewards_file(tmp_path: Path) -> Path:
+    """``hangs``: the function above, TRL convention, timeout 10 s; ``accuracy`` with math-verify's own
+    1 s limit per step."""
+    (tmp_path / "hangs_reward.py").write_text(HANGS)
+    rewards = tmp_path / "rewards.toml"
+    rewards.write_text(
+        '[rewards.hangs]\nkind = "function"\nfunction = "hangs_reward.py:score"\nconvention = "trl"\n'
+        f"timeout = {TIMEOUT_S}\n"
+        '[rewards.accuracy]\nkind = "accuracy"\ntimeout_seconds = 1\n'
+    )
+    return rewards
+
+
+def audited(database_url: str, batch_id: str) -> list[str]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT status FROM scores WHERE batch_id = :b ORDER BY sample_index"), {"b": batch_id}
+            ).all()
+    finally:
+        engine.dispose()
+    return [row.status for row in rows]
+
+
+def score_hanging_chunk(client: RewardClient, database_url: str) -> None:
+    """The chunk with two hanging samples: those are ``timeout``, the rest ``ok``, in the result and the
+    audit, back within the deadline; then the next chunk scores."""
+    started = time.monotonic()
+    result = client.score(SAMPLES, "hangs", run_id="deadline", timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.statuses["hangs"] == ["ok", "timeout", "ok", "timeout"]
+    assert result.rewards["hangs"][0] == 1.0 and result.rewards["hangs"][2] == 1.0
+    assert f"within its timeout of {TIMEOUT_S}s" in result.errors["hangs"][1]
+    assert elapsed < TIMEOUT_S + MARGIN_S
+    assert audited(database_url, result.batch_id) == ["ok", "timeout", "ok", "timeout"]
+    after = client.score([{"completion": "fine"}, {"completion": "fine"}], "hangs", run_id="deadline")
+    assert after.statuses["hangs"] == ["ok", "ok"]
+
+
+def endless_comparison(client: RewardClient) -> ScoreResult:
+    """9^(9^(9^9)) is never evaluated: math-verify's own alarm must stop it, whatever the pool."""
+    samples = [
+        {"completion": "\\boxed{9^{9^{9^{9}}}}", "solution": "$3$"},
+        {"completion": "\\boxed{3}", "solution": "$3$"},
+    ]
+    return client.score(samples, "accuracy", run_id="deadline", timeout=120)
+
+
+def descendants(pid: int) -> set[int]:
+    """The live processes below ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def spawned(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that are multiprocessing's spawned children (the rewards' processes)."""
+
+    def cmdline(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    return {pid for pid in pids if b"spawn_main" in cmdline(pid)}
+
+
+def alive(pids: set[int]) -> set[int]:
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    return {pid for pid in pids if running(pid)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["prefork", "solo", "threads"])
+def test_a_hanging_sample_is_timeout_and_the_worker_goes_on(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    sqlite_url: str,
+    start_worker: Callable[..., WorkerProcess],
+    pool: str,
+) -> None:
+    rewards = rewards_file(tmp_path)
+    worker = start_worker(
+        redis_server.url,
+        sqlite_url,
+        *("--rewards", "hangs,accuracy", "--pool", pool, "--concurrency", "1"),
+        env={"REWARDQ_REWARDS": str(rewards)},
+    )
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, rewards=rewards)
+    with RewardClient(settings) as client:
+        score_hanging_chunk(client, sqlite_url)
+        checked = endless_comparison(client)
+    assert checked.statuses["accuracy"] == ["timeout", "ok"]
+    assert "took more than 1s" in checked.errors["accuracy"][0]
+    children = descendants(worker.proc.pid)
+    assert children  # the rewards' children (and the prefork pool's)
+    worker.stop()
+    deadline = time.monotonic() + 30
+    while alive(children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(children), f"left behind: {alive(children)}\n{worker.output()}"
+
+
+@pytest.mark.slow
+def test_a_hanging_sample_is_timeout_on_the_embedded_worker(tmp_path: Path, sqlite_url: str) -> None:
+    rewards = rewards_file(tmp_path)
+    settings = Settings.from_env({}, database_url=sqlite_url, rewards=rewards)
+    with RewardClient(settings) as client:
+        score_hanging_chunk(client, sqlite_url)
+        checked = endless_comparison(client)
+        children = spawned(descendants(os.getpid()))
+    assert children
+    assert checked.statuses["accuracy"] == ["timeout", "ok"]
+    deadline = time.monotonic() + 30
+    while alive(children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(children)
