@@ -14,7 +14,8 @@ alone). Each result is stored with ``backend.mark_as_done`` under its own id, an
 acknowledges the messages (acks_late) only after the flush returns, so after every audit row is written. Each
 request is a delivery of its task, counted and parked as the plain task's
 (rewardq.workers.runtime.admission.admit); an audit-store outage retries the write, inside
-``persist``, never the reward.
+``persist``, never the reward. The tasks of a reward stuck in this worker are handed back: sent again
+to their queue, under their own ids, for another worker (:mod:`~rewardq.workers.runtime.watchdog`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.worker.strategy import default as default_strategy
 
+from rewardq.wire.schema import TASK_NAME
 from rewardq.wire.settings import Settings
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.runtime.admission import admit, park_invalid, redelivered
@@ -34,6 +36,7 @@ from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.persist import ScoredTask, persist_together
 from rewardq.workers.runtime.scoring import score_together
 from rewardq.workers.runtime.validate import InvalidTask, Prepared, prepare
+from rewardq.workers.runtime.watchdog import HandBack
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +136,13 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
             continue
         by_reward[item.task.reward].append((request, item, deliveries))
     for reward, group in by_reward.items():
-        score_together(runtime, [item for _, item, _ in group])
+        try:
+            score_together(runtime, [item for _, item, _ in group])
+        except HandBack as e:
+            log.warning("%s: %d tasks handed back", e, len(group))
+            for request, _, _ in group:
+                _hand_back(app, request)
+            continue
         log.info(
             "coalesced %d tasks of reward %s: %d samples in one call",
             len(group),
@@ -155,6 +164,12 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
 def _fail(backend: Any, request: Any, error: Exception) -> None:
     """Store a task's failure (rewardq sends no errbacks, which celery-batches' requests cannot carry)."""
     backend.mark_as_failure(request.id, error, request=request, call_errbacks=False)
+
+
+def _hand_back(app: Celery, request: Any) -> None:
+    """Send a task again to its queue under its own id (its message is acknowledged with the flush)."""
+    queue = (request.delivery_info or {}).get("routing_key")
+    app.send_task(TASK_NAME, args=request.args, kwargs=request.kwargs, task_id=request.id, queue=queue)
 
 
 def _payload(request: Any) -> Any:
