@@ -15,6 +15,7 @@ from rewardq import RewardClient, Settings
 from rewardq.results import ScoreResult
 from rewardq.storage import make_engine
 from tests.conftest import RedisServer, WorkerProcess
+from tests.workers.test_cli import rewardq
 
 TIMEOUT_S = 10
 MARGIN_S = 5  # "it came back rather than hung", not a precision bound (bench/deadline.py measures that)
@@ -167,3 +168,18 @@ def test_a_hanging_sample_is_timeout_on_the_embedded_worker(tmp_path: Path, sqli
     while alive(children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(children)
+
+
+def test_a_reward_that_cannot_be_set_up_in_its_child_fails_the_worker_start(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str
+) -> None:
+    (tmp_path / "broken_reward.py").write_text("raise RuntimeError('no such model')\n")
+    rewards = tmp_path / "rewards.toml"
+    rewards.write_text(
+        '[rewards.broken]\nkind = "function"\nfunction = "broken_reward.py:score"\nconvention = "trl"\n'
+    )
+    env = {"REWARDQ_BROKER_URL": redis_server.url, "REWARDQ_DATABASE_URL": sqlite_url}
+    proc = rewardq("worker", "--rewards", "broken", env={**env, "REWARDQ_REWARDS": str(rewards)}, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "reward 'broken': cannot load" in proc.stderr and "no such model" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,15 +1,19 @@
-"""Scoring a CPU reward (``runs_in = "child"``) in killable processes, answered by its deadline.
+"""Scoring CPU rewards (``runs_in = "child"``) in killable processes, each chunk answered by its deadline.
 
-Each worker process keeps, per such reward, a supervised pool of :data:`POOL_SIZE` pebble processes,
-started when the reward is first built (at worker start: a reward that cannot be built in a child fails
-the start). Each child builds and sets up the reward itself, from the rewards file, and calls ``score``
-on its main thread (math-verify's signal timeouts work there). A child leads its own process group;
-stopping it kills the whole group (what the reward started: a subprocess, a sandbox). A child is also
-killed when its worker process dies (Linux's parent-death signal), even by SIGKILL.
+Each worker process keeps one supervised pebble pool of :data:`POOL_SIZE` processes (:class:`ChildPool`),
+shared by all its CPU rewards and closed with the process's resources. A child builds and sets up each
+reward itself, from the rewards file: those the worker was started for when the child starts (a
+replacement is ready for them at once), any other on its first chunk. ``score`` runs on the child's main
+thread, so math-verify's signal timeouts work there. A reward that cannot be built in a child fails the
+worker's start. A child leads its own process group; stopping it kills the whole group (what the reward
+started: a subprocess, a sandbox). A child is also killed when its worker process dies (Linux's
+parent-death signal), even by SIGKILL.
 
-A chunk has ``time_limit`` seconds. The whole-chunk call gets :data:`BATCH_SHARE` of them; past that its
-child is stopped and the chunk's samples are called one each, in parallel on the pool, until the
-chunk's deadline, so that one sample that hangs costs only itself. What is not done then is ``timeout``.
+A chunk has its reward's ``time_limit`` seconds (:class:`ChildScorer`). The whole-chunk call gets
+:data:`BATCH_SHARE` of them; past that its child is stopped and the chunk's samples are called one each,
+in parallel on the pool, until the chunk's deadline, so that one sample that hangs costs only itself
+(not for a ``function`` reward with ``isolate_errors = false``: its values depend on the whole batch, so
+its call gets the whole time). What is not done then is ``timeout``.
 
 The children are spawned (the worker process has threads, and a Celery prefork child is itself a fork),
 without re-running the worker's ``__main__`` (a trainer's script that starts the embedded worker).
@@ -27,7 +31,7 @@ import types
 from collections.abc import Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing import current_process
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.process import AuthenticationString  # type: ignore[attr-defined]
@@ -46,32 +50,45 @@ from rewardq.workers.rewards.config import RewardsConfig
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 2
-"""Processes per reward per worker process: one scores a chunk; after a timed-out chunk call, both
-score its samples one each while the stopped one is replaced."""
+"""Processes per worker process: one scores a chunk; after a timed-out chunk call, both score its
+samples one each while the stopped one is replaced."""
 BATCH_SHARE = 0.5
 """The part of a chunk's time limit its whole-chunk call may use before the samples are called alone."""
 SETUP_TIMEOUT_S = 300.0
-"""How long a child may take to build and set up the reward at worker start."""
+"""How long a child may take to build and set up a reward at worker start."""
+
+
+class ChildPool:
+    """A worker process's killable children, shared by its CPU rewards."""
+
+    def __init__(self, rewards_file: Path | None, serving: Sequence[str], settings: Settings) -> None:
+        self.pool = ProcessPool(
+            max_workers=POOL_SIZE,
+            initializer=_start_child,
+            initargs=(rewards_file, list(serving), settings),
+            context=_CONTEXT,
+        )
+
+    def close(self) -> None:
+        """Stop the children (their process groups) and wait for them."""
+        self.pool.stop()
+        self.pool.join()
 
 
 class ChildScorer:
-    """One reward scored in a pool of killable children; ``score`` answers by the chunk's deadline."""
+    """One reward scored in the process's children; ``score`` answers by the chunk's deadline."""
 
-    def __init__(self, reward: Reward, rewards_file: Path | None, settings: Settings) -> None:
+    def __init__(self, reward: Reward, children: ChildPool) -> None:
         self.reward = reward
         self.name = reward.name
         self.limit = reward.time_limit
-        self._pool = ProcessPool(
-            max_workers=POOL_SIZE,
-            initializer=_start_child,
-            initargs=(rewards_file, reward.name, settings),
-            context=_CONTEXT,
-        )
+        self.split = getattr(reward.options, "isolate_errors", True)
+        self._pool = children.pool
+        check = self._pool.schedule(_setup, (self.name,))
         try:
-            self._pool.schedule(_setup_error).result(timeout=SETUP_TIMEOUT_S)
-        except BaseException:
-            self.close()
-            raise
+            check.result(timeout=SETUP_TIMEOUT_S)
+        finally:
+            check.cancel()  # one still running past the time (a no-op once done)
 
     @property
     def fingerprint(self) -> str:
@@ -80,16 +97,16 @@ class ChildScorer:
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         """The chunk's scores, each ``timeout`` that was not done by the deadline. An exception the
         reward raised on the whole chunk is raised here, as an in-process call would."""
-        started = time.monotonic()
-        deadline = started + self.limit
+        deadline = time.monotonic() + self.limit
         chunk = list(samples)
-        call = self._pool.schedule(_score, (chunk,))
+        alone = self.split and len(chunk) > 1
+        call = self._pool.schedule(_score, (self.name, chunk))
         try:
-            return call.result(timeout=self.limit * BATCH_SHARE if len(chunk) > 1 else self.limit)
+            return call.result(timeout=self.limit * BATCH_SHARE if alone else self.limit)
         except FutureTimeout:
             call.cancel()  # stops its child (the process group)
-        if len(chunk) == 1:
-            return [self._timed_out()]
+        if not alone:
+            return [self._timed_out()] * len(chunk)
         log.warning(
             "reward %s: a call of %d samples ran past %.3gs; stopped, scoring each sample alone",
             self.name,
@@ -99,7 +116,7 @@ class ChildScorer:
         return self._one_each(chunk, deadline)
 
     def _one_each(self, chunk: list[Sample], deadline: float) -> list[Score]:
-        calls: list[ProcessFuture] = [self._pool.schedule(_score, ([sample],)) for sample in chunk]
+        calls: list[ProcessFuture] = [self._pool.schedule(_score, (self.name, [sample])) for sample in chunk]
         wait(calls, timeout=max(0.0, deadline - time.monotonic()))
         scores = []
         for call in calls:
@@ -118,30 +135,54 @@ class ChildScorer:
         return Score.timed_out(f"reward {self.name!r} did not answer within its timeout of {self.limit:g}s")
 
     def close(self) -> None:
-        """Stop the children (their process groups) and wait for them."""
-        self._pool.stop()
-        self._pool.join()
-
-
-# In a child: the reward it serves, or why it could not be set up (never raised in the initializer,
-# where pebble would restart the child forever).
-_served: dict[str, Any] = {}
+        """Nothing of its own: the children are the process's (:class:`ChildPool`)."""
 
 
 PR_SET_PDEATHSIG = 1
 
 
-def _start_child(rewards_file: Path | None, name: str, settings: Settings) -> None:
+class _Served:
+    """In a child: each reward it built and set up, or why it could not (an error is never raised in
+    pebble's initializer, which would then start the child again and again)."""
+
+    def __init__(self, rewards_file: Path | None, settings: Settings) -> None:
+        self.rewards_file = rewards_file
+        self.settings = settings
+        self.rewards: dict[str, Reward | str] = {}
+        self._config: RewardsConfig | None = None
+        self._resources: WorkerResources | None = None
+
+    def reward(self, name: str) -> Reward:
+        """The reward ``name``, built and set up here on first use; RewardSetupError if it cannot be."""
+        if name not in self.rewards:
+            try:
+                self._config = self._config or RewardsConfig.load(self.rewards_file)
+                self._resources = self._resources or WorkerResources(self.settings)
+                reward = self._config.build(name)
+                reward.setup(self._resources)
+                self.rewards[name] = reward
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}"
+                self.rewards[name] = f"reward {name!r} failed to set up in its process: {error}"
+        reward = self.rewards[name]
+        if isinstance(reward, str):
+            raise RewardSetupError(reward)
+        return reward
+
+
+_served: list[_Served] = []  # the child's one
+
+
+def _start_child(rewards_file: Path | None, serving: list[str], settings: Settings) -> None:
     os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, _stop_group)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    try:
-        reward = RewardsConfig.load(rewards_file).build(name)
-        reward.setup(WorkerResources(settings))
-        _served["reward"] = reward
-    except Exception as e:
-        _served["error"] = f"reward {name!r} failed to set up in its process: {type(e).__name__}: {e}"
+    served = _Served(rewards_file, settings)
+    _served.append(served)
+    for name in serving:
+        with suppress(RewardSetupError):  # kept, raised when a chunk of it comes
+            served.reward(name)
 
 
 def _stop_group(signum: int, frame: types.FrameType | None) -> None:
@@ -149,15 +190,12 @@ def _stop_group(signum: int, frame: types.FrameType | None) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def _setup_error() -> None:
-    if "error" in _served:
-        raise RewardSetupError(_served["error"])
+def _setup(name: str) -> None:
+    _served[0].reward(name)
 
 
-def _score(samples: list[Sample]) -> list[Score]:
-    _setup_error()
-    reward: Reward = _served["reward"]
-    return reward.score(samples)
+def _score(name: str, samples: list[Sample]) -> list[Score]:
+    return _served[0].reward(name).score(samples)
 
 
 class _Process(SpawnProcess):

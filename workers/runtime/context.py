@@ -26,7 +26,7 @@ from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.process.sealer import Sealer
 from rewardq.workers.rewards.base import Reward
 from rewardq.workers.rewards.config import RewardsConfig
-from rewardq.workers.runtime.child import ChildScorer
+from rewardq.workers.runtime.child import ChildPool, ChildScorer
 from rewardq.workers.runtime.deliveries import Deliveries
 from rewardq.workers.runtime.dlq import DeadLetters
 from rewardq.workers.runtime.watchdog import WatchedScorer
@@ -48,6 +48,7 @@ class WorkerRuntime:
         self.host = socket.gethostname()
         self._process: WorkerResources | None = None
         self._opening = threading.Lock()  # two threads' first use builds one context
+        self._serving: list[str] = []  # the rewards this worker was started for (none: embedded)
 
     @property
     def process(self) -> WorkerResources:
@@ -99,7 +100,7 @@ class WorkerRuntime:
         try:
             reward.fingerprint  # noqa: B018 - computed now, not on the first task
             if reward.runs_in == "child":
-                return ChildScorer(reward, self.config.path, self.settings)
+                return ChildScorer(reward, resources.shared(ChildPool, lambda: self._children()))
             reward.setup(resources)
             return WatchedScorer(reward, embedded=self.settings.embedded)
         except RewardSetupError as e:
@@ -115,9 +116,16 @@ class WorkerRuntime:
                 f"reward {name!r} (kind {reward.kind}) failed to set up: {type(e).__name__}: {e}"
             ) from e
 
+    def _children(self) -> ChildPool:
+        """The process's children for CPU rewards, which build those this worker serves when they start."""
+        kinds = self.config.kinds
+        serving = [n for n in self._serving if kinds.resolve(self.config.spec(n).kind).runs_in == "child"]
+        return ChildPool(self.config.path, serving, self.settings)
+
     def prepare(self, names: Iterable[str]) -> None:
         """Build and set up every reward in ``names`` now (at worker start, before consuming)."""
-        for name in names:
+        self._serving = list(names)
+        for name in self._serving:
             self.reward(name)
 
     def close(self) -> None:
