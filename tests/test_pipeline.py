@@ -149,7 +149,7 @@ def test_invalid_input_is_rejected_before_anything_is_enqueued(
 def test_accuracy_works_in_every_pool(
     pool: str, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    """math-verify's timeouts need the main thread: solo runs there, threads go through a helper process."""
+    """math-verify's timeouts need a main thread: on every pool accuracy runs on its child process's."""
     start_worker(redis_server.url, sqlite_url, "--rewards", "accuracy", "--pool", pool, "--concurrency", "2")
     settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=2)
     with RewardClient(settings) as client:
