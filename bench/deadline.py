@@ -86,8 +86,8 @@ def client_for(pool: str, rewards: Path) -> Iterator[tuple[RewardClient, list[st
             settings = Settings.from_env({}, database_url=database, rewards=rewards)
         else:
             broker = stack.enter_context(redis_server())
-            args = ("--rewards", ",".join(served), "--pool", pool, "--config", str(rewards))
-            args += ("--concurrency", "1")
+            args = ["--rewards", ",".join(served), "--pool", pool, "--config", str(rewards)]
+            args += ["--concurrency", "1"]
             stack.enter_context(workers(1, broker, database, *args, "--loglevel", "ERROR"))
             settings = Settings.from_env({}, broker_url=broker, database_url=database, rewards=rewards)
         yield stack.enter_context(RewardClient(settings)), served

@@ -59,7 +59,7 @@ def test_a_stuck_call_answers_timeout_and_its_worker_hands_back_its_tasks(
     kind: str,
     handed_back: str,
 ) -> None:
-    """A model's tasks are coalesced (sent again when handed back); a judge's are plain (rejected, requeued)."""
+    """A model's tasks are coalesced (sent again when handed back); a judge's plain (rejected, requeued)."""
     (tmp_path / "stuck.py").write_text(STUCK_PLUGIN)
     rewards = tmp_path / "rewards.toml"
     rewards.write_text(f'plugins = ["stuck.py"]\n[rewards.stuck]\nkind = "{kind}"\ntimeout = {TIMEOUT_S}\n')

@@ -72,7 +72,7 @@ class RewardOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """Seconds one call of the reward on a chunk may take (None: the kind's ``timeout_default``); the
     samples still unscored then are ``timeout``. Not part of the fingerprint: it bounds the call, it does
     not change how a value is computed."""

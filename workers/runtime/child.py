@@ -158,16 +158,16 @@ class _Served:
             try:
                 self._config = self._config or RewardsConfig.load(self.rewards_file)
                 self._resources = self._resources or WorkerResources(self.settings)
-                reward = self._config.build(name)
-                reward.setup(self._resources)
-                self.rewards[name] = reward
+                built = self._config.build(name)
+                built.setup(self._resources)
+                self.rewards[name] = built
             except Exception as e:
                 error = f"{type(e).__name__}: {e}"
                 self.rewards[name] = f"reward {name!r} failed to set up in its process: {error}"
-        reward = self.rewards[name]
-        if isinstance(reward, str):
-            raise RewardSetupError(reward)
-        return reward
+        served = self.rewards[name]
+        if isinstance(served, str):
+            raise RewardSetupError(served)
+        return served
 
 
 _served: list[_Served] = []  # the child's one
