@@ -106,6 +106,20 @@ def test_samples_still_pending_at_the_task_deadline_time_out(make_judge: MakeJud
     assert "task_timeout" in (scores[1].error or "")
 
 
+def test_requests_still_pending_before_the_rewards_timeout_are_cancelled(make_judge: MakeJudge) -> None:
+    """A ``timeout`` below ``task_timeout``: the judge cancels what is pending a second before it, so each
+    sample is answered on its own (the fast one keeps its score) before the worker's watchdog fires."""
+    fast_or_slow = from_text(lambda r: "[[6]]")
+
+    async def behave(request: Request) -> Reply | None:
+        return None if "slow" in request.user_text else await fast_or_slow(request)
+
+    with FakeOpenAI(behave) as server:
+        scores = make_judge(server, timeout=2.0).score(samples("fast", "slow"))
+    assert [s.status for s in scores] == ["ok", "timeout"]
+    assert scores[1].error == "timeout: no answer within the reward's timeout (2 s)"
+
+
 def test_garbage_is_an_invalid_response_with_the_raw_body(make_judge: MakeJudge) -> None:
     with FakeOpenAI(garbage()) as server:
         [score] = make_judge(server).score(samples("4"))

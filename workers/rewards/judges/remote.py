@@ -177,16 +177,23 @@ class ServerReward(Reward):
         return pending
 
     async def _ask_all(self, requests: list[Request]) -> dict[str, Outcome]:
-        """Send every request concurrently; those not done by ``task_timeout`` are timed out."""
+        """Send every request concurrently; those not done by ``task_timeout`` are timed out, and so are
+        those not done a second before the reward's ``timeout`` when that comes first (cancelled here,
+        each sample answered on its own, before the worker's watchdog would time the whole chunk out)."""
         tasks = {r.key: asyncio.ensure_future(self._ask(r)) for r in requests}
-        _, pending = await asyncio.wait(tasks.values(), timeout=self.options.task_timeout)
+        limit = self.time_limit
+        budget = min(self.options.task_timeout, max(limit - 1.0, limit / 2))
+        _, pending = await asyncio.wait(tasks.values(), timeout=budget)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if budget < self.options.task_timeout:
+            error = f"timeout: no answer within the reward's timeout ({limit:g} s)"
+        else:
+            error = f"timeout: no answer within task_timeout ({self.options.task_timeout:g} s)"
         outcomes = {}
         for key, task in tasks.items():
             if task in pending:
-                error = f"timeout: no answer within task_timeout ({self.options.task_timeout:g} s)"
                 outcomes[key] = Outcome(None, error, None, 0, None, timed_out=True)
             elif (e := task.exception()) is not None:  # a bug, not a server's answer: fail this request only
                 log.error("reward %s: a request failed", self.name, exc_info=e)
