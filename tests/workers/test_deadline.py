@@ -4,6 +4,8 @@ its chunk are scored, the worker goes on serving and leaves no process behind.""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,6 +172,40 @@ def test_a_hanging_sample_is_timeout_on_the_embedded_worker(tmp_path: Path, sqli
     assert not alive(children)
 
 
+CRASHES = """
+import os, signal
+
+
+def score(completions, **kwargs):
+    if any("crash" in c for c in completions):
+        os.kill(os.getpid(), signal.SIGKILL)  # the reward's own process dies
+    return [1.0 for _ in completions]
+"""
+
+
+@pytest.mark.slow
+def test_a_sample_that_kills_its_process_fails_alone_and_the_worker_stays(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    (tmp_path / "crashes_reward.py").write_text(CRASHES)
+    rewards = tmp_path / "rewards.toml"
+    rewards.write_text(
+        '[rewards.crashes]\nkind = "function"\nfunction = "crashes_reward.py:score"\nconvention = "trl"\n'
+    )
+    env = {"REWARDQ_REWARDS": str(rewards)}
+    worker = start_worker(redis_server.url, sqlite_url, "--rewards", "crashes", "--pool", "solo", env=env)
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, rewards=rewards)
+    with RewardClient(settings) as client:
+        result = client.score([{"completion": "fine"}, {"completion": "crash"}], "crashes", run_id="c")
+        assert result.statuses["crashes"] == ["ok", "error"]
+        assert result.errors["crashes"][1] == (
+            "ChildDied: the reward's process died during the call (killed by signal 9)"
+        )
+        after = client.score([{"completion": "fine"}], "crashes", run_id="c")
+    assert after.statuses["crashes"] == ["ok"]
+    assert worker.proc.poll() is None
+
+
 def test_a_reward_that_cannot_be_set_up_in_its_child_fails_the_worker_start(
     tmp_path: Path, redis_server: RedisServer, sqlite_url: str
 ) -> None:
@@ -183,3 +219,23 @@ def test_a_reward_that_cannot_be_set_up_in_its_child_fails_the_worker_start(
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "reward 'broken': cannot load" in proc.stderr and "no such model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_trainer_script_without_a_main_guard_is_not_run_again_by_the_children(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The children are spawned without importing the parent's ``__main__``: a script that scores at top
+    level (the embedded worker) runs once."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from rewardq import RewardClient, Settings\n"
+        f"settings = Settings.from_env({{}}, database_url={sqlite_url!r})\n"
+        "with RewardClient(settings) as client:\n"
+        "    result = client.score([{'completion': '<answer>b</answer>'}], 'format', run_id='t')\n"
+        "print('scored', result.statuses['format'], flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
+    env["REWARDQ_HOME"] = str(tmp_path / "home")
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["scored ['ok']"]

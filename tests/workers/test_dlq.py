@@ -63,7 +63,7 @@ FIXED = Path(__file__).with_name("fixed")
 
 def score(completions, **kwargs):
     if not FIXED.exists() and any("poison" in c for c in completions):
-        os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies, every time
+        os.kill(os.getppid(), signal.SIGKILL)  # the worker process (this function's child's parent) dies
     return [1.0 for _ in completions]
 """
 

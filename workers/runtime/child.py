@@ -38,7 +38,7 @@ from multiprocessing.process import AuthenticationString  # type: ignore[attr-de
 from pathlib import Path
 from typing import Any
 
-from pebble import ProcessFuture, ProcessPool
+from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
@@ -56,6 +56,16 @@ BATCH_SHARE = 0.5
 """The part of a chunk's time limit its whole-chunk call may use before the samples are called alone."""
 SETUP_TIMEOUT_S = 300.0
 """How long a child may take to build and set up a reward at worker start."""
+
+
+class ChildDied(RuntimeError):
+    """Raised when a reward's call ended the child process it ran in (a crash, a kill, an exit)."""
+
+
+def _died(error: ProcessExpired) -> str:
+    code = error.exitcode
+    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    return f"the reward's process died during the call ({how})"
 
 
 class ChildPool:
@@ -96,7 +106,9 @@ class ChildScorer:
 
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         """The chunk's scores, each ``timeout`` that was not done by the deadline. An exception the
-        reward raised on the whole chunk is raised here, as an in-process call would."""
+        reward raised on the whole chunk is raised here, as an in-process call would; a chunk whose call
+        ended its process (a crash, a kill) is scored one sample at a time too, so that the sample that
+        did it fails alone."""
         deadline = time.monotonic() + self.limit
         chunk = list(samples)
         alone = self.split and len(chunk) > 1
@@ -105,14 +117,14 @@ class ChildScorer:
             return _received(call.result(timeout=self.limit * BATCH_SHARE if alone else self.limit))
         except FutureTimeout:
             call.cancel()  # stops its child (the process group)
-        if not alone:
-            return [self._timed_out()] * len(chunk)
-        log.warning(
-            "reward %s: a call of %d samples ran past %.3gs; stopped, scoring each sample alone",
-            self.name,
-            len(chunk),
-            self.limit * BATCH_SHARE,
-        )
+            if not alone:
+                return [self._timed_out()] * len(chunk)
+            what = f"ran past {self.limit * BATCH_SHARE:.3g}s; stopped"
+        except ProcessExpired as e:
+            if not alone:
+                raise ChildDied(_died(e)) from e
+            what = _died(e)
+        log.warning("reward %s: a call of %d samples %s; scoring each alone", self.name, len(chunk), what)
         return self._one_each(chunk, deadline)
 
     def _one_each(self, chunk: list[Sample], deadline: float) -> list[Score]:
@@ -123,7 +135,9 @@ class ChildScorer:
             if not call.done():
                 call.cancel()
                 scores.append(self._timed_out())
-            elif (error := call.exception()) is not None:
+            elif isinstance(error := call.exception(), ProcessExpired):
+                scores.append(Score.failed(f"{ChildDied.__name__}: {_died(error)}"))
+            elif error is not None:
                 scores.append(Score.failed(f"{type(error).__name__}: {error}"))
             elif len(result := call.result()) != 1:
                 scores.append(Score.failed(f"returned {len(result)} scores for 1 sample"))
