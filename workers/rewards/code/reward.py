@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CASES_KEPT = 64  # per-case verdicts kept in the audit's raw JSON
 DETAIL_LIMIT = 200  # characters of a failure's detail
+SHOWN = 60  # characters of an expected and an actual output in a wrong answer's detail
 
 Verdict = Literal[
     "passed", "wrong_answer", "time_limit", "memory_limit", "output_limit", "runtime_error", "skipped"
@@ -211,9 +212,10 @@ def stdin_verdict(outcome: Outcome, expected: str) -> CaseResult:
     failure = limit_verdict(outcome)
     if failure is not None:
         return failure
-    if stdout_matches(outcome.stdout.decode("utf-8", "replace"), expected):
+    output = outcome.stdout.decode("utf-8", "replace")
+    if stdout_matches(output, expected):
         return CaseResult("passed")
-    return CaseResult("wrong_answer")
+    return CaseResult("wrong_answer", f"expected {expected[:SHOWN]!r}, got {output[:SHOWN]!r}")
 
 
 def call_verdict(outcome: Outcome, expected: object) -> CaseResult:
@@ -223,7 +225,9 @@ def call_verdict(outcome: Outcome, expected: object) -> CaseResult:
     kind, text = read_call(outcome.stdout.decode("utf-8", "replace"))
     if kind == "error":
         return CaseResult("runtime_error", text[:DETAIL_LIMIT])
-    return CaseResult("passed" if value_matches(text, expected) else "wrong_answer")
+    if value_matches(text, expected):
+        return CaseResult("passed")
+    return CaseResult("wrong_answer", f"expected {str(expected)[:SHOWN]!r}, got {text[:SHOWN]!r}")
 
 
 def last_line(stderr: bytes) -> str:
