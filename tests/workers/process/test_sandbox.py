@@ -1,0 +1,259 @@
+"""The sandbox against real bwrap: hostile programs that would pass only by escaping, each checked on
+the host afterwards, and the ordinary runs the ``code`` reward kind relies on."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rewardq.workers.process import sandbox as sandbox_module
+from rewardq.workers.process.sandbox import Limits, Outcome, Sandbox, SandboxUnavailable, python_paths
+
+
+@pytest.fixture(scope="module")
+def box() -> Sandbox:
+    try:
+        return Sandbox.find()
+    except SandboxUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+
+
+def py(box: Sandbox, source: str, *, stdin: bytes = b"", limits: Limits | None = None) -> Outcome:
+    """Run a Python program the way the code kind does: the base interpreter, main.py in the cwd."""
+    exe, binds = python_paths()
+    files = {"main.py": source.encode()}
+    return box.run([exe, "main.py"], files=files, stdin=stdin, limits=limits or Limits(), readonly=binds)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Host pids whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_program_reads_stdin_and_writes_stdout(box: Sandbox) -> None:
+    outcome = py(box, "import sys\nprint(sys.stdin.read().upper())\nsys.exit(3)", stdin=b"hello")
+    assert (outcome.verdict, outcome.exit_code, outcome.stdout) == ("exited", 3, b"HELLO\n")
+
+
+def test_the_callers_environment_and_files_do_not_reach_the_program(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REWARDQ_SECRET", "hunter2")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter3")
+    outcome = py(
+        box,
+        f"""
+import os
+print(dict(os.environ))
+for path in ["/proc/1/environ", "/proc/self/environ", {str(secret)!r}, "/etc/shadow", "/root/.bash_history"]:
+    try:
+        print(open(path, "rb").read())
+    except OSError as exc:
+        print("blocked", path, type(exc).__name__)
+try:
+    import rewardq
+    print("imported rewardq")
+except ImportError:
+    print("no rewardq")
+""",
+    )
+    assert outcome.verdict == "exited", outcome
+    assert b"hunter" not in outcome.stdout and b"REWARDQ" not in outcome.stdout
+    assert f"blocked {secret}".encode() in outcome.stdout
+    assert b"no rewardq" in outcome.stdout
+
+
+def test_a_listening_port_on_the_host_cannot_be_reached(box: Sandbox) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        outcome = py(
+            box,
+            f"""
+import socket
+for host in ["127.0.0.1", "localhost", "10.0.0.1"]:
+    try:
+        socket.create_connection((host, {port}), timeout=2)
+        print("connected", host)
+    except OSError as exc:
+        print("blocked", host, exc)
+""",
+        )
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    assert outcome.verdict == "exited", outcome
+    assert b"connected" not in outcome.stdout and outcome.stdout.count(b"blocked") == 3
+
+
+def test_writes_land_only_in_the_private_scratch_dir(box: Sandbox, tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    targets = [tmp_path / "escaped", Path(f"/tmp/{marker}"), Path(f"/{marker}"), Path(f"/usr/{marker}")]
+    outcome = py(
+        box,
+        f"""
+import os
+for path in {[str(t) for t in targets]!r}:
+    try:
+        open(path, "w").write("x")
+        print("wrote", path)
+    except OSError as exc:
+        print("blocked", path, type(exc).__name__)
+open("mine.txt", "w").write("ok")
+print(os.getcwd(), sorted(os.listdir(".")))
+""",
+    )
+    assert outcome.verdict == "exited", outcome
+    assert b"wrote" not in outcome.stdout and outcome.stdout.count(b"blocked") == len(targets)
+    assert b"['main.py', 'mine.txt']" in outcome.stdout
+    assert not any(t.exists() for t in targets)
+
+
+def test_no_process_outlives_its_run(box: Sandbox) -> None:
+    marker = f"rewardq-daemon-{uuid.uuid4().hex}"
+    outcome = py(
+        box,
+        f"""
+import os, subprocess, sys
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)", {marker!r}])
+    os._exit(0)
+os.wait()
+print("daemonized")
+""",
+    )
+    assert (outcome.verdict, outcome.stdout) == ("exited", b"daemonized\n")
+    assert processes_with(marker) == []
+
+
+def test_a_fork_bomb_is_capped_and_killed(box: Sandbox) -> None:
+    marker = f"rewardq-bomb-{uuid.uuid4().hex}"
+    source = f"""
+import os, sys
+told = False
+while True:
+    try:
+        os.fork()
+    except OSError:
+        if not told:
+            told = True
+            print("capped", flush=True)
+# {marker}
+"""
+    outcome = py(box, source, limits=Limits(time_s=2, processes=16))
+    assert outcome.verdict == "time_limit", outcome
+    assert b"capped" in outcome.stdout  # RLIMIT_NPROC held it, even though the caller is root
+    assert processes_with(marker) == []
+    assert subprocess.run(["true"]).returncode == 0  # the host can still fork
+
+
+def test_allocating_16_gb_is_a_memory_limit(box: Sandbox) -> None:
+    outcome = py(box, "data = bytearray(16 << 30)\nprint(len(data))")
+    assert outcome.verdict == "memory_limit", outcome
+    assert outcome.exit_code is None and outcome.stdout == b""
+
+
+def test_printing_1_gb_stops_at_the_output_cap(box: Sandbox) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outcome = py(
+        box,
+        "import sys\nchunk = b'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.buffer.write(chunk)",
+        limits=Limits(time_s=60, output_kb=64),
+    )
+    assert outcome.verdict == "output_limit", outcome
+    assert len(outcome.stdout) == 64 << 10
+    assert outcome.wall_s < 30  # it was stopped, not left to finish
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB: not 1 GB read
+
+
+def test_a_flood_on_stderr_is_an_output_limit_and_keeps_the_tail(box: Sandbox) -> None:
+    source = "import sys\nwhile True:\n    sys.stderr.write('e' * 1000 + 'END')"
+    outcome = py(box, source, limits=Limits(output_kb=16))
+    assert outcome.verdict == "output_limit", outcome
+    assert 0 < len(outcome.stderr) <= 4096
+
+
+def test_sleeping_forever_is_a_time_limit(box: Sandbox) -> None:
+    source = "import time\nprint('sleeping', flush=True)\ntime.sleep(10**6)"
+    outcome = py(box, source, limits=Limits(time_s=1))
+    assert (outcome.verdict, outcome.stdout) == ("time_limit", b"sleeping\n")
+    assert outcome.wall_s < 10  # came back rather than hung
+
+
+def test_spinning_past_the_cpu_limit_is_a_time_limit(box: Sandbox) -> None:
+    # Four threads use CPU time four times as fast as the wall clock, so RLIMIT_CPU fires first.
+    source = """
+import threading
+def spin():
+    while True:
+        pass
+for _ in range(4):
+    threading.Thread(target=spin).start()
+"""
+    outcome = py(box, source, limits=Limits(time_s=4))
+    assert outcome.verdict == "time_limit", outcome
+
+
+def test_parallel_runs_are_apart(box: Sandbox) -> None:
+    results: dict[int, Outcome] = {}
+
+    def one(i: int) -> None:
+        results[i] = py(box, f"import os, time\ntime.sleep(0.5)\nprint({i}, os.getuid())")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    outputs = [results[i].stdout.split() for i in range(6)]
+    assert [int(out[0]) for out in outputs] == list(range(6))
+    if os.geteuid() == 0:  # each concurrent run has a uid of its own, hence a process count of its own
+        assert len({out[1] for out in outputs}) == 6
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+def test_a_cpp_program_compiles_and_runs_inside(box: Sandbox) -> None:
+    source = b"#include <iostream>\nint main() { int a, b; std::cin >> a >> b; std::cout << a + b; }\n"
+    outcome = box.run(
+        ["sh", "-c", "g++ -O2 -o main main.cpp && ./main"],
+        files={"main.cpp": source},
+        stdin=b"2 40",
+        limits=Limits(time_s=60),
+    )
+    assert (outcome.verdict, outcome.stdout) == ("exited", b"42"), outcome
+
+
+def test_bad_arguments_are_one_line_errors(box: Sandbox) -> None:
+    with pytest.raises(ValueError, match=r"files: '\.\./x' is not a plain file name"):
+        box.run(["true"], files={"../x": b""})
+    with pytest.raises(ValueError, match="readonly: /nonexistent"):
+        box.run(["true"], readonly=[Path("/nonexistent")])
+
+
+def test_find_without_bwrap_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_module, "_bundled_bwrap", lambda: None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SandboxUnavailable) as err:
+        Sandbox.find()
+    assert "bwrap" in str(err.value) and "\n" not in str(err.value)
