@@ -17,7 +17,7 @@ from rewardq.wire.errors import RewardSetupError
 from rewardq.workers.process.loop import LoopThread
 from rewardq.workers.process.sandbox import Limits, Outcome
 from rewardq.workers.rewards.code.programs import Language
-from rewardq.workers.rewards.code.runners import SandboxBroken
+from rewardq.workers.rewards.code.runners import COMPILE_FAILED, SandboxBroken
 from rewardq.workers.rewards.judges.servers import Failure, ServerPool
 
 COMPILE_TIMEOUT = 30.0  # seconds Sandbox Fusion may spend compiling a C++ program
@@ -87,8 +87,8 @@ def outcome(body: Any, limits: Limits) -> Outcome:
         raise SandboxBroken(f"Sandbox Fusion: SandboxError: {str(body.get('message', ''))[:300]}")
     compiled, ran = body.get("compile_result"), body.get("run_result")
     if isinstance(compiled, dict) and (compiled.get("status") != "Finished" or compiled.get("return_code") != 0):
-        stderr = f"compilation failed ({compiled.get('status')}): {compiled.get('stderr') or ''}"
-        return Outcome("exited", compiled.get("return_code") or 1, b"", _tail(stderr), _wall(compiled))
+        stderr = COMPILE_FAILED + _tail(f"{compiled.get('status')}: {compiled.get('stderr') or ''}")
+        return Outcome("exited", compiled.get("return_code") or 1, b"", stderr, _wall(compiled))
     if not isinstance(ran, dict):
         raise SandboxBroken("Sandbox Fusion replied with no run_result")
     stdout = (ran.get("stdout") or "").encode()

@@ -30,7 +30,7 @@ from rewardq.workers.rewards.code.cases import TestCase, Tests, read_tests
 from rewardq.workers.rewards.code.compare import stdout_matches, value_matches
 from rewardq.workers.rewards.code.harness import call_script, read_call, stdin_script
 from rewardq.workers.rewards.code.programs import Language, extract_program
-from rewardq.workers.rewards.code.runners import Runner, SandboxBroken
+from rewardq.workers.rewards.code.runners import COMPILE_FAILED, Runner, SandboxBroken
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ DETAIL_LIMIT = 200  # characters of a failure's detail
 SHOWN = 60  # characters of an expected and an actual output in a wrong answer's detail
 
 Verdict = Literal[
-    "passed", "wrong_answer", "time_limit", "memory_limit", "output_limit", "runtime_error", "skipped"
+    "passed", "wrong_answer", "time_limit", "memory_limit", "output_limit", "runtime_error", "compile_error", "skipped"
 ]
 
 
@@ -203,6 +203,9 @@ def limit_verdict(outcome: Outcome) -> CaseResult | None:
         return CaseResult(outcome.verdict)
     if outcome.verdict == "killed":
         return CaseResult("runtime_error", "killed by a signal")
+    if outcome.stderr.startswith(COMPILE_FAILED):
+        errors = [line for line in outcome.stderr.decode("utf-8", "replace").splitlines() if "error" in line]
+        return CaseResult("compile_error", (errors or [""])[0][:DETAIL_LIMIT])
     if outcome.exit_code != 0:
         return CaseResult("runtime_error", f"exit code {outcome.exit_code}: {last_line(outcome.stderr)}")
     return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +24,8 @@ from rewardq.workers.rewards.code.programs import Language
 COMPILE_LIMITS = Limits(time_s=30.0, memory_mb=2048, output_kb=64 * 1024, processes=64)
 CPP_FLAGS = ("-O2", "-std=c++17", "-pipe", "-o", "main", "main.cpp")
 LOADER = Path("/lib64/ld-linux-x86-64.so.2")
+COMPILE_FAILED = b"compilation failed: "
+"""How the standard error of a failed compilation's Outcome starts (both backends), then the compiler's."""
 
 
 class SandboxBroken(RewardqError):
@@ -44,7 +47,7 @@ class LocalRunner:
         self.language = language
         self.sandbox = Sandbox.find()
         self.python, self.python_binds = python_paths()
-        self._binaries: dict[str, Outcome | bytes] = {}
+        self._binaries: dict[str, Future[Outcome | bytes]] = {}
         self._lock = threading.Lock()
         if language == "cpp":
             compiler = shutil.which("g++")
@@ -65,33 +68,41 @@ class LocalRunner:
             binary = self._compiled(source)
             if isinstance(binary, Outcome):
                 return binary
-            return self.sandbox.run(
-                [str(LOADER), "./main"], files={"main": binary}, stdin=stdin.encode(), limits=limits, readonly=_SYSTEM
-            )
+            return self.sandbox.run([str(LOADER), "./main"], files={"main": binary}, stdin=stdin.encode(), limits=limits)
         except SandboxUnavailable as e:
             raise SandboxBroken(str(e)) from e
         except OSError as e:
             raise SandboxBroken(f"the sandbox could not run: {type(e).__name__}: {e}") from e
 
     def _compiled(self, source: str) -> Outcome | bytes:
-        """The binary of a C++ source, or the failed compilation's Outcome (the program's failure)."""
+        """The binary of a C++ source, or the failed compilation's Outcome (the program's failure).
+
+        The first case of a program compiles it; its other cases, on other threads, wait for that."""
         key = hashlib.sha256(source.encode()).hexdigest()
         with self._lock:
-            known = self._binaries.get(key)
-        if known is not None:
-            return known
-        outcome = self.sandbox.run(
-            ["/bin/sh", "-c", f"{self.compiler} {' '.join(CPP_FLAGS)} >&2 && cat main"],
-            files={"main.cpp": source.encode()},
-            limits=COMPILE_LIMITS,
-            readonly=_SYSTEM,
-        )
-        result: Outcome | bytes = outcome
+            future = self._binaries.get(key)
+            mine = future is None
+            if future is None:
+                future = self._binaries[key] = Future()
+        if not mine:
+            return future.result()
+        try:
+            outcome = self.sandbox.run(
+                ["/bin/sh", "-c", f"{self.compiler} {' '.join(CPP_FLAGS)} >&2 && cat main"],
+                files={"main.cpp": source.encode()},
+                limits=COMPILE_LIMITS,
+            )
+        except BaseException as e:
+            future.set_exception(e)
+            with self._lock:
+                self._binaries.pop(key, None)
+            raise
         if outcome.verdict == "exited" and outcome.exit_code == 0:
-            result = outcome.stdout
-        with self._lock:
-            self._binaries[key] = result
-        return result
+            future.set_result(outcome.stdout)
+        else:
+            why = outcome.stderr if outcome.verdict == "exited" else outcome.verdict.encode()
+            future.set_result(Outcome("exited", outcome.exit_code or 1, b"", COMPILE_FAILED + why, outcome.wall_s))
+        return future.result()
 
     def forget(self) -> None:
         """Drop the compiled binaries (the reward calls it after each chunk)."""
@@ -101,5 +112,3 @@ class LocalRunner:
     def close(self) -> None:
         self.forget()
 
-
-_SYSTEM = tuple(Path(p) for p in ("/usr", "/lib", "/lib64", "/bin", "/etc/alternatives") if Path(p).exists())
