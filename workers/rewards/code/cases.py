@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-
 @dataclass(frozen=True)
 class TestCase:
     """One case: standard input and expected output, or (call-based) arguments and expected value."""
@@ -57,9 +56,11 @@ def read_tests(value: Any, column: str) -> Tests | str:
         return f"column {column!r}: 'fn_name' must be a Python identifier, got {fn_name!r}"
     try:
         if fn_name is None:
-            cases = tuple(TestCase(_text(i, "input"), _text(o, "output")) for i, o in zip(inputs, outputs))
+            cases = tuple(
+                TestCase(_text(i, "input"), _text(o, "output")) for i, o in zip(inputs, outputs, strict=True)
+            )
         else:
-            cases = tuple(TestCase(_arguments(i), _value(o)) for i, o in zip(inputs, outputs))
+            cases = tuple(TestCase(_arguments(i), _value(o)) for i, o in zip(inputs, outputs, strict=True))
     except ValueError as e:
         return f"column {column!r}: {e}"
     return Tests(cases, fn_name)

@@ -40,10 +40,12 @@ def stdout_matches(output: str, expected: str) -> bool:
 
 
 def _floats_close(got: list[str], expected: list[str]) -> bool:
-    if len(got) != len(expected) or all(a.isdigit() and b.isdigit() for a, b in zip(got, expected)):
+    if len(got) != len(expected) or all(
+        a.isdigit() and b.isdigit() for a, b in zip(got, expected, strict=True)
+    ):
         return False
     try:
-        pairs = [(float(a), float(b)) for a, b in zip(got, expected)]
+        pairs = [(float(a), float(b)) for a, b in zip(got, expected, strict=True)]
     except ValueError:
         return False
     return all(a == b or abs(a - b) <= ATOL + RTOL * abs(b) for a, b in pairs)

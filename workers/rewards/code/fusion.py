@@ -29,7 +29,14 @@ class FusionRunner:
     """Runs programs on a Sandbox Fusion server; thread-safe (requests go through the worker's event loop)."""
 
     def __init__(
-        self, url: str, language: Language, loop: LoopThread, *, time_limit: float, max_concurrency: int, max_retries: int
+        self,
+        url: str,
+        language: Language,
+        loop: LoopThread,
+        *,
+        time_limit: float,
+        max_concurrency: int,
+        max_retries: int,
     ) -> None:
         self.url = url.rstrip("/").removesuffix("/run_code")  # verl's setting names the endpoint itself
         self.language = language
@@ -52,7 +59,9 @@ class FusionRunner:
 
         async def ping() -> str | None:
             try:
-                async with self.pool.session.get(f"{self.url}/v1/ping", proxy=self.pool.proxies[0]) as response:
+                async with self.pool.session.get(
+                    f"{self.url}/v1/ping", proxy=self.pool.proxies[0]
+                ) as response:
                     return None if response.status == 200 else f"GET /v1/ping answered HTTP {response.status}"
             except (aiohttp.ClientError, TimeoutError) as e:
                 return f"{type(e).__name__}: {e}"
@@ -86,7 +95,9 @@ def outcome(body: Any, limits: Limits) -> Outcome:
     if body["status"] == "SandboxError":
         raise SandboxBroken(f"Sandbox Fusion: SandboxError: {str(body.get('message', ''))[:300]}")
     compiled, ran = body.get("compile_result"), body.get("run_result")
-    if isinstance(compiled, dict) and (compiled.get("status") != "Finished" or compiled.get("return_code") != 0):
+    if isinstance(compiled, dict) and (
+        compiled.get("status") != "Finished" or compiled.get("return_code") != 0
+    ):
         stderr = COMPILE_FAILED + _tail(f"{compiled.get('status')}: {compiled.get('stderr') or ''}")
         return Outcome("exited", compiled.get("return_code") or 1, b"", stderr, _wall(compiled))
     if not isinstance(ran, dict):

@@ -15,10 +15,11 @@ from typing import Any
 # prime_code's (and APPS's) prelude: programs written for those scorers may use these names unimported.
 PRELUDE = (
     "from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\n"
-    "from heapq import *\nfrom bisect import *\nfrom copy import *\nfrom math import *\nfrom random import *\n"
-    "from statistics import *\nfrom itertools import *\nfrom functools import *\nfrom operator import *\n"
-    "from io import *\nfrom sys import *\nfrom json import *\nfrom builtins import *\nfrom typing import *\n"
-    "import string\nimport re\nimport datetime\nimport collections\nimport heapq\nimport bisect\nimport copy\n"
+    "from heapq import *\nfrom bisect import *\nfrom copy import *\nfrom math import *\n"
+    "from random import *\nfrom statistics import *\nfrom itertools import *\nfrom functools import *\n"
+    "from operator import *\nfrom io import *\nfrom sys import *\nfrom json import *\n"
+    "from builtins import *\nfrom typing import *\nimport string\nimport re\nimport datetime\n"
+    "import collections\nimport heapq\nimport bisect\nimport copy\n"
     "import math\nimport random\nimport statistics\nimport itertools\nimport functools\nimport operator\n"
     "import io\nimport sys\nimport json\nsys.setrecursionlimit(6*10**5)\n"
 )
@@ -63,13 +64,15 @@ def stdin_script(program: str, prelude: bool) -> str:
 def call_script(program: str, fn_name: str, args: list[Any], prelude: bool) -> str:
     """The script that calls ``fn_name(*args)`` of a call-based program once and prints the result line."""
     return (
-        f"_SOURCE = {stdin_script(program, prelude)!r}\n_FN_NAME = {fn_name!r}\n_ARGS = {json.dumps(args)!r}\n"
+        f"_SOURCE = {stdin_script(program, prelude)!r}\n_FN_NAME = {fn_name!r}\n"
+        f"_ARGS = {json.dumps(args)!r}\n"
         f"_MARK = {MARK!r}\n_LIMIT = {ERROR_LIMIT}\n{_HARNESS}"
     )
 
 
 def read_call(stdout: str) -> tuple[str, str]:
-    """The harness's line as ``("value", json_text)`` or ``("error", message)``; ``("error", …)`` when absent."""
+    """The harness's line as ``("value", json_text)`` or ``("error", message)``, which it also is when
+    the line is missing."""
     start = stdout.rfind(MARK)
     if start < 0:
         return "error", "the harness printed no result (the program ended the process)"

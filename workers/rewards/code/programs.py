@@ -43,12 +43,10 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 
 def extract_program(completion: str, language: Language) -> str | None:
-    """The program to run, or None when there is none (an empty completion or block, or only other languages)."""
+    """The program to run, or None when there is none (an empty completion or block, or blocks in other
+    languages only)."""
     found = blocks(completion)
     tagged = [body for tag, body in found if tag in TAGS[language]]
     untagged = [body for tag, body in found if not tag]
-    if tagged or untagged:
-        program = (tagged or untagged)[-1]
-    else:
-        program = "" if found else completion
+    program = (tagged or untagged)[-1] if tagged or untagged else ("" if found else completion)
     return program if program.strip() else None

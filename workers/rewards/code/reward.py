@@ -39,7 +39,14 @@ DETAIL_LIMIT = 200  # characters of a failure's detail
 SHOWN = 60  # characters of an expected and an actual output in a wrong answer's detail
 
 Verdict = Literal[
-    "passed", "wrong_answer", "time_limit", "memory_limit", "output_limit", "runtime_error", "compile_error", "skipped"
+    "passed",
+    "wrong_answer",
+    "time_limit",
+    "memory_limit",
+    "output_limit",
+    "runtime_error",
+    "compile_error",
+    "skipped",
 ]
 
 
@@ -69,11 +76,13 @@ class CodeOptions(RewardOptions):
     fail_fast: bool = False
     """Skip a sample's cases not yet started once one has failed (a skipped case counts as failed)."""
     parallel: Annotated[int, Field(ge=1, le=1024)] | None = None
-    """Cases in flight per reward (local: sandboxes at once; Sandbox Fusion: requests at once); CPUs if unset."""
+    """Cases in flight per reward (local: sandboxes at once; Sandbox Fusion: requests at once); the
+    number of CPUs when unset."""
     max_retries: Annotated[int, Field(ge=0, le=20)] = 3
     """Sandbox Fusion: retries of a request on connection errors, timeouts and 5xx."""
     prelude: bool = True
-    """Run Python programs after prime_code's import prelude (``from math import *`` …), as prime_code does."""
+    """Run Python programs after prime_code's import prelude (``from math import *`` …), as prime_code
+    does."""
 
     @model_validator(mode="after")
     def _backend_url(self) -> CodeOptions:
@@ -91,7 +100,8 @@ class CodeReward(Reward):
     version = "1"
     Options = CodeOptions
     timeout_default: ClassVar[float] = 300.0
-    """Seconds a chunk may take by default: flat, since it depends on the chunk's cases, not only the options."""
+    """Seconds a chunk may take by default: flat, since it depends on the chunk's cases, not only on the
+    options."""
 
     options: CodeOptions
 
@@ -129,7 +139,9 @@ class CodeReward(Reward):
         if runner is None or pool is None:
             raise RewardSetupError(f"reward {self.name!r} was not set up")
         options = self.options
-        limits = Limits(time_s=options.time_limit, memory_mb=options.memory_mb, output_kb=options.max_output_kb)
+        limits = Limits(
+            time_s=options.time_limit, memory_mb=options.memory_mb, output_kb=options.max_output_kb
+        )
         jobs: list[tuple[Tests, list[Future[CaseResult]]] | Score] = []
         for sample in samples:
             tests = read_tests(sample.columns.get(options.tests_field), options.tests_field)
@@ -142,7 +154,8 @@ class CodeReward(Reward):
                 cases = tests.cases[: options.max_tests]
                 failed = threading.Event()
                 futures = [
-                    pool.submit(self._case, runner, program, tests.fn_name, case, limits, failed) for case in cases
+                    pool.submit(self._case, runner, program, tests.fn_name, case, limits, failed)
+                    for case in cases
                 ]
                 jobs.append((tests, futures))
         try:
@@ -160,10 +173,8 @@ class CodeReward(Reward):
                 future.cancel()
             return Score.failed(str(e))
         passed = sum(r.verdict == "passed" for r in results)
-        if self.options.all_or_nothing:
-            value = float(passed == len(results))
-        else:
-            value = passed / len(results)
+        whole = self.options.all_or_nothing
+        value = float(passed == len(results)) if whole else passed / len(results)
         return Score.ok(value, raw=summary(results))
 
     def _case(

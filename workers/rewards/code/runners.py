@@ -52,7 +52,9 @@ class LocalRunner:
         if language == "cpp":
             compiler = shutil.which("g++")
             if compiler is None or not LOADER.exists():
-                raise SandboxUnavailable("language 'cpp' needs g++ on PATH and the dynamic loader " + str(LOADER))
+                raise SandboxUnavailable(
+                    "language 'cpp' needs g++ on PATH and the dynamic loader " + str(LOADER)
+                )
             self.compiler = compiler
 
     def run(self, source: str, stdin: str, limits: Limits) -> Outcome:
@@ -68,7 +70,9 @@ class LocalRunner:
             binary = self._compiled(source)
             if isinstance(binary, Outcome):
                 return binary
-            return self.sandbox.run([str(LOADER), "./main"], files={"main": binary}, stdin=stdin.encode(), limits=limits)
+            return self.sandbox.run(
+                [str(LOADER), "./main"], files={"main": binary}, stdin=stdin.encode(), limits=limits
+            )
         except SandboxUnavailable as e:
             raise SandboxBroken(str(e)) from e
         except OSError as e:
@@ -101,7 +105,9 @@ class LocalRunner:
             future.set_result(outcome.stdout)
         else:
             why = outcome.stderr if outcome.verdict == "exited" else outcome.verdict.encode()
-            future.set_result(Outcome("exited", outcome.exit_code or 1, b"", COMPILE_FAILED + why, outcome.wall_s))
+            future.set_result(
+                Outcome("exited", outcome.exit_code or 1, b"", COMPILE_FAILED + why, outcome.wall_s)
+            )
         return future.result()
 
     def forget(self) -> None:
@@ -111,4 +117,3 @@ class LocalRunner:
 
     def close(self) -> None:
         self.forget()
-

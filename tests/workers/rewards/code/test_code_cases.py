@@ -141,7 +141,10 @@ def test_the_harness_calls_a_function_or_a_solution_method_and_hides_the_program
         "value",
         "[3, 2.0]",
     )
-    assert _call("class Solution:\n    def add(self, a, b):\n        return a + b", "add", [1, 2]) == ("value", "3")
+    assert _call("class Solution:\n    def add(self, a, b):\n        return a + b", "add", [1, 2]) == (
+        "value",
+        "3",
+    )
 
 
 def test_the_harness_reports_an_exception_or_a_missing_function() -> None:

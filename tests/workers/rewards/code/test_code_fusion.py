@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from rewardq import Settings
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
 from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.code.reward import CodeReward
-from rewardq import Settings
 from tests.fake_openai import Behaviour, FakeOpenAI, Reply, Request, failing
 
 TESTS = {"inputs": ["1 2\n", "3 4\n", "5 6\n"], "outputs": ["3\n", "7\n", "11\n"]}
@@ -36,13 +36,25 @@ def fusion(latency: float = 0.0) -> Behaviour:
             sys.executable, "-c", body["code"], stdin=-1, stdout=-1, stderr=-1
         )
         try:
-            out, err = await asyncio.wait_for(process.communicate(body["stdin"].encode()), body["run_timeout"])
+            out, err = await asyncio.wait_for(
+                process.communicate(body["stdin"].encode()), body["run_timeout"]
+            )
         except TimeoutError:
             process.kill()
             await process.wait()
-            run = {"status": "TimeLimitExceeded", "return_code": None, "stdout": "", "stderr": ""}
+            run: dict[str, object] = {
+                "status": "TimeLimitExceeded",
+                "return_code": None,
+                "stdout": "",
+                "stderr": "",
+            }
         else:
-            run = {"status": "Finished", "return_code": process.returncode, "stdout": out.decode(), "stderr": err.decode()}
+            run = {
+                "status": "Finished",
+                "return_code": process.returncode,
+                "stdout": out.decode(),
+                "stderr": err.decode(),
+            }
         status = "Success" if run["return_code"] == 0 else "Failed"
         return Reply(200, {"status": status, "message": "", "compile_result": None, "run_result": run})
 
@@ -128,7 +140,9 @@ def test_a_server_that_does_not_answer_stops_the_start(resources: WorkerResource
     with FakeOpenAI(fusion()) as server:
         port = server.port
     reward = CodeReward("code", CodeReward.Options(backend="sandbox_fusion", url=f"http://127.0.0.1:{port}"))
-    with pytest.raises(RewardSetupError, match="Sandbox Fusion server at http://127.0.0.1:.* does not answer"):
+    with pytest.raises(
+        RewardSetupError, match=r"Sandbox Fusion server at http://127\.0\.0\.1:\d+ does not answer"
+    ):
         reward.setup(resources)
     reward.close()
 
@@ -136,7 +150,8 @@ def test_a_server_that_does_not_answer_stops_the_start(resources: WorkerResource
 def test_verls_endpoint_url_is_accepted(resources: WorkerResources) -> None:
     with FakeOpenAI(fusion()) as server:
         reward = CodeReward(
-            "code", CodeReward.Options(backend="sandbox_fusion", url=f"http://127.0.0.1:{server.port}/run_code")
+            "code",
+            CodeReward.Options(backend="sandbox_fusion", url=f"http://127.0.0.1:{server.port}/run_code"),
         )
         reward.setup(resources)
         [score] = reward.score([_sample(RIGHT)])

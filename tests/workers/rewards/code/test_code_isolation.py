@@ -68,20 +68,24 @@ def hostile(tmp_path: Path, port: int) -> dict[str, dict[str, object]]:
         "environment": one_case("import os\nprint(os.environ.get('CODE_TEST_SECRET'))", "", SECRET),
         "file outside": one_case(f"print(open({str(secret_file)!r}).read())", "", SECRET),
         "host port": one_case(
-            f"import socket\nprint(socket.create_connection(('127.0.0.1', {port}), timeout=1).recv(100).decode())",
+            f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "print(s.recv(100).decode())",
             "",
             SECRET,
         ),
         "write outside": one_case(f"open({str(escaped)!r}, 'w').write('x')\nprint('written')", "", "written"),
         "outlive the case": one_case(
-            f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {linger!r}], start_new_session=True)",
+            f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {linger!r}],\n"
+            "                 start_new_session=True)",
             "",
             "late",
         ),
         "processes": one_case(many, "", "2000"),
         "16 GB": one_case("x = bytearray(16 << 30)\nprint(len(x))", "", str(16 << 30)),
         "1 GB of output": one_case(
-            "import sys\nfor _ in range(1024):\n    sys.stdout.write(chr(10) * (1 << 20))\nprint('ok')", "", "ok"
+            "import sys\nfor _ in range(1024):\n    sys.stdout.write(chr(10) * (1 << 20))\nprint('ok')",
+            "",
+            "ok",
         ),
         "sleep forever": one_case("import time\ntime.sleep(10**9)\nprint('ok')", "", "ok"),
     }
@@ -131,7 +135,9 @@ def test_hostile_programs_score_0_and_the_worker_scores_the_next_batch(
         result = client.score(samples, "code", run_id="hostile")
         statuses, values = result.statuses["code"], result.rewards["code"]
         assert statuses == ["ok"] * len(samples)
-        assert dict(zip(["right", *programs], values, strict=True)) == {"right": 1.0} | dict.fromkeys(programs, 0.0)
+        assert dict(zip(["right", *programs], values, strict=True)) == {"right": 1.0} | dict.fromkeys(
+            programs, 0.0
+        )
         after = client.score([{"completion": RIGHT, "tests": add}], "code", run_id="hostile")
     assert (after.statuses["code"], after.rewards["code"]) == (["ok"], [1.0])
     assert worker.proc.poll() is None
@@ -169,11 +175,17 @@ def test_a_worker_serving_code_without_bubblewrap_refuses_to_start(
         "REWARDQ_DATABASE_URL": sqlite_url,
         "REWARDQ_HOME": str(tmp_path / "home"),
         "REWARDQ_REWARDS": str(rewards),
-        "PATH": str(tmp_path / "no-bwrap"),  # no bwrap on PATH, and the bundled one hidden by the shadow package
+        "PATH": str(
+            tmp_path / "no-bwrap"
+        ),  # no bwrap on PATH, and the bundled one hidden by the shadow package
         "PYTHONPATH": str(tmp_path / "shadow"),
     }
     proc = subprocess.run(
-        [REWARDQ, "worker", "--rewards", "code", "--pool", "solo"], env=env, capture_output=True, text=True, timeout=120
+        [REWARDQ, "worker", "--rewards", "code", "--pool", "solo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if "bwrap" in line]
