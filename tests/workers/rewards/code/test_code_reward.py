@@ -15,6 +15,7 @@ from rewardq import Settings
 from rewardq.wire.errors import ConfigError
 from rewardq.wire.schema import Sample
 from rewardq.workers.process.resources import WorkerResources
+from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.code.reward import CodeReward
 from rewardq.workers.rewards.config import RewardsConfig
 from tests.workers.test_cli import rewardq, write_jsonl
@@ -31,7 +32,7 @@ def resources() -> Iterator[WorkerResources]:
     resources.close()
 
 
-def _score(resources: WorkerResources, samples: list[Sample], **options: object) -> list[object]:
+def _score(resources: WorkerResources, samples: list[Sample], **options: object) -> list[Score]:
     reward = CodeReward("code", CodeReward.Options(**options))
     reward.setup(resources)
     try:
@@ -48,9 +49,9 @@ def test_the_value_is_the_share_of_cases_passed_and_raw_says_why_each_failed(
     resources: WorkerResources,
 ) -> None:
     right, half = _score(resources, [_sample(RIGHT), _sample(HALF)])
-    assert (right.status, right.value) == ("ok", 1.0)  # type: ignore[attr-defined]
-    assert (half.status, half.value) == ("ok", 0.5)  # type: ignore[attr-defined]
-    raw = json.loads(half.raw)  # type: ignore[attr-defined]
+    assert (right.status, right.value) == ("ok", 1.0)
+    assert (half.status, half.value) == ("ok", 0.5)
+    raw = json.loads(half.raw)
     assert raw["cases"] == ["passed", "runtime_error", "passed", "runtime_error"]
     assert raw["first_failure"]["verdict"] == "runtime_error"
     assert "ZeroDivisionError" in raw["first_failure"]["detail"]
@@ -59,14 +60,14 @@ def test_the_value_is_the_share_of_cases_passed_and_raw_says_why_each_failed(
 def test_all_or_nothing_and_max_tests(resources: WorkerResources) -> None:
     [whole] = _score(resources, [_sample(HALF)], all_or_nothing=True)
     [first_one] = _score(resources, [_sample(HALF)], max_tests=1)
-    assert whole.value == 0.0  # type: ignore[attr-defined]
-    assert first_one.value == 1.0 and json.loads(first_one.raw)["of"] == 1  # type: ignore[attr-defined]
+    assert whole.value == 0.0
+    assert first_one.value == 1.0 and json.loads(first_one.raw)["of"] == 1
 
 
 def test_fail_fast_skips_the_cases_not_started_after_a_failure(resources: WorkerResources) -> None:
     wrong_first = "```python\nimport sys\nsys.exit(1)\n```"
     [score] = _score(resources, [_sample(wrong_first)], fail_fast=True, parallel=1)
-    assert json.loads(score.raw)["cases"] == ["runtime_error", "skipped", "skipped", "skipped"]  # type: ignore[attr-defined]
+    assert json.loads(score.raw)["cases"] == ["runtime_error", "skipped", "skipped", "skipped"]
 
 
 def test_samples_without_tests_or_code_are_unscorable(resources: WorkerResources) -> None:
@@ -74,8 +75,8 @@ def test_samples_without_tests_or_code_are_unscorable(resources: WorkerResources
     no_code = _sample("```python\n\n```")
     bad_tests = _sample(RIGHT, '{"inputs": ["1"]}')
     scores = _score(resources, [no_tests, no_code, bad_tests])
-    assert [s.status for s in scores] == ["unscorable"] * 3  # type: ignore[attr-defined]
-    assert [s.error for s in scores] == [  # type: ignore[attr-defined]
+    assert [s.status for s in scores] == ["unscorable"] * 3
+    assert [s.error for s in scores] == [
         "no 'tests' column: code needs the test cases",
         "the completion has no python program",
         "column 'tests' must have 'inputs' and 'outputs' lists",
@@ -87,7 +88,7 @@ def test_call_based_problems_in_both_formats(resources: WorkerResources) -> None
     apps = {"fn_name": "twice", "inputs": [[[1, 2]], [[]]], "outputs": [[[2, 4]], [[]]]}
     prime = {"fn_name": "twice", "inputs": ["[1, 2]", "[3]"], "outputs": ["[2, 4]", "[7]"]}
     scores = _score(resources, [_sample(program, apps), _sample(program, prime)], tests_field="tests")
-    assert [s.value for s in scores] == [1.0, 0.5]  # type: ignore[attr-defined]
+    assert [s.value for s in scores] == [1.0, 0.5]
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
@@ -97,9 +98,9 @@ def test_cpp_programs_compile_once_and_run_per_case(resources: WorkerResources) 
     )
     broken = "```cpp\nint main() { return x; }\n```"
     right_score, broken_score = _score(resources, [_sample(right), _sample(broken)], language="cpp")
-    assert right_score.value == 1.0  # type: ignore[attr-defined]
-    assert broken_score.value == 0.0  # type: ignore[attr-defined]
-    assert json.loads(broken_score.raw)["first_failure"]["verdict"] == "compile_error"  # type: ignore[attr-defined]
+    assert right_score.value == 1.0
+    assert broken_score.value == 0.0
+    assert json.loads(broken_score.raw)["first_failure"]["verdict"] == "compile_error"
 
 
 @pytest.mark.parametrize(
