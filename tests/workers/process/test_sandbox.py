@@ -8,7 +8,9 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -102,6 +104,7 @@ def test_a_listening_port_on_the_host_cannot_be_reached(box: Sandbox) -> None:
             box,
             f"""
 import socket
+import sys
 for host in ["127.0.0.1", "localhost", "10.0.0.1"]:
     try:
         socket.create_connection((host, {port}), timeout=2)
@@ -217,6 +220,7 @@ def test_spinning_past_the_cpu_limit_is_a_time_limit(box: Sandbox) -> None:
     # Four threads use CPU time four times as fast as the wall clock, so RLIMIT_CPU fires first.
     source = """
 import threading
+import time
 def spin():
     while True:
         pass
@@ -328,3 +332,31 @@ def test_an_unprivileged_caller_gets_the_same_sandbox() -> None:
         [*setpriv, "/usr/bin/python3", "-c", UNPRIVILEGED, *argv], capture_output=True, timeout=60, cwd="/"
     )
     assert done.stdout == b"time_limit True b'42\\n'\n", done
+
+
+def test_killing_the_caller_kills_the_sandbox(tmp_path: Path) -> None:
+    """A worker killed mid-run (SIGKILL, no clean-up) leaves no sandboxed process behind."""
+    marker = f"rewardq-orphan-{uuid.uuid4().hex}"
+    caller = """
+import sys
+from rewardq.workers.process.sandbox import PYTHON_FLAGS, Limits, Sandbox, python_paths
+exe, binds = python_paths()
+box = Sandbox.find()
+print("started", flush=True)
+program = [exe, *PYTHON_FLAGS, "-c", "import time; time.sleep(60)", sys.argv[1][::-1]]
+box.run(program, readonly=binds, limits=Limits(time_s=60))
+"""
+    # The caller gets the marker reversed, so that only the program's command line holds it.
+    with subprocess.Popen([sys.executable, "-c", caller, marker[::-1]], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout and proc.stdout.readline() == b"started\n"
+        for _ in range(100):  # until the program runs
+            if processes_with(marker):
+                break
+            time.sleep(0.1)
+        assert processes_with(marker), "the program never started"
+        proc.kill()
+    for _ in range(100):
+        if not processes_with(marker):
+            break
+        time.sleep(0.1)
+    assert processes_with(marker) == []
