@@ -65,6 +65,14 @@ class Limits:
     output_kb: int = 1024
     processes: int = 32
 
+    def __post_init__(self) -> None:
+        if not (0 < self.time_s <= 86400):
+            raise ValueError(f"limits.time_s: {self.time_s} is not a number of seconds in (0, 86400]")
+        for field in ("memory_mb", "output_kb", "processes"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"limits.{field}: {value!r} is not a positive integer")
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -189,8 +197,8 @@ class Sandbox:
                 os.close(info_w)
             start = time.monotonic()
             with proc:
-                return _Run(proc, _init_pidfd(info_r), limits, start).communicate(stdin)
-        raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
+                outcome = _Run(proc, _init_pidfd(info_r), limits, start).communicate(stdin)
+        return outcome
 
     def _command(
         self,
@@ -259,8 +267,8 @@ def _init_pidfd(info_r: int) -> int | None:
             return None
         data += chunk
     try:
-        return os.pidfd_open(json.loads(data)["child-pid"])
-    except ProcessLookupError:  # already gone
+        return os.pidfd_open(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    except (ProcessLookupError, ValueError, KeyError):  # already gone, or not the JSON bwrap writes
         return None
 
 
@@ -286,8 +294,7 @@ class _Run:
                     self._stop("time_limit")
             self.proc.wait()
         finally:
-            if self.init is not None:
-                self._kill()  # the sandbox is gone by now; this closes the pidfd
+            self._kill()  # normally a no-op (the sandbox is gone); it closes the pidfd
         return self._outcome(time.monotonic() - self.start)
 
     def _pump(self, stdin: bytes) -> None:
@@ -342,7 +349,7 @@ class _Run:
                 signal.pidfd_send_signal(self.init, signal.SIGKILL)
             os.close(self.init)
             self.init = None
-        else:
+        elif self.proc.returncode is None:  # once bwrap is reaped, its group id may be reused
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 

@@ -265,6 +265,10 @@ def test_bad_arguments_are_one_line_errors(box: Sandbox) -> None:
         box.run(["true"], files={"../x": b""})
     with pytest.raises(ValueError, match="readonly: /nonexistent"):
         box.run(["true"], readonly=[Path("/nonexistent")])
+    with pytest.raises(ValueError, match=r"limits.time_s: 0 is not"):
+        Limits(time_s=0)
+    with pytest.raises(ValueError, match=r"limits.processes: 0 is not a positive integer"):
+        Limits(processes=0)
 
 
 def test_find_without_bwrap_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
