@@ -142,19 +142,27 @@ class Sandbox:
 
     @classmethod
     def find(cls) -> Sandbox:
-        """The bundled bwrap, else one on PATH, checked by running ``true`` in a sandbox."""
-        bwrap = _bundled_bwrap() or shutil.which("bwrap")
-        if bwrap is None:
+        """The first of the bundled bwrap and one on PATH that runs ``true`` in a sandbox here."""
+        found = [path for path in (_bundled_bwrap(), shutil.which("bwrap")) if path]
+        if not found:
             raise SandboxUnavailable(f"sandbox: no bwrap found; {INSTALL}")
-        sandbox = cls(bwrap)
-        outcome = sandbox.run(["true"], limits=Limits(time_s=10))
-        if outcome.verdict != "exited" or outcome.exit_code != 0:
-            why = outcome.stderr.decode(errors="replace").strip().splitlines() or [outcome.verdict]
-            raise SandboxUnavailable(
-                f"sandbox: {bwrap} cannot build a sandbox here ({why[-1]}); it needs user namespaces "
-                "(in docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined)"
-            )
-        return sandbox
+        why = ""
+        for bwrap in dict.fromkeys(found):
+            sandbox = cls(bwrap)
+            try:
+                outcome = sandbox.run(["true"], limits=Limits(time_s=10))
+            except OSError as exc:  # not executable here (wrong architecture, noexec mount)
+                why = f"{bwrap}: {exc}"
+                continue
+            if outcome.verdict == "exited" and outcome.exit_code == 0:
+                return sandbox
+            lines = outcome.stderr.decode(errors="replace").strip().splitlines() or [outcome.verdict]
+            why = f"{bwrap}: {lines[-1]}"
+        raise SandboxUnavailable(
+            f"sandbox: cannot build a sandbox here ({why}); it needs namespaces, which docker's default "
+            "seccomp profile forbids (run with --security-opt seccomp=unconfined --security-opt "
+            "apparmor=unconfined)"
+        )
 
     def run(
         self,

@@ -364,3 +364,22 @@ box.run(program, readonly=binds, limits=Limits(time_s=60))
             break
         time.sleep(0.1)
     assert processes_with(marker) == []
+
+
+def test_find_falls_back_to_a_bwrap_on_path_and_says_why_none_works(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    real = sandbox_module._bundled_bwrap() or shutil.which("bwrap")
+    if real is None:
+        pytest.skip("no bwrap")
+    broken = tmp_path / "bin" / "bwrap"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sandbox_module, "_bundled_bwrap", lambda: str(broken))
+    monkeypatch.setenv("PATH", str(Path(real).parent))
+    assert Sandbox.find().bwrap == real  # the bundled one fails, the one on PATH works
+    monkeypatch.setenv("PATH", str(broken.parent))
+    with pytest.raises(SandboxUnavailable, match="No permissions to create new namespace") as err:
+        Sandbox.find()
+    assert "\n" not in str(err.value)
