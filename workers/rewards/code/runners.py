@@ -4,8 +4,7 @@ runs cases concurrently on a thread pool. A run that the sandbox itself cannot m
 :class:`SandboxBroken`; whatever the program does is an :class:`Outcome`.
 
 C++ is compiled once per program (``g++ -O2 -std=c++17``) in a sandbox of its own, which prints the binary;
-each case then runs that binary through the dynamic loader in a fresh sandbox (files land without the
-execute bit).
+each case then runs that binary in a fresh sandbox.
 """
 
 from __future__ import annotations
@@ -14,16 +13,21 @@ import hashlib
 import shutil
 import threading
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Protocol
 
 from rewardq.wire.errors import RewardqError
-from rewardq.workers.process.sandbox import Limits, Outcome, Sandbox, SandboxUnavailable, python_paths
+from rewardq.workers.process.sandbox import (
+    PYTHON_FLAGS,
+    Limits,
+    Outcome,
+    Sandbox,
+    SandboxUnavailable,
+    python_paths,
+)
 from rewardq.workers.rewards.code.programs import Language
 
 COMPILE_LIMITS = Limits(time_s=30.0, memory_mb=2048, output_kb=64 * 1024, processes=64)
 CPP_FLAGS = ("-O2", "-std=c++17", "-pipe", "-o", "main", "main.cpp")
-LOADER = Path("/lib64/ld-linux-x86-64.so.2")
 COMPILE_FAILED = b"compilation failed: "
 """How the standard error of a failed compilation's Outcome starts (both backends), then the compiler's."""
 
@@ -51,17 +55,15 @@ class LocalRunner:
         self._lock = threading.Lock()
         if language == "cpp":
             compiler = shutil.which("g++")
-            if compiler is None or not LOADER.exists():
-                raise SandboxUnavailable(
-                    "language 'cpp' needs g++ on PATH and the dynamic loader " + str(LOADER)
-                )
+            if compiler is None:
+                raise SandboxUnavailable("language 'cpp' needs g++ on PATH")
             self.compiler = compiler
 
     def run(self, source: str, stdin: str, limits: Limits) -> Outcome:
         try:
             if self.language == "python":
                 return self.sandbox.run(
-                    [self.python, "-I", "main.py"],
+                    [self.python, *PYTHON_FLAGS, "main.py"],
                     files={"main.py": source.encode()},
                     stdin=stdin.encode(),
                     limits=limits,
@@ -70,9 +72,7 @@ class LocalRunner:
             binary = self._compiled(source)
             if isinstance(binary, Outcome):
                 return binary
-            return self.sandbox.run(
-                [str(LOADER), "./main"], files={"main": binary}, stdin=stdin.encode(), limits=limits
-            )
+            return self.sandbox.run(["./main"], files={"main": binary}, stdin=stdin.encode(), limits=limits)
         except SandboxUnavailable as e:
             raise SandboxBroken(str(e)) from e
         except OSError as e:

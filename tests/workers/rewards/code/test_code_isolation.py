@@ -25,11 +25,18 @@ pytestmark = pytest.mark.slow
 
 SECRET = "s3cr3t-rewardq"
 RIGHT = "a, b = map(int, input().split())\nprint(a + b)"
-LINGER_MARK = "rewardq-code-lingers"
+MARK = "rewardq-code-isolation"
+# Each hostile program first re-executes itself with MARK in its argv, so that its processes (and its
+# children's) can be told apart from other sandboxes' on the host.
+MARKED = (
+    f"import os, sys\nif {MARK!r} not in sys.argv:\n"
+    f"    os.execv(sys.executable, [*sys.orig_argv, {MARK!r}])\n"
+)
 
 
 def one_case(program: str, stdin: str, expected: str) -> dict[str, object]:
-    return {"completion": f"```python\n{program}\n```", "tests": {"inputs": [stdin], "outputs": [expected]}}
+    completion = f"```python\n{MARKED}{program}\n```"
+    return {"completion": completion, "tests": {"inputs": [stdin], "outputs": [expected]}}
 
 
 @pytest.fixture
@@ -61,7 +68,7 @@ def hostile(tmp_path: Path, port: int) -> dict[str, dict[str, object]]:
     secret_file = tmp_path / "secret.txt"
     secret_file.write_text(SECRET)
     escaped = tmp_path / "escaped.txt"
-    linger = f"import time; time.sleep(0.5); print('late', flush=True)  # {LINGER_MARK}"
+    linger = f"import time; time.sleep(0.5); print('late', flush=True)  # {MARK}"
     many = "import os, time\nn = 0\nfor _ in range(2000):\n    if os.fork() == 0:\n        time.sleep(30)\n"
     many += "        os._exit(0)\n    n += 1\nprint(n)"
     return {
@@ -92,8 +99,8 @@ def hostile(tmp_path: Path, port: int) -> dict[str, dict[str, object]]:
 
 
 def left_behind(worker: WorkerProcess) -> list[str]:
-    """Processes of this test's sandboxes still alive: a program (``-I main.py``, or the lingering child)
-    under the sandbox's uids, or a bwrap under the worker. Other runs' sandboxes on the host are not ours."""
+    """Processes of this test's sandboxes still alive: a hostile program (or its child) under the sandbox's
+    uids, or a bwrap under the worker."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -106,8 +113,7 @@ def left_behind(worker: WorkerProcess) -> list[str]:
         cmdline = " ".join(a.decode(errors="replace") for a in argv)
         uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
         parent = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
-        ours = "-I main.py" in cmdline or LINGER_MARK in cmdline
-        if (40000 <= uid < 41000 and ours) or ("bwrap" in cmdline and parent == worker.proc.pid):
+        if (40000 <= uid < 41000 and MARK in cmdline) or ("bwrap" in cmdline and parent == worker.proc.pid):
             found.append(f"{entry.name} uid={uid} {cmdline[:100]}")
     return found
 
