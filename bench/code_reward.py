@@ -1,14 +1,14 @@
 """The ``code`` reward: programs/s through the reward (each case a fresh bubblewrap sandbox) against the same
 programs run with a bare ``subprocess.run`` and no isolation, side by side in one run.
 
-Both sides run the same scripts (prime_code's prelude, then the program) on the same inputs, ``--parallel``
-at a time, and compare outputs with the same rules; the bare side is what a trainer's in-process scorer
-without a sandbox costs. The mix is a third correct, a third wrong and a third that never finishes (killed
-at ``--time-limit``); the programs that finish (correct and wrong) and those that time out are timed
-apart, since a time-out costs the time limit on both sides. The two sides run alternately, ``--rounds``
-times; prints the median programs/s of each and their ratio.
+Both sides run the same scripts (prime_code's prelude, then the program) with the same interpreter and
+flags on the same inputs, ``--parallel`` at a time, and compare outputs with the same rules; the bare side
+is what a scorer without a sandbox costs. The programs that finish are half correct, half wrong; the
+others never finish (killed at ``--time-limit``) and are timed apart, since a time-out costs the time
+limit on both sides. The two sides run alternately, ``--rounds`` times; prints the median programs/s of
+each and their ratio, and the load average.
 
-    .venv/bin/python bench/code_reward.py --programs 60 --cases 3 --parallel 2 --rounds 3
+    .venv/bin/python bench/code_reward.py --programs 60 --timeouts 6 --cases 3 --parallel 2 --rounds 5
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from rewardq import Settings
 from rewardq.wire.schema import Sample
 from rewardq.workers.process.resources import WorkerResources
+from rewardq.workers.process.sandbox import PYTHON_FLAGS, python_paths
 from rewardq.workers.rewards.code.cases import read_tests
 from rewardq.workers.rewards.code.compare import stdout_matches
 from rewardq.workers.rewards.code.harness import stdin_script
@@ -42,11 +42,12 @@ def problem(cases: int) -> dict[str, list[str]]:
 
 def bare(samples: list[Sample], parallel: int, time_limit: float) -> list[float]:
     """The same programs with ``subprocess.run`` and no isolation: the share of cases passed per sample."""
+    python = python_paths()[0]
 
     def case(program: str, stdin: str, expected: str) -> bool:
         try:
             run = subprocess.run(
-                [sys.executable, "-c", stdin_script(program, True)],
+                [python, *PYTHON_FLAGS, "-c", stdin_script(program, True)],
                 input=stdin.encode(),
                 capture_output=True,
                 timeout=time_limit,

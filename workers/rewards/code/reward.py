@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
@@ -62,7 +62,7 @@ class CodeOptions(RewardOptions):
     """Where programs run, the tests' column, the limits of one case and how the value is made."""
 
     backend: Literal["local", "sandbox_fusion"] = "local"
-    url: str | None = Field(None, pattern=r"^https?://[^/\s]+")
+    url: str | None = Field(None, pattern=r"^https?://[^/\s]+", validate_default=True)
     """The Sandbox Fusion server (``http://host:8080``); only with ``backend = "sandbox_fusion"``."""
     language: Language = "python"
     tests_field: str = "tests"
@@ -84,13 +84,15 @@ class CodeOptions(RewardOptions):
     """Run Python programs after prime_code's import prelude (``from math import *`` …), as prime_code
     does."""
 
-    @model_validator(mode="after")
-    def _backend_url(self) -> CodeOptions:
-        if self.backend == "sandbox_fusion" and self.url is None:
-            raise ValueError("url: backend 'sandbox_fusion' needs the server's url")
-        if self.backend == "local" and self.url is not None:
-            raise ValueError("url: only backend 'sandbox_fusion' takes a url")
-        return self
+    @field_validator("url")
+    @classmethod
+    def _backend_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        backend = info.data.get("backend")
+        if backend == "sandbox_fusion" and url is None:
+            raise ValueError("backend 'sandbox_fusion' needs the server's url")
+        if backend == "local" and url is not None:
+            raise ValueError("only backend 'sandbox_fusion' takes a url")
+        return url
 
 
 class CodeReward(Reward):
