@@ -62,7 +62,7 @@ class CodeOptions(RewardOptions):
     """Where programs run, the tests' column, the limits of one case and how the value is made."""
 
     backend: Literal["local", "sandbox_fusion"] = "local"
-    url: str | None = Field(None, pattern=r"^https?://[^/\s]+", validate_default=True)
+    url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+", validate_default=True)
     """The Sandbox Fusion server (``http://host:8080``); only with ``backend = "sandbox_fusion"``."""
     language: Language = "python"
     tests_field: str = "tests"
@@ -174,6 +174,9 @@ class CodeReward(Reward):
             for future in futures:
                 future.cancel()
             return Score.failed(str(e))
+        except Exception as e:  # a bug here fails this sample, not the chunk
+            log.exception("reward %s: a case failed unexpectedly", self.name)
+            return Score.failed(f"{type(e).__name__}: {e}")
         passed = sum(r.verdict == "passed" for r in results)
         whole = self.options.all_or_nothing
         value = float(passed == len(results)) if whole else passed / len(results)
