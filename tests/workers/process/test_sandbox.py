@@ -3,6 +3,7 @@ the host afterwards, and the ordinary runs the ``code`` reward kind relies on.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -253,6 +254,24 @@ def test_parallel_runs_are_apart(box: Sandbox) -> None:
         assert len({out[1] for out in outputs}) == 6
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="uids are picked only as root")
+def test_a_uid_another_process_holds_is_skipped(box: Sandbox) -> None:
+    """The uid a run takes is held by an abstract socket, visible to every process on the host (other
+    worker processes, other workers): one held elsewhere is not taken."""
+    held = []
+    for slot in range(3):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(OSError):  # or held by a run beside this test: as good
+            sock.bind(f"\0rewardq-sandbox-uid-{slot}")
+        held.append(sock)
+    try:
+        outcome = py(box, "import os\nprint(os.getuid())")
+    finally:
+        for sock in held:
+            sock.close()
+    assert int(outcome.stdout) >= sandbox_module.UID_BASE + 3, outcome
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
 def test_a_cpp_program_compiles_and_runs_inside(box: Sandbox) -> None:
     source = b"#include <iostream>\nint main() { int a, b; std::cin >> a >> b; std::cout << a + b; }\n"
@@ -343,28 +362,36 @@ def test_an_unprivileged_caller_gets_the_same_sandbox() -> None:
     assert done.stdout == b"time_limit True b'42\\n'\n", done
 
 
-def test_killing_the_caller_kills_the_sandbox(tmp_path: Path) -> None:
-    """A worker killed mid-run (SIGKILL, no clean-up) leaves no sandboxed process behind."""
+@pytest.mark.parametrize("when", ["running", "starting"])
+def test_killing_the_caller_kills_the_sandbox(when: str) -> None:
+    """A worker killed (SIGKILL, no clean-up) while its program runs leaves nothing behind at once
+    (bwrap's --die-with-parent); killed while bwrap is still setting up, before bwrap has armed that in
+    the sandbox, nothing past the deadline and the backstop."""
     marker = f"rewardq-orphan-{uuid.uuid4().hex}"
     caller = """
 import sys
 from rewardq.workers.process.sandbox import PYTHON_FLAGS, Limits, Sandbox, python_paths
 exe, binds = python_paths()
 box = Sandbox.find()
-print("started", flush=True)
-program = [exe, *PYTHON_FLAGS, "-c", "import time; time.sleep(60)", sys.argv[1][::-1]]
-box.run(program, readonly=binds, limits=Limits(time_s=60))
+print(exe, flush=True)
+program = [exe, *PYTHON_FLAGS, "-c", "import time; time.sleep(600)", sys.argv[1][::-1]]
+box.run(program, readonly=binds, limits=Limits(time_s=float(sys.argv[2])))
 """
-    # The caller gets the marker reversed, so that only the program's command line holds it.
-    with subprocess.Popen([sys.executable, "-c", caller, marker[::-1]], stdout=subprocess.PIPE) as proc:
-        assert proc.stdout and proc.stdout.readline() == b"started\n"
-        for _ in range(100):  # until the program runs
-            if processes_with(marker):
+    time_s = 60 if when == "running" else 1
+    # The caller gets the marker reversed, so that only the sandbox's command lines hold it.
+    argv = [sys.executable, "-c", caller, marker[::-1], str(time_s)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout
+        exe = proc.stdout.readline().strip().decode()
+        for _ in range(1000):  # bwrap's, then the program's own, command line
+            found = processes_with(marker)
+            if found and (
+                when == "starting" or any(Path(f"/proc/{pid}/exe").resolve() == Path(exe) for pid in found)
+            ):
                 break
-            time.sleep(0.1)
-        assert processes_with(marker), "the program never started"
+            time.sleep(0.01)
         proc.kill()
-    for _ in range(100):
+    for _ in range(100):  # 10 s: well before the program's deadline when it runs
         if not processes_with(marker):
             break
         time.sleep(0.1)
