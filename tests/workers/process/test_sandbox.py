@@ -360,7 +360,7 @@ print(outcome.verdict, b"capped" in outcome.stdout, answer)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root")
-def test_an_unprivileged_caller_gets_the_same_sandbox() -> None:
+def test_an_unprivileged_caller_gets_the_same_sandbox(box: Sandbox) -> None:
     """The docker image runs workers as a plain user: bwrap then makes a user namespace, in which the
     kernel counts the program's processes. Run from /usr/bin/python3 as nobody (the venv's interpreter
     may sit where nobody cannot read it), loading the module by path."""
@@ -378,7 +378,7 @@ def test_an_unprivileged_caller_gets_the_same_sandbox() -> None:
 
 
 @pytest.mark.parametrize("when", ["running", "starting"])
-def test_killing_the_caller_kills_the_sandbox(when: str) -> None:
+def test_killing_the_caller_kills_the_sandbox(box: Sandbox, when: str) -> None:
     """A worker killed (SIGKILL, no clean-up) while its program runs leaves nothing behind at once
     (bwrap's --die-with-parent). Killed while bwrap is still setting up, it may leave a program that
     ends itself at the backstop, or a bwrap child waiting forever for its dead parent (bubblewrap issue
@@ -440,7 +440,7 @@ def test_the_sweep_kills_only_sandboxes_left_behind(box: Sandbox) -> None:
 
 
 def test_find_falls_back_to_a_bwrap_on_path_and_says_why_none_works(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     real = sandbox_module._bundled_bwrap() or shutil.which("bwrap")
     if real is None:
