@@ -84,6 +84,9 @@ class FusionRunner:
             raise SandboxBroken(f"Sandbox Fusion at {self.url}: {reply.error}")
         return outcome(reply.body, limits)
 
+    def forget(self) -> None:
+        """Nothing is kept between chunks."""
+
     def close(self) -> None:
         self.pool.close()
 

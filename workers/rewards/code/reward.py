@@ -163,9 +163,7 @@ class CodeReward(Reward):
         try:
             return [job if isinstance(job, Score) else self._score(job[1]) for job in jobs]
         finally:
-            forget = getattr(runner, "forget", None)
-            if forget is not None:
-                forget()
+            runner.forget()
 
     def _score(self, futures: list[Future[CaseResult]]) -> Score:
         try:

@@ -41,6 +41,9 @@ class Runner(Protocol):
 
     def run(self, source: str, stdin: str, limits: Limits) -> Outcome: ...
 
+    def forget(self) -> None:
+        """Drop what was kept for the chunk just scored (compiled binaries)."""
+
     def close(self) -> None: ...
 
 
@@ -111,7 +114,6 @@ class LocalRunner:
         return future.result()
 
     def forget(self) -> None:
-        """Drop the compiled binaries (the reward calls it after each chunk)."""
         with self._lock:
             self._binaries.clear()
 
