@@ -208,3 +208,7 @@ def test_the_mounted_rewards_file_configures_every_reward_the_workers_serve(
     judge = config.spec(option(argv(services["worker-judge"]), "--rewards"))
     assert judge.kind == "judge"
     assert "vllm-judge:8000" in str(judge.options.model_dump())
+    code = config.spec(option(argv(services["worker-code"]), "--rewards"))
+    assert code.kind == "code"
+    # bwrap needs the user namespaces Docker's default profiles forbid (Sandbox.find says so at start)
+    assert {"seccomp=unconfined", "apparmor=unconfined"} <= set(services["worker-code"]["security_opt"])

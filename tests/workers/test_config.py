@@ -98,7 +98,7 @@ def test_registry_rejects_duplicates_and_lists_known_kinds() -> None:
         kinds.add("format", "x:Y")
     with pytest.raises(ConfigError, match="must be a Reward subclass"):
         kinds.add("thing", object)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="known kinds: accuracy, cosine"):
+    with pytest.raises(ConfigError, match="known kinds: accuracy, code, cosine"):
         kinds.resolve("missing")
 
 

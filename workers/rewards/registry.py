@@ -26,6 +26,7 @@ def rule_entry(name: str) -> str:
 
 BUILTIN_KINDS: Mapping[str, str] = {name: rule_entry(name) for name in RULE_KINDS} | {
     "embedding_similarity": "rewardq.workers.rewards.models.embedding_similarity:EmbeddingSimilarityReward",
+    "code": "rewardq.workers.rewards.code.reward:CodeReward",
     "function": "rewardq.workers.rewards.functions.function:FunctionReward",
     "judge": "rewardq.workers.rewards.judges.judge:JudgeReward",
     "local_judge": "rewardq.workers.rewards.judges.local_judge:LocalJudgeReward",
