@@ -239,3 +239,43 @@ def test_a_trainer_script_without_a_main_guard_is_not_run_again_by_the_children(
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["scored ['ok']"]
+
+
+NAPS = """
+import time
+
+
+def score(completions, **kwargs):
+    time.sleep(2)
+    return [1.0 for _ in completions]
+"""
+
+
+@pytest.mark.slow
+def test_a_threads_worker_has_a_child_for_each_task_it_runs_at_once(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Three 2 s chunks at once on a threads worker of concurrency 3, each with 3 s: none waits for a
+    child (with two children, the third would start at 2 s and be ``timeout`` at 3 s)."""
+    (tmp_path / "naps_reward.py").write_text(NAPS)
+    rewards = tmp_path / "rewards.toml"
+    rewards.write_text(
+        '[rewards.naps]\nkind = "function"\nfunction = "naps_reward.py:score"\nconvention = "trl"\n'
+        "timeout = 3\n"
+    )
+    worker = start_worker(
+        redis_server.url,
+        sqlite_url,
+        *("--rewards", "naps", "--pool", "threads", "--concurrency", "3"),
+        env={"REWARDQ_REWARDS": str(rewards)},
+    )
+    deadline = time.monotonic() + 30  # pebble starts its processes from its own thread
+    while len(children := spawned(descendants(worker.proc.pid))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(children) == 3 + 1  # one spare, for a stopped child's samples
+    settings = Settings.from_env(
+        {}, broker_url=redis_server.url, database_url=sqlite_url, rewards=rewards, chunk_size=1
+    )
+    with RewardClient(settings) as client:
+        result = client.score([{"completion": f"c{i}"} for i in range(3)], "naps", run_id="naps", timeout=60)
+    assert result.statuses["naps"] == ["ok", "ok", "ok"], result.errors

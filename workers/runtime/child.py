@@ -1,7 +1,8 @@
 """Scoring CPU rewards (``runs_in = "child"``) in killable processes, each chunk answered by its deadline.
 
-Each worker process keeps one supervised pebble pool of :data:`POOL_SIZE` processes (:class:`ChildPool`),
-shared by all its CPU rewards and closed with the process's resources. A child builds and sets up each
+Each worker process keeps one supervised pebble pool (:class:`ChildPool`) of one process for each task it
+runs at once (a threads pool's concurrency, else one) plus :data:`SPARE_CHILDREN`, shared by all its CPU
+rewards and closed with the process's resources. A child builds and sets up each
 reward itself, from the rewards file: those the worker was started for when the child starts (a
 replacement is ready for them at once), any other on its first chunk. ``score`` runs on the child's main
 thread, so math-verify's signal timeouts work there. A reward that cannot be built in a child fails the
@@ -49,9 +50,9 @@ from rewardq.workers.rewards.config import RewardsConfig
 
 log = logging.getLogger(__name__)
 
-POOL_SIZE = 2
-"""Processes per worker process: one scores a chunk; after a timed-out chunk call, both score its
-samples one each while the stopped one is replaced."""
+SPARE_CHILDREN = 1
+"""Processes per worker process beyond one for each task it runs at once: after a timed-out chunk call,
+the spare and the others score its samples one each while the stopped one is replaced."""
 BATCH_SHARE = 0.5
 """The part of a chunk's time limit its whole-chunk call may use before the samples are called alone."""
 SETUP_TIMEOUT_S = 300.0
@@ -71,9 +72,11 @@ def _died(error: ProcessExpired) -> str:
 class ChildPool:
     """A worker process's killable children, shared by its CPU rewards."""
 
-    def __init__(self, rewards_file: Path | None, serving: Sequence[str], settings: Settings) -> None:
+    def __init__(
+        self, rewards_file: Path | None, serving: Sequence[str], settings: Settings, tasks_at_once: int = 1
+    ) -> None:
         self.pool = ProcessPool(
-            max_workers=POOL_SIZE,
+            max_workers=tasks_at_once + SPARE_CHILDREN,
             initializer=_start_child,
             initargs=(rewards_file, list(serving), settings),
             context=_CONTEXT,

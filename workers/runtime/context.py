@@ -49,6 +49,7 @@ class WorkerRuntime:
         self._process: WorkerResources | None = None
         self._opening = threading.Lock()  # two threads' first use builds one context
         self._serving: list[str] = []  # the rewards this worker was started for (none: embedded)
+        self._tasks_at_once = 1  # tasks this process runs at once (a threads pool's concurrency)
 
     @property
     def process(self) -> WorkerResources:
@@ -120,11 +121,13 @@ class WorkerRuntime:
         """The process's children for CPU rewards, which build those this worker serves when they start."""
         kinds = self.config.kinds
         serving = [n for n in self._serving if kinds.resolve(self.config.spec(n).kind).runs_in == "child"]
-        return ChildPool(self.config.path, serving, self.settings)
+        return ChildPool(self.config.path, serving, self.settings, self._tasks_at_once)
 
-    def prepare(self, names: Iterable[str]) -> None:
-        """Build and set up every reward in ``names`` now (at worker start, before consuming)."""
+    def prepare(self, names: Iterable[str], tasks_at_once: int = 1) -> None:
+        """Build and set up every reward in ``names`` now (at worker start, before consuming), for a
+        process that runs ``tasks_at_once`` tasks at a time (its CPU rewards get a child for each)."""
         self._serving = list(names)
+        self._tasks_at_once = tasks_at_once
         for name in self._serving:
             self.reward(name)
 

@@ -126,7 +126,7 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
     runtime = app.rewardq_runtime
     # Every reward is built before the worker consumes: a missing model or an unreachable server
     # fails the start (RewardSetupError, exit 2), and the first task does not pay the load.
-    runtime.prepare(options.rewards)
+    runtime.prepare(options.rewards, tasks_at_once=concurrency if pool == "threads" else 1)
     fingerprints = {name: runtime.reward(name).fingerprint for name in options.rewards}
     if pool == "prefork":
         # Children build their own (a model or client must not cross a fork): at their start.
