@@ -92,19 +92,33 @@ class FaultRewards:
         return {"FAULT_BUSY_DIR": str(self.busy_dir), "FAULT_DELAY": str(delay), **extra}
 
     def busy_pids(self) -> set[int]:
-        """Processes in the middle of a ``slow`` call now."""
+        """Processes in the middle of a ``slow`` call now (the reward's killable children)."""
         return {int(p.name.split("-")[0]) for p in self.busy_dir.iterdir()}
 
     def wait_busy(self, among: Iterable[int] | None = None, timeout: float = 30.0) -> int:
-        """A pid (of ``among``, when given) that is scoring a ``slow`` chunk."""
+        """A pid (of ``among``, when given: a worker or pool process whose reward child is in the call)
+        that is scoring a ``slow`` chunk."""
         wanted = None if among is None else set(among)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = self.busy_pids() if wanted is None else self.busy_pids() & wanted
+            scoring = self.busy_pids()
+            busy = scoring if wanted is None else {p for pid in scoring for p in _lineage(pid)} & wanted
             if busy:
                 return min(busy)
             time.sleep(0.02)
         raise AssertionError(f"no process of {wanted or 'any'} started a slow chunk within {timeout}s")
+
+
+def _lineage(pid: int) -> list[int]:
+    """``pid`` and its ancestors (from /proc; those that have exited end the line)."""
+    line = []
+    while pid > 1:
+        line.append(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return line
 
 
 @pytest.fixture
