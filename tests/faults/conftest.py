@@ -57,7 +57,7 @@ def slow(prompts, completions, **kwargs):
 
 def poison(prompts, completions, **kwargs):
     if (BUSY.parent / "poison-on").exists():
-        os.kill(os.getpid(), 9)
+        os.kill(os.getppid(), 9)  # the pool process (this reward child's parent), then this child with it
     return [1.0 for _ in completions]
 '''
 
