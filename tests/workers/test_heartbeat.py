@@ -28,14 +28,14 @@ from pathlib import Path
 
 def score(completions, **kwargs):
     with Path({calls!r}).open("a") as calls:
-        calls.write(f"{{os.getpid()}} {{len(completions)}}\\n")
+        calls.write(f"{{os.getppid()}} {{len(completions)}}\\n")  # the worker process: the child's parent
     time.sleep({seconds})
     return [1.0 for _ in completions]
 """
 
 
 def slow_reward(directory: Path, seconds: float) -> tuple[Path, Path]:
-    """A rewards file serving ``slow``: a function that logs each call (pid, samples) to the returned
+    """A rewards file serving ``slow``: a function that logs each call (worker pid, samples) to the returned
     calls file, then sleeps ``seconds``."""
     calls = directory / "calls.log"
     (directory / "slow.py").write_text(SLOW_FUNCTION.format(calls=str(calls), seconds=seconds))
