@@ -26,6 +26,10 @@ from rewardq.workers.rewards.judges.options import ServerOptions
 from rewardq.workers.rewards.judges.results import Outcome, Reading, cache_hit_score
 from rewardq.workers.rewards.judges.servers import Failure, ServerPool
 
+TIMEOUT_MARGIN_S = 60.0
+"""A server reward's default ``timeout`` is its ``task_timeout`` plus this: it times its own requests out
+first, each sample answered on its own."""
+
 log = logging.getLogger(__name__)
 
 
@@ -42,8 +46,7 @@ class ServerReward(Reward):
 
     options: ServerOptions
     runs_in = "process"
-    timeout_default = 660.0
-    """``task_timeout``'s default + 60 s: the reward times its own requests out first."""
+    timeout_default = ServerOptions.model_fields["task_timeout"].default + TIMEOUT_MARGIN_S
     path: str
     """Where requests go: relative to the base URL (``chat/completions``), or from the server root
     when it starts with ``/`` (``/pooling``)."""
@@ -61,10 +64,11 @@ class ServerReward(Reward):
 
     @property
     def time_limit(self) -> float:
-        """The ``timeout`` option, else ``task_timeout`` + 60 s (by default ``timeout_default``)."""
+        """The ``timeout`` option, else ``task_timeout`` + :data:`TIMEOUT_MARGIN_S` (``timeout_default``
+        for the default ``task_timeout``)."""
         if self.options.timeout is not None:
             return self.options.timeout
-        return self.options.task_timeout + 60.0
+        return self.options.task_timeout + TIMEOUT_MARGIN_S
 
     def identity(self) -> dict[str, str]:
         return {"model": self.options.model} if self.options.model else {}
