@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic_core import PydanticCustomError, SchemaValidator, core_schema
 from typing_extensions import TypedDict
 
+from rewardq.wire.groups import MAX_GROUP_NAME, group_key
 from rewardq.wire.keys import samples_key
 from rewardq.wire.settings import MAX_CHUNK_SIZE
 
@@ -98,6 +99,9 @@ def queue_for(reward: str) -> str:
     return QUEUE_PREFIX + reward
 
 
+GroupName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_GROUP_NAME, pattern=NO_NUL)]
+
+
 class ChatMessage(TypedDict, total=False):
     """One chat message: a ``role`` (required), its ``content`` (text, a list of parts, or null);
     keys beyond those (tool calls, names) travel untouched."""
@@ -126,6 +130,9 @@ class Sample(BaseModel):
     prompt: str | list[ChatMessage] | None = None
     completion: str | list[ChatMessage]
     columns: dict[str, Any] = Field(default_factory=dict)
+    group: GroupName | None = Field(default=None, exclude_if=lambda group: group is None)
+    """The sample's group (:mod:`rewardq.wire.groups`); None: the samples with its prompt. Left out of
+    the wire form when None, as a trainer's rows without one carry none."""
 
     @field_validator("columns")
     @classmethod
@@ -137,6 +144,11 @@ class Sample(BaseModel):
                     AUDIT_LIMIT_ERROR, "{message}", {"column": problem[0], "message": problem[1]}
                 )
         return columns
+
+    @property
+    def group_key(self) -> str:
+        """What the sample's group members share: its ``group``, else its prompt."""
+        return group_key(self.group, self.prompt)
 
     @property
     def completion_text(self) -> str:

@@ -49,10 +49,23 @@ class Score:
     error: str | None = None
     raw: str | None = None  # a judge's raw output, kept for the audit
     meta: ScoreMeta | None = None
+    steps: tuple[float | None, ...] | None = None
+    """Per step (a process reward model) or assistant turn (``per_turn``), its score; None for a scalar
+    reward. ``value`` is their aggregate."""
+    step_ends: tuple[int, ...] | None = None
+    """Per step, the character offset in the completion text where it ends (None where steps are turns)."""
 
     @classmethod
-    def ok(cls, value: float, raw: str | None = None, meta: ScoreMeta | None = None) -> Score:
-        return cls(float(value), "ok", None, raw, meta)
+    def ok(
+        cls,
+        value: float,
+        raw: str | None = None,
+        meta: ScoreMeta | None = None,
+        *,
+        steps: tuple[float | None, ...] | None = None,
+        step_ends: tuple[int, ...] | None = None,
+    ) -> Score:
+        return cls(float(value), "ok", None, raw, meta, steps, step_ends)
 
     @classmethod
     def unscorable(cls, reason: str, meta: ScoreMeta | None = None) -> Score:
@@ -97,6 +110,10 @@ class Reward(ABC):
     runs in ``process`` unless it says otherwise."""
     timeout_default: ClassVar[float] = 30.0
     """The kind's ``timeout`` when the options give none."""
+    sees: ClassVar[Literal["sample", "group"]] = "sample"
+    """``group``: the kind scores the completions of a group together (a pairwise judge); every call of
+    :meth:`score` then holds whole groups (:attr:`Sample.group_key`; the producer never splits one
+    across tasks), and the kind is listed in :data:`rewardq.wire.groups.GROUP_KINDS`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
