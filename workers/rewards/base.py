@@ -3,7 +3,9 @@
 A reward *kind* (``format``, ``accuracy``, a reward model …) is a :class:`Reward` subclass with an
 ``Options`` model; a configured *reward* is a name bound to a kind and its options. A worker builds
 each reward once per process, calls :meth:`Reward.setup` before it consumes (models load, servers are
-checked), then calls :meth:`Reward.score` with whole chunks.
+checked), then calls :meth:`Reward.score` with whole chunks (through
+:func:`~rewardq.workers.rewards.turns.score_samples`, which scores each turn of a conversation when the
+options say ``per_turn``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from rewardq.wire.schema import Sample, Status
 
@@ -80,6 +82,9 @@ class Score:
         return cls(None, "timeout", error, raw, meta)
 
 
+TurnAggregate = Literal["last", "min", "mean", "max", "prod"]
+
+
 class RewardOptions(BaseModel):
     """Base of every kind's options: unknown keys are errors, values are checked on load."""
 
@@ -89,6 +94,30 @@ class RewardOptions(BaseModel):
     """Seconds one call of the reward on a chunk may take (None: the kind's ``timeout_default``); the
     samples still unscored then are ``timeout``. Not part of the fingerprint: it bounds the call, it does
     not change how a value is computed."""
+    per_turn: bool = False
+    """Score each assistant turn of the sample's conversation as a sample of its own
+    (:mod:`rewardq.workers.rewards.turns`); the sample's value is ``turn_aggregate`` over the turns."""
+    turn_aggregate: TurnAggregate = "last"
+    """How the turn scores make the sample's value (``per_turn`` only): ``last``, ``min``, ``mean``, ``max``
+    or ``prod``. Not ``aggregate``: kinds that combine steps or comparisons name theirs so."""
+
+    @field_validator("turn_aggregate")
+    @classmethod
+    def _with_turns(cls, value: TurnAggregate, info: ValidationInfo) -> TurnAggregate:
+        if not info.data.get("per_turn"):
+            raise ValueError("applies only with per_turn = true")
+        return value
+
+    def fingerprint_json(self) -> str:
+        """The options as the fingerprint hashes them: without ``timeout``, and without the turn options
+        at their defaults, so that a configuration from before they existed keeps its fingerprint."""
+        unscored = {"timeout"} | {
+            name for name in TURN_OPTIONS if getattr(self, name) == RewardOptions.model_fields[name].default
+        }
+        return self.model_dump_json(exclude=unscored)
+
+
+TURN_OPTIONS = ("per_turn", "turn_aggregate")
 
 
 class Reward(ABC):
@@ -114,11 +143,16 @@ class Reward(ABC):
     """``group``: the kind scores the completions of a group together (a pairwise judge); every call of
     :meth:`score` then holds whole groups (:attr:`Sample.group_key`; the producer never splits one
     across tasks), and the kind is listed in :data:`rewardq.wire.groups.GROUP_KINDS`."""
+    turns_allowed: ClassVar[bool] = True
+    """Whether the rewards file may set ``per_turn = true``: False for a kind that does not score one
+    completion alone (a ``group`` kind unless it says otherwise, a process reward model)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("holds_model") and "runs_in" not in cls.__dict__:
             cls.runs_in = "process"
+        if cls.__dict__.get("sees") == "group" and "turns_allowed" not in cls.__dict__:
+            cls.turns_allowed = False
 
     def __init__(self, name: str, options: RewardOptions) -> None:
         self.name = name
@@ -145,7 +179,7 @@ class Reward(ABC):
     def fingerprint(self) -> str:
         """Kind, version and a hash of the options and identity: the scorer's identity in the audit."""
         identity = self.identity()
-        text = self.options.model_dump_json(exclude={"timeout"})
+        text = self.options.fingerprint_json()
         if identity:
             text += orjson.dumps(identity, option=orjson.OPT_SORT_KEYS).decode()
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -104,12 +104,17 @@ def _spec(path: Path | None, name: str, table: Any, kinds: KindRegistry) -> Rewa
     try:
         # The context lets an option resolve a path relative to the rewards file.
         options_model = reward_cls.Options.model_validate(options, context={"rewards_file": path})
-        return RewardSpec(name, kind, options_model)
     except ValidationError as e:
         problems = "; ".join(
             f"'{'.'.join(str(p) for p in err['loc'])}': {err['msg']}" for err in e.errors(include_url=False)
         )
         raise ConfigError(f"{where} (kind {kind}): {problems}") from e
+    if options_model.per_turn and not reward_cls.turns_allowed:
+        raise ConfigError(
+            f"{where} (kind {kind}): 'per_turn': this kind cannot score per turn (only kinds that score "
+            "one completion alone into one value can)"
+        )
+    return RewardSpec(name, kind, options_model)
 
 
 def _plugin_paths(path: Path | None, entries: Any) -> list[Path]:

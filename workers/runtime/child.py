@@ -47,6 +47,7 @@ from rewardq.wire.settings import Settings
 from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.base import Reward, Score
 from rewardq.workers.rewards.config import RewardsConfig
+from rewardq.workers.rewards.turns import score_samples
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def _setup(name: str) -> None:
 
 
 def _score(name: str, samples: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    scores = _served[0].reward(name).score([Sample.model_construct(**fields) for fields in samples])
+    scores = score_samples(_served[0].reward(name), [Sample.model_construct(**fields) for fields in samples])
     return [tuple(getattr(score, field) for field in SCORE_FIELDS) for score in scores]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward, Score
+from rewardq.workers.rewards.turns import score_samples
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class WatchedScorer:
 
     def _call(self, samples: Sequence[Sample], outcome: list[Any]) -> None:
         try:
-            outcome.append(self.reward.score(samples))
+            outcome.append(score_samples(self.reward, samples))
         except BaseException as e:  # raised again on the task's thread
             outcome.append(e)
 
