@@ -327,6 +327,7 @@ def test_turn_scores_in_a_killable_child_equal_scoring_each_prefix_as_its_own_sa
         assert score.steps == tuple(alone)
         assert len(set(alone)) > 1, "turns that differ"
         assert score.status == "ok" and score.value == pytest.approx(math.fsum(alone) / len(alone))
+    assert [per_turn.score([sample(r)])[0] for r in rows] == scores, "the chunk changes no score"
 
 
 @pytest.mark.slow
