@@ -163,10 +163,7 @@ class JudgeOptions(ChatOptions):
     @model_validator(mode="before")
     @classmethod
     def _default_scale(cls, data: Any) -> Any:
-        """The default template asks for a grade from 0 to 10: read it on that scale unless told otherwise."""
-        if isinstance(data, dict) and not {"template", "score_range", "labels", "structured"} & set(data):
-            return {**data, "score_range": (0.0, 10.0)}
-        return data
+        return default_scale(data, {"labels"})
 
     @model_validator(mode="after")
     def _consistent(self) -> JudgeOptions:
@@ -191,6 +188,14 @@ class JudgeOptions(ChatOptions):
         if self.structured is None and self.labels is not None:
             return StructuredOutput(choice=list(self.labels))
         return self.structured
+
+
+def default_scale(data: Any, also: set[str]) -> Any:
+    """A kind's default template asks for grades from 0 to 10: read them on that scale unless the options
+    set ``template``, ``score_range``, ``structured`` or one of ``also``."""
+    if isinstance(data, dict) and not {"template", "score_range", "structured", *also} & set(data):
+        return {**data, "score_range": (0.0, 10.0)}
+    return data
 
 
 def check_range(score_range: tuple[float, float] | None) -> None:

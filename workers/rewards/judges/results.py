@@ -1,8 +1,10 @@
 """What a server request comes to: a reply read into a value (or the reason it has none), and the
-:class:`Outcome` of one unique request across its HTTP attempts and re-asks, turned into a ``Score``."""
+:class:`Outcome` of one unique request across its HTTP attempts and re-asks, turned into a ``Score`` (or,
+for a member of a group, what the audit shows of the requests it took part in)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rewardq.workers.rewards.base import Score, ScoreMeta
@@ -91,3 +93,21 @@ class Outcome:
         if self.timed_out:
             return Score.timed_out(error, meta=meta)
         return Score.failed(error, raw=self.raw, meta=meta)
+
+
+def group_meta(mine: Sequence[Outcome], template_hash: str | None) -> ScoreMeta:
+    """What the audit shows of a group member's requests (``pairwise_judge``, ``group_judge``): the HTTP
+    attempts and tokens of those it took part in (a request about several members counts for each), a
+    cache hit when the cache answered all of them."""
+    asked = [o for o in mine if not o.from_cache]
+    prompt = [o.prompt_tokens for o in asked if o.prompt_tokens is not None]
+    completion = [o.completion_tokens for o in asked if o.completion_tokens is not None]
+    return ScoreMeta(
+        truncated=any(o.truncated for o in mine),
+        cache_hit=not asked,
+        http_attempts=sum(o.http_attempts for o in asked),
+        replica=next((o.replica for o in asked if o.replica is not None), None),
+        prompt_tokens=sum(prompt) if prompt else None,
+        completion_tokens=sum(completion) if completion else None,
+        template_hash=template_hash,
+    )
