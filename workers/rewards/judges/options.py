@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from rewardq.workers.rewards.base import RewardOptions
 from rewardq.workers.rewards.judges.prompts import DEFAULT_JUDGE_TEMPLATE
@@ -183,11 +190,25 @@ class JudgeOptions(ChatOptions):
         check_range(self.score_range)
         return self
 
+    @model_serializer(mode="wrap")
+    def _fingerprinted_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields in the order they had before :class:`ChatOptions` was split out of this class: a
+        fingerprint hashes the dump, and a run's scorer must not change with the refactoring."""
+        data: dict[str, Any] = handler(self)
+        return {k: data[k] for k in _JUDGE_DUMP_ORDER if k in data} | data
+
     def structured_output(self) -> StructuredOutput | None:
         """What constrains the reply: ``structured``, or the labels as a choice in label grading."""
         if self.structured is None and self.labels is not None:
             return StructuredOutput(choice=list(self.labels))
         return self.structured
+
+
+_JUDGE_DUMP_ORDER = (
+    *ServerOptions.model_fields,
+    *("system", "template", "reference_column", "parser", "structured", "score_range", "labels"),
+    *("passing_labels", "temperature", "top_p", "seed", "n", "max_tokens", "extra_body", "reask"),
+)
 
 
 def default_scale(data: Any, also: set[str]) -> Any:
