@@ -55,7 +55,8 @@ TEMPLATE = "Grade this answer from 0 to 10 as [[n]].\n{completion}"
 
 
 @contextlib.contextmanager
-def fake_judge(latency: float) -> Iterator[str]:
+def fake_judge(latency: float, reply: str = "[[7]]") -> Iterator[str]:
+    """tests/fake_openai.py in a process of its own, answering ``reply`` to each request after ``latency``."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -66,7 +67,7 @@ def fake_judge(latency: float) -> Iterator[str]:
             "--latency",
             str(latency),
             "--reply",
-            "[[7]]",
+            reply,
         ],
         stdout=subprocess.PIPE,
     )

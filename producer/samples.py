@@ -4,7 +4,8 @@ precise errors.
 Accepted shapes:
 - TRL: ``prompt`` (string or chat messages, optional) and ``completion`` (string or chat messages);
 - ms-swift: ``messages``, whose last message is the assistant's completion.
-Every other key is a dataset column (``solution``, ``completion_ids`` …) and travels to the scorers.
+A row's ``group`` names its group (:mod:`rewardq.wire.groups`). Every other key is a dataset column
+(``solution``, ``completion_ids`` …) and travels to the scorers.
 
 This module only reshapes rows; what a valid sample is, the schema alone says: a batch is checked by
 one call of the :class:`Sample` model's own validator (:func:`~rewardq.wire.schema.samples_checker`, strict:
@@ -57,11 +58,13 @@ def _reshape(record: Any) -> dict[str, Any] | Problem:
     if not isinstance(record, Mapping):
         return Problem("", f"a sample must be a JSON object, got {_kind(record)}")
     columns = dict(record)
+    group = {"group": columns.pop("group")} if columns.get("group") is not None else {}
     if "completion" in columns:
         return {
             "prompt": columns.pop("prompt", None),
             "completion": columns.pop("completion"),
             "columns": columns,
+            **group,
         }
     if "messages" not in columns:
         return Problem("completion", f"missing; {SHAPES_HINT}")
@@ -76,7 +79,7 @@ def _reshape(record: Any) -> dict[str, Any] | Problem:
     # A text completion stays a string, as ms-swift hands it to reward functions; multimodal content
     # keeps its message so that the parts survive.
     completion = content if isinstance(content, str | None) else [last]
-    return {"prompt": messages[:-1] or None, "completion": completion, "columns": columns}
+    return {"prompt": messages[:-1] or None, "completion": completion, "columns": columns, **group}
 
 
 def to_sample(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies) to serve ``GET /v1/models``,
 ``POST /v1/chat/completions`` and vLLM's ``POST /pooling`` / ``POST /classify``. What it answers is a
 *behaviour*: a coroutine function from the request to a :class:`Reply` (or ``None`` to hang until the
-client gives up). It records every request it received and the peak number in flight, so tests check
-retries, timeouts, the in-flight bound, the cache and dedupe from the server's side.
+client gives up). Judges of groups are behaviours too: :func:`biased_pairwise` (a hidden quality per
+completion and a preference for the completion shown first) and :func:`listwise` (grades by quality,
+wherever a completion is shown). It records every request it received and the peak number in flight,
+so tests check retries, timeouts, the in-flight bound, the cache and dedupe from the server's side.
 
 In a thread of the test process::
 
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -169,6 +172,40 @@ def classifier(score: Callable[[Request], float]) -> Behaviour:
         else:
             item = {"index": 0, "label": "LABEL_0", "probs": [value], "num_classes": 1}
         return Reply(body={"object": "list", "model": MODEL, "data": [item], "usage": usage})
+
+    return behave
+
+
+def shown(request: Request) -> dict[str, str]:
+    """The completions a judge's request shows, by label (``A``, ``B``, ``1``, ``2`` …), read from the
+    default templates' ``[RESPONSE x]`` … ``[/RESPONSE x]`` blocks."""
+    blocks = re.finditer(r"\[RESPONSE (\w+)\]\n(.*?)\n\[/RESPONSE \1\]", request.user_text, re.DOTALL)
+    return {m.group(1): m.group(2) for m in blocks}
+
+
+def biased_pairwise(quality: Callable[[str], float], margin: float, latency: float = 0.0) -> Behaviour:
+    """A pairwise judge that knows each completion's hidden ``quality`` but prefers the completion shown
+    first (A) unless the other is better by more than ``margin``. Answers ``[[A]]`` / ``[[B]]`` in free
+    text, or the bare verdict when the request asks for structured output."""
+
+    async def behave(request: Request) -> Reply:
+        if latency:
+            await asyncio.sleep(latency)
+        pair = shown(request)
+        a, b = quality(pair["A"]), quality(pair["B"])
+        verdict = "B" if b - a > margin else "A"
+        structured = isinstance(request.body, dict) and "structured_outputs" in request.body
+        return completion(verdict if structured else f"Both are close; I prefer this one. [[{verdict}]]")
+
+    return behave
+
+
+def listwise(grade: Callable[[str], float]) -> Behaviour:
+    """A listwise judge that grades each completion shown by ``grade``, whatever its place in the list."""
+
+    async def behave(request: Request) -> Reply:
+        grades = [grade(text) for _, text in sorted(shown(request).items(), key=lambda kv: int(kv[0]))]
+        return completion("Graded. [[" + ", ".join(f"{g:g}" for g in grades) + "]]")
 
     return behave
 

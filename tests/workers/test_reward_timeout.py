@@ -47,6 +47,9 @@ def test_each_kind_has_its_default() -> None:
     judge = kinds.resolve("judge")
     assert judge("j", judge.Options(**JUDGE)).time_limit == 660  # task_timeout (600) + 60
     assert judge("j", judge.Options(**JUDGE, task_timeout=30)).time_limit == 90
+    for name in ("pairwise_judge", "group_judge"):
+        group = kinds.resolve(name)
+        assert group(name, group.Options(**JUDGE)).time_limit == 660, name
 
 
 def test_where_each_kind_runs() -> None:
@@ -56,7 +59,10 @@ def test_where_each_kind_runs() -> None:
         "accuracy": "child",
         "function": "child",
     }
-    for name in ("judge", "remote_reward_model", "reward_model", "embedding_similarity", "local_judge"):
+    for name in (
+        *("judge", "pairwise_judge", "group_judge", "remote_reward_model"),
+        *("reward_model", "embedding_similarity", "local_judge"),
+    ):
         assert kinds.resolve(name).runs_in == "process", name
 
 

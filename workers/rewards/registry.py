@@ -29,6 +29,8 @@ BUILTIN_KINDS: Mapping[str, str] = {name: rule_entry(name) for name in RULE_KIND
     "code": "rewardq.workers.rewards.code.reward:CodeReward",
     "function": "rewardq.workers.rewards.functions.function:FunctionReward",
     "judge": "rewardq.workers.rewards.judges.judge:JudgeReward",
+    "pairwise_judge": "rewardq.workers.rewards.judges.pairwise:PairwiseJudgeReward",
+    "group_judge": "rewardq.workers.rewards.judges.group_judge:GroupJudgeReward",
     "local_judge": "rewardq.workers.rewards.judges.local_judge:LocalJudgeReward",
     "remote_reward_model": "rewardq.workers.rewards.models.remote_reward_model:RemoteRewardModel",
     "reward_model": "rewardq.workers.rewards.models.reward_model:RewardModelReward",

@@ -1,4 +1,5 @@
-"""Fixtures of the judge tests: a worker process's resources and judges set up against a fake server."""
+"""Fixtures of the judge tests: a worker process's resources and judges (of samples or of groups) set up
+against a fake server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rewardq import Settings
 from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.judges.judge import JudgeReward
 from rewardq.workers.rewards.judges.options import JudgeOptions
+from rewardq.workers.rewards.judges.remote import ServerReward
 from tests.fake_openai import FakeOpenAI
 
 
@@ -33,6 +35,18 @@ def make_judge(resources: WorkerResources) -> Callable[..., JudgeReward]:
         options.setdefault("template", "Grade: {completion}")
         options.setdefault("score_range", (0, 10))
         reward = JudgeReward(name, JudgeOptions(base_url=url, **options))
+        reward.setup(resources)
+        return reward
+
+    return make
+
+
+@pytest.fixture
+def make_reward(resources: WorkerResources) -> Callable[..., Any]:
+    """``make_reward(Kind, server, **options)`` → a server reward of that kind set up in ``resources``."""
+
+    def make(kind: Any, server: FakeOpenAI, **options: Any) -> ServerReward:
+        reward = kind(kind.kind, kind.Options(base_url=server.base_url, **options))
         reward.setup(resources)
         return reward
 

@@ -22,11 +22,16 @@ from rewardq.workers.process.cache import ResultCache
 log = logging.getLogger(__name__)
 
 
+Value = float | tuple[float, ...]
+"""What a reply is read into: one value in [0, 1] (``judge``, ``pairwise_judge``'s verdict), or one per
+completion it was asked about (``group_judge``)."""
+
+
 @dataclass(frozen=True)
 class CachedResult:
     """What a successful request left: the value and what the audit shows of it."""
 
-    value: float
+    value: Value
     raw: str | None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -66,7 +71,10 @@ class RequestCache:
 
 def _load(key: str, data: bytes) -> CachedResult | None:
     try:
-        return CachedResult(**orjson.loads(data))
-    except (orjson.JSONDecodeError, TypeError) as e:
+        fields = orjson.loads(data)
+        if isinstance(fields.get("value"), list):  # JSON holds a group judge's tuple as a list
+            fields["value"] = tuple(fields["value"])
+        return CachedResult(**fields)
+    except (orjson.JSONDecodeError, TypeError, AttributeError) as e:
         log.warning("ignoring an unreadable cache entry %s: %s", key, e)
         return None

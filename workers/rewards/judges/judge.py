@@ -11,53 +11,29 @@ from typing import Any
 
 from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Score
+from rewardq.workers.rewards.judges.chat import ChatReward
 from rewardq.workers.rewards.judges.options import JudgeOptions
-from rewardq.workers.rewards.judges.prompts import TemplateFieldError, render, template_hash
-from rewardq.workers.rewards.judges.remote import ServerReward
+from rewardq.workers.rewards.judges.remote import Request, SampleServerReward
 from rewardq.workers.rewards.judges.replies import ReplyReader
 from rewardq.workers.rewards.judges.results import Reading
 
 
-class JudgeReward(ServerReward):
+class JudgeReward(ChatReward, SampleServerReward):
     """A reward read from a generative judge's reply."""
 
     kind = "judge"
     Options = JudgeOptions
     options: JudgeOptions
-    path = "chat/completions"
 
     def __init__(self, name: str, options: JudgeOptions) -> None:
         super().__init__(name, options)
-        self.max_reasks = options.reask
-        self.template_hash = template_hash((options.system or "") + "\x00" + options.template)
+        self.params["n"] = options.n
         self._reader = ReplyReader(options)
-        structured = options.structured_output()
-        self._params: dict[str, Any] = {
-            **options.extra_body,
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "n": options.n,
-            "max_tokens": options.max_tokens,
-        }
-        if options.seed is not None:
-            self._params["seed"] = options.seed
-        if structured is not None:
-            self._params["structured_outputs"] = structured.request()
 
     def prepare(self, sample: Sample) -> dict[str, Any] | Score:
-        try:
-            user = render(self.options.template, sample, self.options.reference_column)
-        except TemplateFieldError as e:
-            return Score.failed(str(e))
-        messages = [{"role": "user", "content": user}]
-        if self.options.system is not None:
-            messages.insert(0, {"role": "system", "content": self.options.system})
-        return {"messages": messages, **self._params}
+        return self.chat(sample)
 
-    def reask_body(self, body: dict[str, Any], reask: int) -> dict[str, Any]:
-        return {**body, "seed": body["seed"] + reask} if "seed" in body else body
-
-    def read(self, body: Any) -> Reading:
+    def read(self, body: Any, request: Request) -> Reading:
         return self._reader.read(body)
 
     def reader_identity(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Options of the server-backed kinds: where the servers are and how hard to push them (``ServerOptions``,
-shared by ``judge`` and ``remote_reward_model``), and how a judge is asked and read (``JudgeOptions``).
+shared by ``judge``, ``pairwise_judge``, ``group_judge`` and ``remote_reward_model``), how a chat judge is
+asked (``ChatOptions``, the three judges) and how ``judge`` reads a grade (``JudgeOptions``).
 
 Validation is pydantic only: it never imports the HTTP client, and never reads the API key's variable.
 """
@@ -9,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from rewardq.workers.rewards.base import RewardOptions
 from rewardq.workers.rewards.judges.prompts import DEFAULT_JUDGE_TEMPLATE
@@ -96,46 +104,31 @@ class StructuredOutput(BaseModel):
         return {"json": self.json_schema}
 
 
-class JudgeOptions(ServerOptions):
-    """Options of ``judge``: the prompt, how the reply is read, and the sampling parameters."""
+class ChatOptions(ServerOptions):
+    """How a chat judge is asked: the prompt, what constrains or reads the reply, the sampling parameters.
+    Each judge kind gives ``template`` its own default."""
 
     system: str | None = None
     """A system message sent before the rendered template."""
-    template: Annotated[str, Field(min_length=1)] = DEFAULT_JUDGE_TEMPLATE
-    """The user message: ``{prompt}``, ``{completion}``, ``{reference}`` and any ``{column}`` are filled."""
+    template: Annotated[str, Field(min_length=1)]
+    """The user message: ``{prompt}``, ``{reference}`` and any ``{column}`` are filled, and the kind's own
+    fields (``{completion}``; ``{completion_a}``, ``{completion_b}``; ``{completions}``)."""
     reference_column: Annotated[str, Field(min_length=1)] = "reference"
     """The column that fills ``{reference}``."""
     parser: str | None = None
-    """A regular expression whose first group is the verdict; defaults read ``[[n]]`` and ``Reward: x``."""
+    """A regular expression whose first group is the verdict; each kind has its default patterns."""
     structured: StructuredOutput | None = None
     """Constrain the reply (vLLM structured output): ``{choice = [...]}``, ``{regex = "..."}`` or
     ``{json = {...}}``."""
-    score_range: tuple[float, float] | None = None
-    """The verdict's scale, e.g. ``[1, 10]``: values are mapped to [0, 1] (outside it: an error).
-    Defaults to ``[0, 10]`` with the default template (which asks for 0 to 10), else none."""
-    labels: Annotated[list[str], Field(min_length=2)] | None = None
-    """Label grading (OpenAI's label_model grader): the reply is one of these labels."""
-    passing_labels: Annotated[list[str], Field(min_length=1)] | None = None
-    """The labels that score 1.0; every other label scores 0.0."""
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     seed: int | None = None
     """Sampling seed; a re-ask uses ``seed + k`` so that it can answer differently."""
-    n: Annotated[int, Field(ge=1, le=32)] = 1
-    """Replies per request; the value is their mean (self-consistency)."""
     max_tokens: Annotated[int, Field(ge=1)] = 1024
     extra_body: dict[str, Any] = Field(default_factory=dict)
     """Further request fields passed to the server as is (e.g. ``chat_template_kwargs``)."""
     reask: Annotated[int, Field(ge=0, le=10)] = 1
-    """How many times a sample whose reply did not parse is asked again."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_scale(cls, data: Any) -> Any:
-        """The default template asks for a grade from 0 to 10: read it on that scale unless told otherwise."""
-        if isinstance(data, dict) and not {"template", "score_range", "labels", "structured"} & set(data):
-            return {**data, "score_range": (0.0, 10.0)}
-        return data
+    """How many times a request whose reply did not parse is asked again."""
 
     @field_validator("parser")
     @classmethod
@@ -144,6 +137,40 @@ class JudgeOptions(ServerOptions):
         if value is not None and re.compile(value).groups != 1:
             raise ValueError("`parser` needs exactly one group: the verdict")
         return value
+
+    @model_validator(mode="after")
+    def _request_fields(self) -> ChatOptions:
+        if "structured_outputs" in self.extra_body and self.structured is not None:
+            raise ValueError("set structured output with `structured`, not in `extra_body`")
+        reserved = sorted({"model", "messages", "n", "seed", "max_tokens"} & set(self.extra_body))
+        if reserved:
+            raise ValueError(f"`extra_body` may not set {reserved}: they are options of their own")
+        return self
+
+    def structured_output(self) -> StructuredOutput | None:
+        """What constrains the reply."""
+        return self.structured
+
+
+class JudgeOptions(ChatOptions):
+    """Options of ``judge``: the prompt, how the grade is read, and the sampling parameters."""
+
+    template: Annotated[str, Field(min_length=1)] = DEFAULT_JUDGE_TEMPLATE
+    """The user message: ``{prompt}``, ``{completion}``, ``{reference}`` and any ``{column}`` are filled."""
+    score_range: tuple[float, float] | None = None
+    """The verdict's scale, e.g. ``[1, 10]``: values are mapped to [0, 1] (outside it: an error).
+    Defaults to ``[0, 10]`` with the default template (which asks for 0 to 10), else none."""
+    labels: Annotated[list[str], Field(min_length=2)] | None = None
+    """Label grading (OpenAI's label_model grader): the reply is one of these labels."""
+    passing_labels: Annotated[list[str], Field(min_length=1)] | None = None
+    """The labels that score 1.0; every other label scores 0.0."""
+    n: Annotated[int, Field(ge=1, le=32)] = 1
+    """Replies per request; the value is their mean (self-consistency)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_scale(cls, data: Any) -> Any:
+        return default_scale(data, {"labels"})
 
     @model_validator(mode="after")
     def _consistent(self) -> JudgeOptions:
@@ -160,17 +187,39 @@ class JudgeOptions(ServerOptions):
             choice = self.structured.choice if self.structured is not None else None
             if choice is not None and set(choice) - set(self.labels):
                 raise ValueError("`structured.choice` may only list `labels`")
-        if self.score_range is not None and not self.score_range[0] < self.score_range[1]:
-            raise ValueError("`score_range` must be [low, high] with low < high")
-        if "structured_outputs" in self.extra_body and self.structured is not None:
-            raise ValueError("set structured output with `structured`, not in `extra_body`")
-        reserved = sorted({"model", "messages", "n", "seed", "max_tokens"} & set(self.extra_body))
-        if reserved:
-            raise ValueError(f"`extra_body` may not set {reserved}: they are options of their own")
+        check_range(self.score_range)
         return self
+
+    @model_serializer(mode="wrap")
+    def _fingerprinted_order(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields in the order they had before :class:`ChatOptions` was split out of this class: a
+        fingerprint hashes the dump, and a run's scorer must not change with the refactoring."""
+        data: dict[str, Any] = handler(self)
+        return {k: data[k] for k in _JUDGE_DUMP_ORDER if k in data} | data
 
     def structured_output(self) -> StructuredOutput | None:
         """What constrains the reply: ``structured``, or the labels as a choice in label grading."""
         if self.structured is None and self.labels is not None:
             return StructuredOutput(choice=list(self.labels))
         return self.structured
+
+
+_JUDGE_DUMP_ORDER = (
+    *ServerOptions.model_fields,
+    *("system", "template", "reference_column", "parser", "structured", "score_range", "labels"),
+    *("passing_labels", "temperature", "top_p", "seed", "n", "max_tokens", "extra_body", "reask"),
+)
+
+
+def default_scale(data: Any, also: set[str]) -> Any:
+    """A kind's default template asks for grades from 0 to 10: read them on that scale unless the options
+    set ``template``, ``score_range``, ``structured`` or one of ``also``."""
+    if isinstance(data, dict) and not {"template", "score_range", "structured", *also} & set(data):
+        return {**data, "score_range": (0.0, 10.0)}
+    return data
+
+
+def check_range(score_range: tuple[float, float] | None) -> None:
+    """A ``score_range`` is ``[low, high]`` with low < high."""
+    if score_range is not None and not score_range[0] < score_range[1]:
+        raise ValueError("`score_range` must be [low, high] with low < high")

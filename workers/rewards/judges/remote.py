@@ -1,9 +1,11 @@
 """The base of the server-backed reward kinds: set-up (clients, model discovery, the cache) and the
-scoring of a chunk: dedupe identical requests, serve what the cache holds, send the rest concurrently
-within the task's deadline, re-ask replies that did not parse, cache what succeeded.
+asking of a call's requests: serve what the cache holds, send the rest concurrently within the task's
+deadline, re-ask replies that did not parse, cache what succeeded.
 
-A subclass says how a sample becomes a request (:meth:`ServerReward.prepare`), where it is sent
-(``path``) and how a reply is read (:meth:`ServerReward.read`).
+:class:`ServerReward` says where requests are sent (``path``) and how a reply is read
+(:meth:`ServerReward.read`); :class:`SampleServerReward` makes one request of each sample
+(:meth:`SampleServerReward.prepare`, identical requests sent once). Kinds that see a group build their own
+requests and hand them all to :meth:`ServerReward.ask`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.base import Reward, Score
 from rewardq.workers.rewards.judges.cache import RequestCache, request_key
 from rewardq.workers.rewards.judges.options import ServerOptions
-from rewardq.workers.rewards.judges.results import Outcome, Reading, cache_hit_score
+from rewardq.workers.rewards.judges.results import Outcome, Reading
 from rewardq.workers.rewards.judges.servers import Failure, ServerPool
 
 TIMEOUT_MARGIN_S = 60.0
@@ -35,10 +37,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Request:
-    """A sample's request: the body of its first ask and its cache key (equal keys are sent once)."""
+    """A request: the body of its first ask and its cache key (equal keys are sent once); ``completions``
+    is how many completions it asks about (a group judge reads that many scores from the reply)."""
 
     key: str
     body: dict[str, Any]
+    completions: int = 1
 
 
 class ServerReward(Reward):
@@ -76,12 +80,8 @@ class ServerReward(Reward):
     # --- what a kind defines -------------------------------------------------------------------------
 
     @abstractmethod
-    def prepare(self, sample: Sample) -> dict[str, Any] | Score:
-        """The request body of a sample's first ask (``model`` is added), or the Score it gets instead."""
-
-    @abstractmethod
-    def read(self, body: Any) -> Reading:
-        """Read a reply's JSON body."""
+    def read(self, body: Any, request: Request) -> Reading:
+        """Read the JSON body of the reply to ``request``."""
 
     def reader_identity(self) -> dict[str, Any]:
         """What decides how a reply is read: part of the cache key."""
@@ -137,48 +137,35 @@ class ServerReward(Reward):
         assert model is not None
         return model
 
-    # --- scoring ---------------------------------------------------------------------------------
+    # --- asking -----------------------------------------------------------------------------------
 
-    def score(self, samples: Sequence[Sample]) -> list[Score]:
+    def request(self, body: dict[str, Any], completions: int = 1) -> Request:
+        """The request of a first ask's body (``model`` is added), keyed by all that decides its result."""
+        body = {"model": self.model, **body}
+        reader = {"reader": self.reader_identity(), "version": self.version}
+        return Request(request_key(self.kind, self.model, body, reader), body, completions)
+
+    def ask(self, requests: Sequence[Request]) -> dict[str, Outcome]:
+        """The outcome of each request by key: from the cache, else sent (all at once, within the call's
+        deadline) and cached when it succeeded. Requests with equal keys are sent once."""
         if self._loop is None or self._pool is None:
             raise RuntimeError(f"reward {self.name!r} was not set up")
-        scores: list[Score | None] = [None] * len(samples)
-        groups: dict[str, list[int]] = {}
-        requests: dict[str, Request] = {}
-        reader = {"reader": self.reader_identity(), "version": self.version}
-        for i, sample in enumerate(samples):
-            body = self.prepare(sample)
-            if isinstance(body, Score):
-                scores[i] = body
-                continue
-            body = {"model": self.model, **body}
-            key = request_key(self.kind, self.model, body, reader)
-            requests.setdefault(key, Request(key, body))
-            groups.setdefault(key, []).append(i)
-        pending = self._serve_cached(groups, scores) if self._cache is not None else list(groups)
+        unique = list({r.key: r for r in requests}.values())
+        outcomes: dict[str, Outcome] = {}
+        if self._cache is not None:
+            cached = self._cache.get_many([r.key for r in unique])
+            outcomes = {
+                r.key: Outcome.cached_as(c) for r, c in zip(unique, cached, strict=True) if c is not None
+            }
+        pending = [r for r in unique if r.key not in outcomes]
         if pending:
-            outcomes = self._loop.run(self._ask_all([requests[k] for k in pending]))
-            for key, outcome in outcomes.items():
-                if outcome.ok and self._cache is not None:
-                    self._cache.put(key, outcome.cached())
-                first, *duplicates = groups[key]
-                scores[first] = outcome.score(self.template_hash)
-                for i in duplicates:
-                    scores[i] = outcome.score(self.template_hash, duplicate=True)
-        return [s if s is not None else Score.failed("internal error: no score") for s in scores]
-
-    def _serve_cached(self, groups: dict[str, list[int]], scores: list[Score | None]) -> list[str]:
-        """Fill the scores of cached requests; the keys still to ask."""
-        assert self._cache is not None
-        keys = list(groups)
-        pending = []
-        for key, cached in zip(keys, self._cache.get_many(keys), strict=True):
-            if cached is None:
-                pending.append(key)
-                continue
-            for i in groups[key]:
-                scores[i] = cache_hit_score(cached, self.template_hash)
-        return pending
+            asked = self._loop.run(self._ask_all(pending))
+            if self._cache is not None:
+                for key, outcome in asked.items():
+                    if outcome.ok:
+                        self._cache.put(key, outcome.cached())
+            outcomes.update(asked)
+        return outcomes
 
     async def _ask_all(self, requests: list[Request]) -> dict[str, Outcome]:
         """Send every request concurrently; those not done by ``task_timeout`` are timed out, and so are
@@ -218,7 +205,7 @@ class ServerReward(Reward):
                 return Outcome(
                     None, reply.error, reply.raw, attempts, reply.replica, timed_out=reply.reason == "timeout"
                 )
-            reading = self.read(reply.body)
+            reading = self.read(reply.body, request)
             prompt_tokens += reading.prompt_tokens or 0
             completion_tokens += reading.completion_tokens or 0
             if not reading.reaskable:
@@ -233,6 +220,33 @@ class ServerReward(Reward):
             completion_tokens or None,
             reading.truncated,
         )
+
+
+class SampleServerReward(ServerReward):
+    """A server reward that makes one request of each sample; identical requests of a call are sent once."""
+
+    @abstractmethod
+    def prepare(self, sample: Sample) -> dict[str, Any] | Score:
+        """The request body of a sample's first ask (``model`` is added), or the Score it gets instead."""
+
+    def score(self, samples: Sequence[Sample]) -> list[Score]:
+        scores: list[Score | None] = [None] * len(samples)
+        users: dict[str, list[int]] = {}
+        requests = []
+        for i, sample in enumerate(samples):
+            body = self.prepare(sample)
+            if isinstance(body, Score):
+                scores[i] = body
+                continue
+            request = self.request(body)
+            requests.append(request)
+            users.setdefault(request.key, []).append(i)
+        for key, outcome in self.ask(requests).items():
+            first, *duplicates = users[key]
+            scores[first] = outcome.score(self.template_hash)
+            for i in duplicates:
+                scores[i] = outcome.score(self.template_hash, duplicate=True)
+        return [s if s is not None else Score.failed("internal error: no score") for s in scores]
 
 
 def _unanswered(url: str, failure: Failure, options: ServerOptions) -> str:

@@ -34,10 +34,13 @@ class Verdict:
 
 
 @lru_cache(maxsize=64)
-def compile_patterns(pattern: str | None) -> tuple[re.Pattern[str], ...]:
-    """The default patterns, or ``pattern`` (a regex with exactly one group) alone."""
+def compile_patterns(
+    pattern: str | None, defaults: tuple[str, ...] = DEFAULT_PATTERNS
+) -> tuple[re.Pattern[str], ...]:
+    """The ``defaults`` (a grade's, unless a kind reads another verdict), or ``pattern`` (a regex with
+    exactly one group) alone."""
     if pattern is None:
-        return tuple(re.compile(p) for p in DEFAULT_PATTERNS)
+        return tuple(re.compile(p) for p in defaults)
     compiled = re.compile(pattern)
     if compiled.groups != 1:
         raise ValueError(f"a parser regex needs exactly one group, {pattern!r} has {compiled.groups}")
@@ -50,25 +53,31 @@ def answer_part(reply: str) -> str:
     return reply if at < 0 else reply[at + len(_THINK_END) :]
 
 
+def verdict_matches(reply: str, patterns: tuple[re.Pattern[str], ...]) -> list[str]:
+    """Every verdict-shaped match in the answer part of ``reply`` (each pattern's first group), in the
+    order they appear."""
+    text = answer_part(reply)
+    found = [(m.start(), m.group(1)) for compiled in patterns for m in compiled.finditer(text)]
+    return [match for _, match in sorted(found, key=lambda f: f[0]) if match is not None]
+
+
 def parse_verdict(
     reply: str, pattern: str | None = None, score_range: tuple[float, float] | None = None
 ) -> Verdict:
     """The verdict in ``reply``; with ``score_range`` (low, high) normalised to [0, 1]."""
-    text = answer_part(reply)
-    found: list[tuple[int, float]] = []
-    for compiled in compile_patterns(pattern):
-        for match in compiled.finditer(text):
-            try:
-                value = float(match.group(1))
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(value):
-                found.append((match.start(), value))
+    found: list[float] = []
+    for match in verdict_matches(reply, compile_patterns(pattern)):
+        try:
+            value = float(match)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            found.append(value)
     if not found:
         return Verdict(None, "parse_error: no verdict in the reply")
-    values = sorted({v for _, v in found})
+    values = sorted(set(found))
     if len(values) > 1:
-        shown = ", ".join(f"{v:g}" for _, v in sorted(found))
+        shown = ", ".join(f"{v:g}" for v in found)
         return Verdict(None, f"ambiguous: the reply holds different verdicts ({shown})")
     return normalised(values[0], score_range)
 

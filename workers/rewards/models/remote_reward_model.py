@@ -16,7 +16,7 @@ from pydantic import Field
 from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.judges.options import ServerOptions
-from rewardq.workers.rewards.judges.remote import ServerReward
+from rewardq.workers.rewards.judges.remote import Request, SampleServerReward
 from rewardq.workers.rewards.judges.results import Reading
 
 
@@ -35,7 +35,7 @@ class RemoteRewardModelOptions(ServerOptions):
     """Keep only the last this many tokens (vLLM truncates); default: too long is an ``http_400`` error."""
 
 
-class RemoteRewardModel(ServerReward):
+class RemoteRewardModel(SampleServerReward):
     """The score a served reward model gives a (prompt, completion) conversation."""
 
     kind = "remote_reward_model"
@@ -54,7 +54,7 @@ class RemoteRewardModel(ServerReward):
     def prepare(self, sample: Sample) -> dict[str, Any] | Score:
         return {"messages": conversation(sample), **self._params}
 
-    def read(self, body: Any) -> Reading:
+    def read(self, body: Any, request: Request) -> Reading:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or not data or not isinstance(data[0], dict):
             return Reading(None, "invalid_response: no data in the reply", _short(body))
