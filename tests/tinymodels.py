@@ -7,6 +7,7 @@ arguments, so a session builds each model once.
 
     build_causal_lm(dir)                      # Qwen2ForCausalLM, for judges and vLLM
     build_classifier(dir, num_labels=1)       # Qwen2ForSequenceClassification, a reward model
+    build_token_classifier(dir)               # Qwen2ForTokenClassification with 2 labels and <extra_0>: a PRM
 """
 
 from __future__ import annotations
@@ -44,8 +45,14 @@ TINY_SHAPE: dict[str, Any] = {
 }
 
 
-def build_tokenizer(directory: Path, vocab_size: int = 512, padding_side: str = "right") -> Any:
-    """A trained BPE tokenizer with ChatML special tokens, saved to ``directory``; returns it."""
+PRM_STEP_TAG = "<extra_0>"  # Qwen2.5-Math-PRM's step tag
+
+
+def build_tokenizer(
+    directory: Path, vocab_size: int = 512, padding_side: str = "right", extra_special: tuple[str, ...] = ()
+) -> Any:
+    """A trained BPE tokenizer with ChatML special tokens (and ``extra_special`` ones), saved to
+    ``directory``; returns it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -54,7 +61,7 @@ def build_tokenizer(directory: Path, vocab_size: int = 512, padding_side: str = 
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + list(extra_special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -64,6 +71,7 @@ def build_tokenizer(directory: Path, vocab_size: int = 512, padding_side: str = 
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         padding_side=padding_side,
+        additional_special_tokens=list(extra_special),
     )
     fast.chat_template = CHATML_TEMPLATE
     directory.mkdir(parents=True, exist_ok=True)
@@ -134,6 +142,23 @@ def build_classifier(
             tokenizer = build_tokenizer(directory, padding_side=padding_side)
             torch.manual_seed(seed)
             model = Qwen2ForSequenceClassification(_config(tokenizer, num_labels=num_labels))
+            model.save_pretrained(directory)
+            _mark(directory, spec)
+    return directory
+
+
+def build_token_classifier(directory: Path, num_labels: int = 2, seed: int = 0) -> Path:
+    """A tiny random Qwen2ForTokenClassification (a process reward model, Qwen2.5-Math-PRM's head shape)
+    whose tokenizer has the step tag :data:`PRM_STEP_TAG` as a special token, in ``directory`` (built once)."""
+    spec = {"what": "token_classifier", "num_labels": num_labels, "seed": seed, **TINY_SHAPE}
+    with _locked(directory):
+        if not _cached(directory, spec):
+            import torch
+            from transformers import Qwen2ForTokenClassification
+
+            tokenizer = build_tokenizer(directory, extra_special=(PRM_STEP_TAG,))
+            torch.manual_seed(seed)
+            model = Qwen2ForTokenClassification(_config(tokenizer, num_labels=num_labels))
             model.save_pretrained(directory)
             _mark(directory, spec)
     return directory

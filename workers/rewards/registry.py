@@ -32,6 +32,7 @@ BUILTIN_KINDS: Mapping[str, str] = {name: rule_entry(name) for name in RULE_KIND
     "pairwise_judge": "rewardq.workers.rewards.judges.pairwise:PairwiseJudgeReward",
     "group_judge": "rewardq.workers.rewards.judges.group_judge:GroupJudgeReward",
     "local_judge": "rewardq.workers.rewards.judges.local_judge:LocalJudgeReward",
+    "process_reward_model": "rewardq.workers.rewards.models.process_reward_model:ProcessRewardModel",
     "remote_reward_model": "rewardq.workers.rewards.models.remote_reward_model:RemoteRewardModel",
     "reward_model": "rewardq.workers.rewards.models.reward_model:RewardModelReward",
 }

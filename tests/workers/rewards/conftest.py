@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tinymodels import build_causal_lm, build_classifier
+from tests.tinymodels import build_causal_lm, build_classifier, build_token_classifier
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,12 @@ def classifier_left(models_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def classifier_three_labels(models_dir: Path) -> Path:
     return build_classifier(models_dir / "rm-3", num_labels=3, seed=1)
+
+
+@pytest.fixture(scope="session")
+def token_classifier(models_dir: Path) -> Path:
+    """A tiny process reward model: 2-label token classifier, ``<extra_0>`` a special token."""
+    return build_token_classifier(models_dir / "prm")
 
 
 @pytest.fixture(scope="session")

@@ -93,10 +93,16 @@ class Tokenized:
 
 def tokenize(tokenizer: Any, samples: Sequence[Sample]) -> Tokenized:
     """Render ``samples`` with the chat template and tokenize them in one batched call."""
+    return tokenize_conversations(tokenizer, [messages(sample) for sample in samples])
+
+
+def tokenize_conversations(
+    tokenizer: Any, conversations: Sequence[tuple[list[ChatMessage], list[ChatMessage]]]
+) -> Tokenized:
+    """Render (prompt, completion) message lists with the chat template and tokenize them in one call."""
     texts: list[str] = []
     prompts: list[list[ChatMessage]] = []
-    for sample in samples:
-        prompt, completion = messages(sample)
+    for prompt, completion in conversations:
         texts.append(str(tokenizer.apply_chat_template(prompt + completion, tokenize=False)))
         prompts.append(prompt)
     if not texts:

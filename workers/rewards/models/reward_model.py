@@ -11,12 +11,13 @@ device). Semantics and options are documented in ``docs/rewards-models.md``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,7 +25,7 @@ from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Reward, Score, ScoreMeta
 from rewardq.workers.rewards.models.batching import pack
-from rewardq.workers.rewards.models.chat_tokens import Encoded, Truncation, tokenize
+from rewardq.workers.rewards.models.chat_tokens import Encoded, Tokenized, Truncation, tokenize
 from rewardq.workers.rewards.models.loading import ModelOptions, load_shared, model_identity
 
 if TYPE_CHECKING:
@@ -32,10 +33,12 @@ if TYPE_CHECKING:
     from rewardq.workers.rewards.models.classifier import Classifier
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
-class RewardModelOptions(ModelOptions):
-    """Options of ``reward_model``: the model (``model``, ``revision``, ``dtype``), then these."""
+class BatchedModelOptions(ModelOptions):
+    """Options of the kinds that batch a classifier by tokens (``reward_model``, ``process_reward_model``):
+    the model (``model``, ``revision``, ``dtype``), then these."""
 
     label: int | None = Field(default=None, ge=0)
     """Which logit is the reward; required when the head has several labels."""
@@ -48,6 +51,20 @@ class RewardModelOptions(ModelOptions):
     """Padded tokens (rows * longest row) per forward pass."""
     template: str | None = Field(default=None, min_length=1)
     """A Jinja chat template to render with, for a model that has none (it overrides the model's)."""
+
+    @model_validator(mode="after")
+    def _fits_a_pass(self) -> BatchedModelOptions:
+        if self.max_length is not None and self.max_length > self.token_budget:
+            raise ValueError(
+                f"max_length ({self.max_length}) exceeds token_budget ({self.token_budget}): "
+                "an input of max_length tokens would not fit in one forward pass"
+            )
+        return self
+
+
+class RewardModelOptions(BatchedModelOptions):
+    """Options of ``reward_model``: those of :class:`BatchedModelOptions`, then these."""
+
     shift: float = 0.0
     """Subtracted from the logit."""
     scale: float = 1.0
@@ -66,11 +83,6 @@ class RewardModelOptions(ModelOptions):
     def _consistent(self) -> RewardModelOptions:
         if self.clip is not None and not self.clip[0] < self.clip[1]:
             raise ValueError(f"clip must be [low, high] with low < high, got {list(self.clip)}")
-        if self.max_length is not None and self.max_length > self.token_budget:
-            raise ValueError(
-                f"max_length ({self.max_length}) exceeds token_budget ({self.token_budget}): "
-                "an input of max_length tokens would not fit in one forward pass"
-            )
         return self
 
 
@@ -82,6 +94,8 @@ class RewardModelReward(Reward):
     options: RewardModelOptions
     holds_model: ClassVar[bool] = True
     timeout_default = 300.0
+    head: ClassVar[Literal["sequence", "token"]] = "sequence"
+    """The classification head the model must have."""
 
     _classifier: Classifier | None = None
     _tokenizer: Any = None
@@ -100,7 +114,11 @@ class RewardModelReward(Reward):
         # A missing path, no classification head (ClassifierLoadError), out of memory: load_shared
         # turns each into a RewardSetupError naming the reward and the path.
         classifier = load_shared(
-            resources, "sequence_classification", opts, load_classifier, reward=self.name
+            resources,
+            f"{self.head}_classification",
+            opts,
+            functools.partial(load_classifier, head=self.head),
+            reward=self.name,
         )
         self._check_head(classifier)
         if opts.template is None and not getattr(classifier.tokenizer, "chat_template", None):
@@ -159,6 +177,20 @@ class RewardModelReward(Reward):
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         classifier = self._ready()
         tokens = tokenize(self._tokenizer, samples)
+        encoded, logits = self._fit_and_run(
+            tokens, lambda _, rows, passes: classifier.run_passes(rows, passes, self._label)
+        )
+        scores = [Score.unscorable(e.problem or "not scorable", meta=encoded_meta(e)) for e in encoded]
+        for i, logit in logits.items():
+            scores[i] = self._value(logit, encoded[i])
+        return scores
+
+    def _fit_and_run(
+        self, tokens: Tokenized, forward: Callable[[list[int], list[list[int]], list[list[int]]], list[R]]
+    ) -> tuple[list[Encoded], dict[int, R]]:
+        """Each input within ``max_length`` (:class:`Encoded`, for the audit) and ``forward(scorable, rows,
+        passes)``'s result per scorable input: ``rows`` are the token ids of the inputs ``scorable`` names,
+        ``passes`` packs them by ``token_budget``."""
         count = len(tokens.ids)
         limit = self._max_length
 
@@ -174,7 +206,7 @@ class RewardModelReward(Reward):
         packing = pack([len(r) for r in rows], self.options.token_budget)
         with ThreadPoolExecutor(1, thread_name_prefix="rewardq-counts") as helper:
             counting = helper.submit(lambda: [cut[i] if i in cut else fit(i) for i in range(count)])
-            logits = classifier.run_passes(rows, packing.passes, self._label)
+            outputs = forward(scorable, rows, packing.passes)
             encoded = counting.result()
         log.info(
             "reward %s: %d samples in %d forward passes, padding efficiency %.3f",
@@ -183,21 +215,18 @@ class RewardModelReward(Reward):
             len(packing.passes),
             packing.efficiency,
         )
-        scores = [Score.unscorable(e.problem or "not scorable", meta=_meta(e)) for e in encoded]
-        for i, logit in zip(scorable, logits, strict=True):
-            scores[i] = self._value(logit, encoded[i])
-        return scores
+        return encoded, dict(zip(scorable, outputs, strict=True))
 
     def _value(self, logit: float, encoded: Encoded) -> Score:
         if not math.isfinite(logit):
-            return Score.failed(f"the model returned a non-finite logit ({logit})", meta=_meta(encoded))
+            return Score.failed(f"the model returned a non-finite logit ({logit})", meta=encoded_meta(encoded))
         value = (logit - self.options.shift) * self.options.scale
         if self.options.clip is not None:
             value = min(max(value, self.options.clip[0]), self.options.clip[1])
-        return Score.ok(value, meta=_meta(encoded))
+        return Score.ok(value, meta=encoded_meta(encoded))
 
 
-def _meta(encoded: Encoded) -> ScoreMeta:
+def encoded_meta(encoded: Encoded) -> ScoreMeta:
     return ScoreMeta(
         truncated=encoded.truncated,
         prompt_tokens=encoded.prompt_tokens,
