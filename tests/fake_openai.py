@@ -1,7 +1,8 @@
 """A misbehaving OpenAI-compatible server for tests and benchmarks: a real HTTP server on a free port.
 
 It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies) to serve ``GET /v1/models``,
-``POST /v1/chat/completions`` and vLLM's ``POST /pooling`` / ``POST /classify``. What it answers is a
+``POST /v1/chat/completions`` and vLLM's ``POST /pooling`` / ``POST /classify`` (a process reward
+model's STEP pooling too). What it answers is a
 *behaviour*: a coroutine function from the request to a :class:`Reply` (or ``None`` to hang until the
 client gives up). Judges of groups are behaviours too: :func:`biased_pairwise` (a hidden quality per
 completion and a preference for the completion shown first) and :func:`listwise` (grades by quality,
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
 import threading
 import time
@@ -206,6 +208,39 @@ def listwise(grade: Callable[[str], float]) -> Behaviour:
     async def behave(request: Request) -> Reply:
         grades = [grade(text) for _, text in sorted(shown(request).items(), key=lambda kv: int(kv[0]))]
         return completion("Graded. [[" + ", ".join(f"{g:g}" for g in grades) + "]]")
+
+    return behave
+
+
+def step_pooling(step_score: Callable[[str], float], tag: str = "<extra_0>") -> Behaviour:
+    """Answer vLLM's ``/pooling`` as a process reward model served with STEP pooling does (``task`` =
+    ``token_classify``, ``--pooler-config '{"pooling_type": "STEP", "step_tag_id": ...}'``): one row of
+    the 2-label head's outputs per step tag in the last message, the text before each tag scored by
+    ``step_score`` as the probability of label 1 (raw logits, or probabilities with ``use_activation``).
+    Without ``task`` it answers as ``/pooling`` does for any pooling model: 400."""
+
+    async def behave(request: Request) -> Reply:
+        body = request.body if isinstance(request.body, dict) else {}
+        if not request.path.endswith("/pooling") or body.get("task") != "token_classify":
+            return Reply(400, {"error": {"message": "expected task token_classify", "code": 400}})
+        steps = str(body["messages"][-1]["content"]).split(tag)[:-1]
+        probabilities = [step_score(step) for step in steps]
+        if body.get("use_activation"):
+            rows = [[1.0 - p, p] for p in probabilities]
+        else:
+            rows = [[0.0, math.log(p / (1.0 - p))] for p in probabilities]
+        usage = {"prompt_tokens": 29, "total_tokens": 29, "completion_tokens": 0}
+        item = {"index": 0, "object": "pooling", "data": rows}
+        return Reply(
+            body={
+                "id": "pool-fake",
+                "object": "list",
+                "created": 0,
+                "model": MODEL,
+                "data": [item],
+                "usage": usage,
+            }
+        )
 
     return behave
 

@@ -24,7 +24,8 @@ from rewardq.workers.rewards.models.steps import QWEN_PRM_SYSTEM, split_steps
 from tests.tinymodels import PRM_STEP_TAG
 
 TOLERANCE = 1e-4
-WORDS = "the answer is 42 so we add 2 and 3 to get 5 x = 7 Final boxed correct because".split()
+TEXT = "the answer is 42 so we add 2 and 3 to get 5 x = 7 Final boxed correct because"
+WORDS = TEXT.split()
 
 
 def make_prm(model: Path, **options: Any) -> ProcessRewardModel:
@@ -43,7 +44,9 @@ def plain_model(model_dir: Path) -> tuple[Any, Any]:
     return tokenizer, model
 
 
-def plain_step_scores(model_dir: Path, query: str, steps: list[str], system: str = QWEN_PRM_SYSTEM) -> list[float]:
+def plain_step_scores(
+    model_dir: Path, query: str, steps: list[str], system: str = QWEN_PRM_SYSTEM
+) -> list[float]:
     """As Qwen2.5-Math-PRM's model card scores: system, query, the steps joined by the tag (one after
     the last), rendered, one forward pass; the probability of label 1 at each tag token."""
     import torch
@@ -94,7 +97,7 @@ def test_every_step_score_equals_a_plain_forward_pass_whatever_the_chunking(
         assert score.value == pytest.approx(min(want), abs=TOLERANCE)
         text = sample.completion_text
         assert score.step_ends is not None
-        assert [text[: end][-len(step) :] for end, step in zip(score.step_ends, steps, strict=True)] == steps
+        assert [text[:end][-len(step) :] for end, step in zip(score.step_ends, steps, strict=True)] == steps
 
 
 def test_a_sample_scores_the_same_alone_and_in_any_batch(token_classifier: Path) -> None:
@@ -118,7 +121,9 @@ def test_steps_split_on_the_separator_and_blank_steps_are_dropped() -> None:
     ("aggregate", "combine"),
     [("min", min), ("last", lambda v: v[-1]), ("mean", lambda v: sum(v) / len(v)), ("prod", math.prod)],
 )
-def test_the_value_is_the_aggregate_of_the_steps(aggregate: str, combine: Any, token_classifier: Path) -> None:
+def test_the_value_is_the_aggregate_of_the_steps(
+    aggregate: str, combine: Any, token_classifier: Path
+) -> None:
     sample = Sample(prompt="What is 2 + 3?", completion="Add 2 and 3.\n\nThat is 5.\n\nFinal: 5")
     [score] = make_prm(token_classifier, aggregate=aggregate).score([sample])
     assert score.steps is not None and len(score.steps) == 3
@@ -128,7 +133,9 @@ def test_the_value_is_the_aggregate_of_the_steps(aggregate: str, combine: Any, t
 def test_separator_and_system_prompt_options(token_classifier: Path) -> None:
     sample = Sample(prompt="What is 2 + 3?", completion="Add 2 and 3.\nThat is 5.")
     [score] = make_prm(token_classifier, step_separator="\n", system_prompt="Be careful.").score([sample])
-    want = plain_step_scores(token_classifier, "What is 2 + 3?", ["Add 2 and 3.", "That is 5."], "Be careful.")
+    want = plain_step_scores(
+        token_classifier, "What is 2 + 3?", ["Add 2 and 3.", "That is 5."], "Be careful."
+    )
     assert list(score.steps or ()) == pytest.approx(want, abs=TOLERANCE)
     assert score.step_ends == (12, 23)
     # A prompt with its own system turn keeps it and gets no second one.
@@ -141,13 +148,15 @@ def test_separator_and_system_prompt_options(token_classifier: Path) -> None:
 
 
 def test_a_tag_in_the_prompt_does_not_become_a_step(token_classifier: Path) -> None:
-    reward = make_prm(token_classifier)
-    [plain] = reward.score([Sample(prompt="What is 2 + 3?", completion="Add.\n\nFive.")])
-    [tagged] = reward.score([Sample(prompt=f"What is{PRM_STEP_TAG} 2 + 3?", completion="Add.\n\nFive.")])
-    assert tagged.status == "ok" and tagged.steps is not None and len(tagged.steps) == 2
+    query = f"What is{PRM_STEP_TAG} 2 + 3?"
+    [tagged] = make_prm(token_classifier).score([Sample(prompt=query, completion="Add.\n\nFive.")])
+    _, *steps = plain_step_scores(token_classifier, query, ["Add.", "Five."])
+    assert list(tagged.steps or ()) == pytest.approx(steps, abs=TOLERANCE)
 
 
-def test_completions_without_steps_or_with_the_tag_are_unscorable_with_the_reason(token_classifier: Path) -> None:
+def test_completions_without_steps_or_with_the_tag_are_unscorable_with_the_reason(
+    token_classifier: Path,
+) -> None:
     blank, tagged = make_prm(token_classifier).score(
         [Sample(prompt="p", completion=" \n\n "), Sample(prompt="p", completion=f"a{PRM_STEP_TAG}b")]
     )
@@ -169,7 +178,9 @@ def test_a_completion_whose_tags_would_be_cut_is_unscorable_not_a_value(token_cl
 def test_a_model_that_cannot_serve_steps_fails_at_setup(
     token_classifier: Path, classifier_right: Path
 ) -> None:
-    with pytest.raises(RewardSetupError, match=r"'prm'.*no token-classification head.*ForSequenceClassification"):
+    with pytest.raises(
+        RewardSetupError, match=r"'prm'.*no token-classification head.*ForSequenceClassification"
+    ):
         make_prm(classifier_right)
     with pytest.raises(RewardSetupError, match=r"step_tag '<step>' is \d+ tokens"):
         make_prm(token_classifier, step_tag="<step>")

@@ -63,7 +63,10 @@ class Classifier:
         return out
 
     def _pipelined(
-        self, rows: Sequence[list[int]], passes: Sequence[list[int]], forward: Callable[[Any, Any, list[int]], Any]
+        self,
+        rows: Sequence[list[int]],
+        passes: Sequence[list[int]],
+        forward: Callable[[Any, Any, list[int]], Any],
     ) -> list[float]:
         """``forward(ids, lengths, indices)`` per pass, its outputs (1-d tensors) concatenated as floats.
 
@@ -150,8 +153,11 @@ class Classifier:
 HEADS = {"sequence": "ForSequenceClassification", "token": "ForTokenClassification"}
 
 
-def load_classifier(path: Path, dtype: Any, device: str, head: Literal["sequence", "token"] = "sequence") -> Classifier:
-    """Load the local directory ``path`` as a sequence (or token) classifier with a trained head on ``device``.
+def load_classifier(
+    path: Path, dtype: Any, device: str, head: Literal["sequence", "token"] = "sequence"
+) -> Classifier:
+    """Load the local directory ``path`` as a sequence (``head``: or token) classifier with a trained
+    head on ``device``.
 
     Raises ClassifierLoadError when it is not one (a causal LM, say, whose head would be random).
     """
@@ -176,4 +182,3 @@ def load_classifier(path: Path, dtype: Any, device: str, head: Literal["sequence
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return Classifier(model, tokenizer, device, int(model.config.num_labels), int(pad or 0))
-

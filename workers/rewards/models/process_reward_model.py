@@ -54,8 +54,8 @@ class ProcessRewardModel(RewardModelReward):
         ids = self._tokenizer(tag, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise RewardSetupError(
-                f"reward {self.name!r}: step_tag {tag!r} is {len(ids)} tokens for model {self.options.model}'s "
-                "tokenizer; it must be one token (a special token of the tokenizer)"
+                f"reward {self.name!r}: step_tag {tag!r} is {len(ids)} tokens for the tokenizer of model "
+                f"{self.options.model}; it must be one token (a special token of the tokenizer)"
             )
         self._tag_id = int(ids[0])
 
@@ -88,7 +88,9 @@ class ProcessRewardModel(RewardModelReward):
         tokens = tokenize_conversations(self._tokenizer, conversations)
 
         def forward(scorable: list[int], rows: list[list[int]], passes: list[list[int]]) -> list[list[float]]:
-            positions = [self._tag_positions(row, len(steps[k].texts)) for k, row in zip(scorable, rows, strict=True)]
+            positions = [
+                self._tag_positions(row, len(steps[k].texts)) for k, row in zip(scorable, rows, strict=True)
+            ]
             return classifier.run_token_passes(rows, passes, positions, self._label)
 
         encoded, probabilities = self._fit_and_run(tokens, forward)

@@ -219,7 +219,9 @@ class RewardModelReward(Reward):
 
     def _value(self, logit: float, encoded: Encoded) -> Score:
         if not math.isfinite(logit):
-            return Score.failed(f"the model returned a non-finite logit ({logit})", meta=encoded_meta(encoded))
+            return Score.failed(
+                f"the model returned a non-finite logit ({logit})", meta=encoded_meta(encoded)
+            )
         value = (logit - self.options.shift) * self.options.scale
         if self.options.clip is not None:
             value = min(max(value, self.options.clip[0]), self.options.clip[1])

@@ -94,7 +94,12 @@ def aggregate(values: Sequence[float], how: Aggregate) -> float:
 
 
 def step_score(
-    probabilities: Sequence[float], steps: Steps, how: Aggregate, *, raw: str | None = None, meta: ScoreMeta | None = None
+    probabilities: Sequence[float],
+    steps: Steps,
+    how: Aggregate,
+    *,
+    raw: str | None = None,
+    meta: ScoreMeta | None = None,
 ) -> Score:
     """The sample's Score from one probability per step: their aggregate, the steps and their ends."""
     if len(probabilities) != len(steps.texts):
