@@ -1,6 +1,6 @@
 """Process-reward-model throughput on long-tailed solutions of 2 to 8 steps, in tokens/s.
 
-(a) rewardq end to end: RewardClient → Redis → one `rewardq worker` (process_reward_model kind) → SQLite audit;
+(a) rewardq end to end: RewardClient → Redis → one `rewardq worker` (process_reward_model) → SQLite audit;
 (b) a bare torch.inference_mode() loop over the same tagged, templated texts: pre-tokenised, length-sorted
     token-budget passes, the softmax over the labels at every step tag;
 (e) the reward's own ``score`` in this process (split, tag, render, tokenize, pack, passes, aggregate).
@@ -37,7 +37,8 @@ from tests.tinymodels import PRM_STEP_TAG, build_tokenizer  # noqa: E402
 
 
 def build_prm(directory: Path, shape: str) -> Path:
-    """A random-weight 2-label Qwen2ForTokenClassification of ``shape``, ``<extra_0>`` special (built once)."""
+    """A random-weight 2-label Qwen2ForTokenClassification of ``shape``, its step tag a special token
+    (built once)."""
     marker = directory / "bench-shape.txt"
     if marker.exists() and marker.read_text() == shape:
         return directory
@@ -47,15 +48,16 @@ def build_prm(directory: Path, shape: str) -> Path:
     tokenizer = build_tokenizer(directory, extra_special=(PRM_STEP_TAG,))
     dims = dict(SHAPES[shape])
     vocab = max(dims.pop("vocab_size"), len(tokenizer))
-    config = Qwen2Config(
+    fields: dict[str, Any] = {
         **dims,
-        vocab_size=vocab,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        max_position_embeddings=4096,
-        num_labels=2,
-        tie_word_embeddings=True,
-    )
+        "vocab_size": vocab,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "max_position_embeddings": 4096,
+        "num_labels": 2,
+        "tie_word_embeddings": True,
+    }
+    config = Qwen2Config(**fields)
     torch.manual_seed(0)
     model = Qwen2ForTokenClassification(config)
     if shape == "0.5b":
@@ -148,7 +150,10 @@ def end_to_end(model_dir: Path, dtype: str, budget: int, samples: list[Sample], 
         with redis_server() as broker, sqlite_database() as database:
             settings = Settings.from_env({}, broker_url=broker, database_url=database, rewards=config)
             worker_args = ("--rewards", "prm", "--config", str(config), "--loglevel", "WARNING")
-            with workers(1, broker, database, *worker_args), RewardClient(settings.with_(chunk_size=len(samples))) as client:
+            with (
+                workers(1, broker, database, *worker_args),
+                RewardClient(settings.with_(chunk_size=len(samples))) as client,
+            ):
                 client.score(samples[:8], {"prm": 1.0}, run_id="warm-up", timeout=600)
                 best = float("inf")
                 for r in range(repeat):
@@ -180,7 +185,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForTokenClassification.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     model = model.to(args.device).eval()
-    tag = tokenizer.convert_tokens_to_ids(PRM_STEP_TAG)
+    [tag] = tokenizer(PRM_STEP_TAG, add_special_tokens=False)["input_ids"]
     samples = make_solutions(args.samples)
     rows = tagged_rows(tokenizer, samples)
     tokens = sum(len(r) for r in rows)
@@ -193,11 +198,14 @@ def main() -> None:
         b_runs.append(bare_loop(model, rows, tag, budget, args.device))
         e_runs.append(in_process(model_dir, dtype, budget, samples))
     seconds = {"b": min(b_runs), "e": min(e_runs)}
-    seconds["a"] = float("nan") if args.skip_queue else end_to_end(model_dir, dtype, budget, samples, args.repeat)
+    seconds["a"] = (
+        float("nan") if args.skip_queue else end_to_end(model_dir, dtype, budget, samples, args.repeat)
+    )
     rate = {name: tokens / s for name, s in seconds.items()}
     lengths = sorted(len(r) for r in rows)
     print(
-        f"process_reward_model, {args.shape} Qwen2-shaped PRM, {args.device} {dtype}, {len(samples)} samples, "
+        f"process_reward_model, {args.shape} Qwen2-shaped PRM, {args.device} {dtype}, {len(samples)} samples,"
+        " "
         f"{steps:,} steps, {tokens:,} tokens (median {lengths[len(lengths) // 2]}, max {lengths[-1]}), "
         f"token_budget {budget}, best of {args.repeat}"
     )
@@ -205,7 +213,7 @@ def main() -> None:
     print(f"(b) bare inference_mode loop, sorted batches:   {rate['b']:>12,.0f} tokens/s")
     print(f"(e) reward.score() in process:                 {rate['e']:>12,.0f} tokens/s")
     print(f"(a)/(b) = {rate['a'] / rate['b']:.2f}   (aim >= 0.9)")
-    print(f"(e)/(b) = {rate['e'] / rate['b']:.2f}   (the reward's own path: split, tag, render, tokenize, passes)")
+    print(f"(e)/(b) = {rate['e'] / rate['b']:.2f}   (the reward's own path: tag, render, tokenize, passes)")
 
 
 if __name__ == "__main__":

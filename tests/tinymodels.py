@@ -149,7 +149,8 @@ def build_classifier(
 
 def build_token_classifier(directory: Path, num_labels: int = 2, seed: int = 0) -> Path:
     """A tiny random Qwen2ForTokenClassification (a process reward model, Qwen2.5-Math-PRM's head shape)
-    whose tokenizer has the step tag :data:`PRM_STEP_TAG` as a special token, in ``directory`` (built once)."""
+    whose tokenizer has the step tag :data:`PRM_STEP_TAG` as a special token, in ``directory`` (built
+    once)."""
     spec = {"what": "token_classifier", "num_labels": num_labels, "seed": seed, **TINY_SHAPE}
     with _locked(directory):
         if not _cached(directory, spec):

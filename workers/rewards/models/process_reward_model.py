@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class ProcessRewardModelOptions(BatchedModelOptions, StepOptions):
     """Options of ``process_reward_model``: the model and its batching, the steps, and ``label``."""
 
-    label: int = Field(default=1, ge=0)  # type: ignore[assignment]  # a default here, not None
+    label: int = Field(default=1, ge=0)
     """The label whose probability is a step's score (1: "correct" in Qwen2.5-Math-PRM's head)."""
 
 
@@ -42,7 +42,7 @@ class ProcessRewardModel(RewardModelReward):
     """Per step, the probability of ``label`` at the step's tag; the value is their aggregate."""
 
     kind = "process_reward_model"
-    Options = ProcessRewardModelOptions
+    Options = ProcessRewardModelOptions  # type: ignore[assignment]  # a subclass of the options of reward_model's base
     options: ProcessRewardModelOptions  # type: ignore[assignment]
     head: ClassVar[Literal["sequence", "token"]] = "token"
 
