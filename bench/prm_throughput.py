@@ -14,11 +14,14 @@ Figures are ratios measured side by side in one run, as bench/reward_model.py me
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,31 +119,36 @@ def bare_loop(model: Any, rows: list[list[int]], tag: int, budget: int, device: 
     return time.perf_counter() - start
 
 
-def in_process(model_dir: Path, dtype: str, budget: int, samples: list[Sample]) -> float:
-    """(e): seconds for the ``process_reward_model`` reward's ``score`` over ``samples``, in this process."""
-    from rewardq.workers.process.resources import WorkerResources
-    from rewardq.workers.rewards.models.process_reward_model import (
-        ProcessRewardModel,
-        ProcessRewardModelOptions,
-    )
+class InProcess:
+    """(e): the ``process_reward_model`` reward set up in this process; :meth:`seconds` scores ``samples``."""
 
-    options = ProcessRewardModelOptions.model_validate(
-        {"model": str(model_dir), "dtype": dtype, "token_budget": budget, "max_length": min(4096, budget)}
-    )
-    reward = ProcessRewardModel("prm", options)
-    reward.setup(WorkerResources(Settings()))
-    reward.score(samples[:8])  # warm-up
-    start = time.perf_counter()
-    scores = reward.score(samples)
-    seconds = time.perf_counter() - start
-    assert all(s.status == "ok" for s in scores), "a sample was not scored"
-    reward.close()
-    return seconds
+    def __init__(self, model_dir: Path, dtype: str, budget: int, samples: list[Sample]) -> None:
+        from rewardq.workers.process.resources import WorkerResources
+        from rewardq.workers.rewards.models.process_reward_model import (
+            ProcessRewardModel,
+            ProcessRewardModelOptions,
+        )
+
+        options = ProcessRewardModelOptions.model_validate(
+            {"model": str(model_dir), "dtype": dtype, "token_budget": budget, "max_length": min(4096, budget)}
+        )
+        self.reward = ProcessRewardModel("prm", options)
+        self.reward.setup(WorkerResources(Settings()))
+        self.samples = samples
+        self.reward.score(samples[:8])  # warm-up
+
+    def seconds(self) -> float:
+        start = time.perf_counter()
+        scores = self.reward.score(self.samples)
+        seconds = time.perf_counter() - start
+        assert all(s.status == "ok" for s in scores), "a sample was not scored"
+        return seconds
 
 
-def end_to_end(model_dir: Path, dtype: str, budget: int, samples: list[Sample], repeat: int) -> float:
-    """(a): best seconds for one submission of ``samples`` through a private redis-server, one worker and
-    a SQLite audit."""
+@contextlib.contextmanager
+def queued(model_dir: Path, dtype: str, budget: int, samples: list[Sample]) -> Iterator[Callable[[], float]]:
+    """(a): a private redis-server, one worker and a SQLite audit; yields a function that times one
+    submission of ``samples`` through them."""
     with tempfile.TemporaryDirectory() as d:
         config = Path(d) / "rewards.toml"
         config.write_text(
@@ -155,13 +163,15 @@ def end_to_end(model_dir: Path, dtype: str, budget: int, samples: list[Sample], 
                 RewardClient(settings.with_(chunk_size=len(samples))) as client,
             ):
                 client.score(samples[:8], {"prm": 1.0}, run_id="warm-up", timeout=600)
-                best = float("inf")
-                for r in range(repeat):
+                runs = iter(range(1 << 30))
+
+                def seconds() -> float:
                     start = time.perf_counter()
-                    result = client.score(samples, {"prm": 1.0}, run_id=f"bench-{r}", timeout=600)
-                    best = min(best, time.perf_counter() - start)
+                    result = client.score(samples, {"prm": 1.0}, run_id=f"bench-{next(runs)}", timeout=600)
                     assert all(s == "ok" for s in result.statuses["prm"]), "a sample was not scored"
-    return best
+                    return time.perf_counter() - start
+
+                yield seconds
 
 
 def main() -> None:
@@ -191,29 +201,30 @@ def main() -> None:
     tokens = sum(len(r) for r in rows)
     steps = sum(r.count(tag) for r in rows)
 
-    # Interleaved, best of each: the machine's load moves more than the difference measured.
+    # The machine's load moves more than the differences measured: (a), (b) and (e) run in turn in each
+    # round, and each ratio is the median of the rounds' ratios.
     bare_loop(model, rows[:32], tag, budget, args.device)  # warm-up
-    b_runs, e_runs = [], []
-    for _ in range(args.repeat):
-        b_runs.append(bare_loop(model, rows, tag, budget, args.device))
-        e_runs.append(in_process(model_dir, dtype, budget, samples))
-    seconds = {"b": min(b_runs), "e": min(e_runs)}
-    seconds["a"] = (
-        float("nan") if args.skip_queue else end_to_end(model_dir, dtype, budget, samples, args.repeat)
-    )
-    rate = {name: tokens / s for name, s in seconds.items()}
+    local = InProcess(model_dir, dtype, budget, samples)
+    nothing = contextlib.nullcontext(lambda: float("nan"))
+    rounds = []
+    with nothing if args.skip_queue else queued(model_dir, dtype, budget, samples) as end_to_end:
+        for _ in range(args.repeat):
+            b = bare_loop(model, rows, tag, budget, args.device)
+            rounds.append({"a": end_to_end(), "b": b, "e": local.seconds()})
+    rate = {name: tokens / statistics.median(r[name] for r in rounds) for name in "abe"}
     lengths = sorted(len(r) for r in rows)
     print(
         f"process_reward_model, {args.shape} Qwen2-shaped PRM, {args.device} {dtype}, {len(samples)} samples,"
-        " "
-        f"{steps:,} steps, {tokens:,} tokens (median {lengths[len(lengths) // 2]}, max {lengths[-1]}), "
-        f"token_budget {budget}, best of {args.repeat}"
+        f" {steps:,} steps, {tokens:,} tokens (median {lengths[len(lengths) // 2]}, max {lengths[-1]}), "
+        f"token_budget {budget}, {args.repeat} interleaved rounds (medians)"
     )
     print(f"(a) rewardq end to end (queue, worker, audit): {rate['a']:>12,.0f} tokens/s")
     print(f"(b) bare inference_mode loop, sorted batches:   {rate['b']:>12,.0f} tokens/s")
     print(f"(e) reward.score() in process:                 {rate['e']:>12,.0f} tokens/s")
-    print(f"(a)/(b) = {rate['a'] / rate['b']:.2f}   (aim >= 0.9)")
-    print(f"(e)/(b) = {rate['e'] / rate['b']:.2f}   (the reward's own path: tag, render, tokenize, passes)")
+    for name, note in (("a", "aim >= 0.9"), ("e", "the reward's own path: tag, render, tokenize, passes")):
+        ratios = sorted(r["b"] / r[name] for r in rounds)
+        spread = f"per round {ratios[0]:.2f}-{ratios[-1]:.2f}"
+        print(f"({name})/(b) = {statistics.median(ratios):.2f}   {spread}   ({note})")
 
 
 if __name__ == "__main__":
