@@ -10,6 +10,8 @@ import logging
 import math
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +188,31 @@ def test_a_model_that_cannot_serve_steps_fails_at_setup(
         make_prm(token_classifier, step_tag="<step>")
     with pytest.raises(RewardSetupError, match=r"has 2 label\(s\).*label 2"):
         make_prm(token_classifier, label=2)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('aggregate = "max"', "aggregate"),
+        ('step_tag = ""', "step_tag"),
+        ("max_length = 4096\ntoken_budget = 1024", "exceeds token_budget"),
+        ("shift = 1.0", "shift"),  # reward_model's affine transform is not an option here
+        ("label = -1", "label"),
+    ],
+)
+def test_options_are_checked_on_load_without_torch(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "rewards.toml"
+    path.write_text(f'[rewards.prm]\nkind = "process_reward_model"\nmodel = "/models/prm"\n{line}\n')
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rewardq.wire.errors import ConfigError\n"
+        "from rewardq.workers.rewards.config import RewardsConfig\n"
+        "try:\n"
+        f"    RewardsConfig.load(Path({str(path)!r}))\n"
+        "except ConfigError as e:\n"
+        "    print(e)\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "prm" in done.stdout and message in done.stdout
