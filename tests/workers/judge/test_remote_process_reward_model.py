@@ -105,6 +105,8 @@ def test_unscorable_completions_make_no_request(resources: WorkerResources, serv
 def test_per_step_options_are_checked_and_name_the_scorer() -> None:
     with pytest.raises(ValidationError, match="endpoint must be 'pooling'"):
         RemoteRewardModelOptions(base_url="http://x:1/v1", endpoint="classify", per_step={})
+    with pytest.raises(ValidationError, match="per_step and per_turn cannot be combined"):
+        RemoteRewardModelOptions(base_url="http://x:1/v1", per_step={}, per_turn=True)
     with pytest.raises(ValidationError, match="aggregate"):
         RemoteRewardModelOptions(base_url="http://x:1/v1", per_step={"aggregate": "max"})
     plain = RemoteRewardModel("rm", RemoteRewardModelOptions(base_url="http://x:1/v1"))

@@ -198,6 +198,7 @@ def test_a_model_that_cannot_serve_steps_fails_at_setup(
         ("max_length = 4096\ntoken_budget = 1024", "exceeds token_budget"),
         ("shift = 1.0", "shift"),  # reward_model's affine transform is not an option here
         ("label = -1", "label"),
+        ("per_turn = true", "cannot score per turn"),
     ],
 )
 def test_options_are_checked_on_load_without_torch(tmp_path: Path, line: str, message: str) -> None:

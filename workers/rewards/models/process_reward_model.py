@@ -45,6 +45,7 @@ class ProcessRewardModel(RewardModelReward):
     Options = ProcessRewardModelOptions  # type: ignore[assignment]  # a subclass of the options of reward_model's base
     options: ProcessRewardModelOptions  # type: ignore[assignment]
     head: ClassVar[Literal["sequence", "token"]] = "token"
+    turns_allowed: ClassVar[bool] = False  # its steps are its own breakdown of one completion
 
     _tag_id: int = -1
 

@@ -66,6 +66,8 @@ class RemoteRewardModelOptions(ServerOptions):
     def _per_step_pools(self) -> RemoteRewardModelOptions:
         if self.per_step is not None and "endpoint" in self.model_fields_set and self.endpoint != "pooling":
             raise ValueError("per_step scores through vLLM's /pooling route: endpoint must be 'pooling'")
+        if self.per_step is not None and self.per_turn:
+            raise ValueError("per_step and per_turn cannot be combined: a score has steps or turns, not both")
         return self
 
 
