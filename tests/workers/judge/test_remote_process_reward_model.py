@@ -90,7 +90,7 @@ def test_a_reply_without_one_row_per_step_is_an_error_not_a_value(resources: Wor
     with FakeOpenAI(all_tokens) as fake:
         [score] = remote_prm(resources, fake.base_url).score([Sample(prompt="p", completion="a\n\nb")])
     assert score.status == "error" and score.value is None
-    assert "17 step scores for 2 steps" in (score.error or "")
+    assert "17 step scores for 2 steps" in (score.error or "") and "STEP" in (score.error or "")
 
 
 def test_unscorable_completions_make_no_request(resources: WorkerResources, server: FakeOpenAI) -> None:

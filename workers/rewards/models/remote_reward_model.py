@@ -36,6 +36,11 @@ from rewardq.workers.rewards.models.steps import (
     tagged_conversation,
 )
 
+STEP_POOLING_HINT = (
+    "the server must return one row per step tag: serve the model with --pooler-config "
+    '\'{"pooling_type": "STEP", "step_tag_id": <the tag\'s token id>}\''
+)
+
 
 class PerStepOptions(StepOptions):
     """``per_step``: how steps are made and scored, as ``process_reward_model``'s options say."""
@@ -149,7 +154,12 @@ class RemoteRewardModel(SampleServerReward):
             if score.status == "ok" and score.raw is not None:
                 steps = split_steps(sample.completion_text, per_step.step_separator)
                 score = step_score(
-                    json.loads(score.raw), steps, per_step.aggregate, raw=score.raw, meta=score.meta
+                    json.loads(score.raw),
+                    steps,
+                    per_step.aggregate,
+                    raw=score.raw,
+                    meta=score.meta,
+                    mismatch=STEP_POOLING_HINT,
                 )
             out.append(score)
         return out

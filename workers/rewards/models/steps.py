@@ -100,12 +100,13 @@ def step_score(
     *,
     raw: str | None = None,
     meta: ScoreMeta | None = None,
+    mismatch: str = "the model input did not hold one step tag per step",
 ) -> Score:
-    """The sample's Score from one probability per step: their aggregate, the steps and their ends."""
+    """The sample's Score from one probability per step: their aggregate, the steps and their ends; an
+    error saying ``mismatch`` when there is not one probability per step."""
     if len(probabilities) != len(steps.texts):
         return Score.failed(
-            f"{len(probabilities)} step scores for {len(steps.texts)} steps: the model input did not hold "
-            "one step tag per step",
+            f"{len(probabilities)} step scores for {len(steps.texts)} steps: {mismatch}",
             raw=raw,
             meta=meta,
         )
