@@ -8,6 +8,7 @@ Session fixtures, registered for every test by ``tests/conftest.py`` (``pytest_p
 
     vllm_judge_server    a tiny random chat LM; structured outputs (choice, regex, json) on xgrammar
     vllm_reward_server   a tiny random one-label classifier (a reward model) on the pooling runner
+    vllm_prm_server      a tiny random 2-label token classifier (a process reward model), STEP pooling
 
 Each yields a :class:`VllmServer` (``.base_url`` ends in ``/v1``; ``.url`` is the server root where
 the pooling routes ``/classify`` and ``/pooling`` live). Tests using them are marked
@@ -33,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, unavailable
-from tests.tinymodels import build_causal_lm, build_classifier
+from tests.tinymodels import PRM_STEP_TAG, build_causal_lm, build_classifier, build_token_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache"
@@ -43,6 +44,7 @@ MARKER = VENV / "rewardq-vllm-venv.sha256"
 START_TIMEOUT = 600.0  # seconds; about 40 to 90 s on two shared cores
 JUDGE_MODEL = "tiny-judge"
 REWARD_MODEL = "tiny-reward"
+PRM_MODEL = "tiny-prm"
 # --enforce-eager: no torch.compile at start (saves about 30 s per server on a cold cache).
 JUDGE_ARGS = [
     "--enforce-eager",
@@ -199,6 +201,18 @@ def vllm_reward_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vll
     """A tiny random Qwen2ForSequenceClassification (one label, a reward model) on the pooling runner."""
     model_dir = build_classifier(tmp_path_factory.mktemp("vllm-models") / "reward", num_labels=1)
     yield from _serve(tmp_path_factory, REWARD_MODEL, model_dir, REWARD_ARGS)
+
+
+@pytest.fixture(scope="session")
+def vllm_prm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A tiny random Qwen2ForTokenClassification (2 labels, a process reward model) on the pooling runner
+    with STEP pooling at its step tag, as docs/rewards-models.md tells users to serve one."""
+    from transformers import AutoTokenizer
+
+    model_dir = build_token_classifier(tmp_path_factory.mktemp("vllm-models") / "prm")
+    tag_id = AutoTokenizer.from_pretrained(model_dir).convert_tokens_to_ids(PRM_STEP_TAG)
+    pooler = f'{{"pooling_type": "STEP", "step_tag_id": {tag_id}}}'
+    yield from _serve(tmp_path_factory, PRM_MODEL, model_dir, [*REWARD_ARGS, "--pooler-config", pooler])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
