@@ -1,6 +1,7 @@
 """Which reward names a producer may ask for: the built-in rule rewards and those the rewards file names.
 
-The producer never imports the workers' code; it reads only the names of ``[rewards.<name>]`` tables.
+The producer never imports the workers' code; it reads only the names of ``[rewards.<name>]`` tables and
+their ``kind`` (which of them score whole groups: :func:`group_rewards`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardq.wire.errors import ConfigError, InvalidInputError, Problem, UnknownRewardError
+from rewardq.wire.groups import GROUP_KINDS
 
 # Rule rewards every worker serves under their kind's name with no rewards file; the workers' registry
 # finds each one's class by its name (rewardq.workers.rewards.registry.rule_entry).
@@ -37,14 +39,38 @@ def read_rewards_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"rewards config {path} is not valid TOML: {e}") from e
 
 
-def configured_rewards(path: Path | None) -> list[str]:
-    """Names of the rewards a rewards file configures (``[rewards.<name>]`` tables)."""
-    if path is None:
-        return []
-    rewards = read_rewards_file(path).get("rewards", {})
+def _tables(path: Path, doc: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    rewards = (read_rewards_file(path) if doc is None else doc).get("rewards", {})
     if not isinstance(rewards, dict):
         raise ConfigError(f"rewards config {path}: 'rewards' must be a table of [rewards.<name>] tables")
-    return list(rewards)
+    return rewards
+
+
+def configured_rewards(path: Path | None) -> list[str]:
+    """Names of the rewards a rewards file configures (``[rewards.<name>]`` tables)."""
+    return [] if path is None else list(_tables(path))
+
+
+def group_kinds(doc: Mapping[str, Any]) -> frozenset[str]:
+    """The kinds whose rewards score whole groups: :data:`GROUP_KINDS` and, for a plugin's kinds, the
+    rewards file's top-level ``group_kinds`` list (a worker checks both against the kinds' classes)."""
+    extra = doc.get("group_kinds", [])
+    if not isinstance(extra, list) or not all(isinstance(kind, str) for kind in extra):
+        raise ConfigError(f"rewards config: 'group_kinds' must be a list of kind names, got {extra!r}")
+    return GROUP_KINDS | frozenset(extra)
+
+
+def group_rewards(path: Path | None) -> frozenset[str]:
+    """Names of the configured rewards that score whole groups (their kind is a group kind), whose tasks
+    must hold whole groups (:mod:`rewardq.chunking`)."""
+    if path is None:
+        return frozenset()
+    doc = read_rewards_file(path)
+    kinds = group_kinds(doc)
+    tables = _tables(path, doc)
+    return frozenset(
+        name for name, table in tables.items() if isinstance(table, dict) and table.get("kind") in kinds
+    )
 
 
 def known_rewards(config: Path | None) -> set[str]:

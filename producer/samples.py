@@ -4,6 +4,7 @@ precise errors.
 Accepted shapes:
 - TRL: ``prompt`` (string or chat messages, optional) and ``completion`` (string or chat messages);
 - ms-swift: ``messages``, whose last message is the assistant's completion.
+A row's ``group`` (verl's ``uid``) names its group for group-level rewards (:mod:`rewardq.wire.groups`).
 Every other key is a dataset column (``solution``, ``completion_ids`` …) and travels to the scorers.
 
 This module only reshapes rows; what a valid sample is, the schema alone says: a batch is checked by
@@ -21,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from rewardq.wire.errors import InvalidInputError, Problem
+from rewardq.wire.groups import MAX_GROUP_NAME, group_key
 from rewardq.wire.schema import AUDIT_LIMIT_ERROR, samples_checker
 
 MAX_JSON_DEPTH = 255  # orjson's limit on nesting when it encodes
@@ -57,6 +59,16 @@ def _reshape(record: Any) -> dict[str, Any] | Problem:
     if not isinstance(record, Mapping):
         return Problem("", f"a sample must be a JSON object, got {_kind(record)}")
     columns = dict(record)
+    wire = _shape(columns)
+    if "group" in columns and not isinstance(wire, Problem):
+        group = columns.pop("group")
+        if group is not None:
+            wire["group"] = group
+    return wire
+
+
+def _shape(columns: dict[str, Any]) -> dict[str, Any] | Problem:
+    """Prompt, completion and columns (``columns`` itself, less those two) of a TRL or ms-swift row."""
     if "completion" in columns:
         return {
             "prompt": columns.pop("prompt", None),
@@ -77,6 +89,13 @@ def _reshape(record: Any) -> dict[str, Any] | Problem:
     # keeps its message so that the parts survive.
     completion = content if isinstance(content, str | None) else [last]
     return {"prompt": messages[:-1] or None, "completion": completion, "columns": columns}
+
+
+def row_group_key(record: Any) -> str:
+    """A row's group key (:func:`rewardq.wire.groups.group_key`): its ``group``, else its prompt as the
+    wire form has it; a malformed row's is its own ("" when it has no shape)."""
+    wire = _reshape(record)
+    return "" if isinstance(wire, Problem) else group_key(wire.get("group"), wire.get("prompt"))
 
 
 def to_sample(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,6 +207,12 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> Problem:
         return Problem(field, "missing")
     if deepest["type"] == AUDIT_LIMIT_ERROR:
         return Problem(deepest["ctx"]["column"], deepest["ctx"]["message"])
+    if path == ("group",):
+        value = deepest.get("input")
+        if isinstance(value, str):
+            got = "a NUL character" if "\x00" in value else f"{len(value)} characters"
+        expected = f"a string of 1 to {MAX_GROUP_NAME} characters without NUL"
+        return Problem("group", f"must be {expected}, got {got}")
     same = [err for err in errors if _field_path(err["loc"]) == path]
     members = [_MEMBERS[m] for m in (_member(err["loc"]) for err in same) if m in _MEMBERS]
     if len(same) > 1 and len(members) == len(same):

@@ -32,6 +32,10 @@ COLUMNS: tuple[str, ...] = tuple(
 """The columns a row may give, in table order; ``id`` is assigned by the database, the chain's
 columns by the sealer."""
 
+LATE_COLUMNS: tuple[str, ...] = ("group_key", "step_scores", "step_ends")
+"""The last of :data:`COLUMNS`, added after rows were first sealed: the chain hashes them only where a row
+sets one (:func:`rewardq.storage.chain.canonical`)."""
+
 REQUIRED: tuple[str, ...] = tuple(
     c.key
     for c in scores_table.columns
@@ -74,6 +78,11 @@ class Scored(Protocol):
     @property
     def meta(self) -> Any:
         """A dataclass instance (never None) whose fields are audit columns of the same names."""
+
+    @property
+    def steps(self) -> Sequence[float | None] | None: ...
+    @property
+    def step_ends(self) -> Sequence[int] | None: ...
 
 
 def audit_rows(
@@ -121,9 +130,17 @@ def audit_rows(
                 "prompt_text": storable_text(prompt_text),
                 "completion_text": storable_text(completion_text),
                 **{name: getattr(meta, name) for name in _field_names(type(meta))},
+                "group_key": None if sample is None else sample.group_key,
+                "step_scores": _json_list(score.steps),
+                "step_ends": _json_list(score.step_ends),
             }
         )
     return rows
+
+
+def _json_list(values: Sequence[Any] | None) -> str | None:
+    """Step scores or ends as the audit keeps them: a JSON list (a non-finite score as null), or None."""
+    return None if values is None else orjson.dumps(list(values)).decode()
 
 
 _FIELD_NAMES: dict[Any, tuple[str, ...]] = {}
