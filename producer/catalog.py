@@ -41,7 +41,7 @@ def read_rewards_file(path: Path) -> dict[str, Any]:
 
 def _tables(path: Path, doc: Mapping[str, Any] | None = None) -> dict[str, Any]:
     rewards = (read_rewards_file(path) if doc is None else doc).get("rewards", {})
-    if not isinstance(rewards, dict):
+    if not isinstance(rewards, dict) or not all(isinstance(table, dict) for table in rewards.values()):
         raise ConfigError(f"rewards config {path}: 'rewards' must be a table of [rewards.<name>] tables")
     return rewards
 
@@ -54,10 +54,14 @@ def configured_rewards(path: Path | None) -> list[str]:
 def group_kinds(doc: Mapping[str, Any]) -> frozenset[str]:
     """The kinds whose rewards score whole groups: :data:`GROUP_KINDS` and, for a plugin's kinds, the
     rewards file's top-level ``group_kinds`` list (a worker checks both against the kinds' classes)."""
-    extra = doc.get("group_kinds", [])
-    if not isinstance(extra, list) or not all(isinstance(kind, str) for kind in extra):
-        raise ConfigError(f"rewards config: 'group_kinds' must be a list of kind names, got {extra!r}")
-    return GROUP_KINDS | frozenset(extra)
+    return GROUP_KINDS | frozenset(_names(doc, "group_kinds"))
+
+
+def _names(doc: Mapping[str, Any], key: str) -> list[str]:
+    names = doc.get(key, [])
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"rewards config: {key!r} must be a list of kind names, got {names!r}")
+    return names
 
 
 def group_rewards(path: Path | None) -> frozenset[str]:
@@ -67,9 +71,25 @@ def group_rewards(path: Path | None) -> frozenset[str]:
         return frozenset()
     doc = read_rewards_file(path)
     kinds = group_kinds(doc)
-    tables = _tables(path, doc)
+    return frozenset(name for name, table in _tables(path, doc).items() if table.get("kind") in kinds)
+
+
+STEP_KINDS: frozenset[str] = frozenset({"process_reward_model"})
+"""Reward kinds whose scores have steps, as a trainer adapter that must give every sample the same keys
+(verl's ``reward_extra_info``) needs to know beforehand; a plugin's are in the rewards file's top-level
+``step_kinds``, and a reward of any kind with ``per_turn = true`` has turns."""
+
+
+def step_rewards(path: Path | None) -> frozenset[str]:
+    """Names of the configured rewards whose scores have steps (or turns)."""
+    if path is None:
+        return frozenset()
+    doc = read_rewards_file(path)
+    kinds = STEP_KINDS | frozenset(_names(doc, "step_kinds"))
     return frozenset(
-        name for name, table in tables.items() if isinstance(table, dict) and table.get("kind") in kinds
+        name
+        for name, table in _tables(path, doc).items()
+        if table.get("kind") in kinds or table.get("per_turn") is True
     )
 
 

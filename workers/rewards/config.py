@@ -2,6 +2,7 @@
 
     plugins = ["my_rewards.py"]          # files with a register(kinds) function, relative to this file
     group_kinds = ["my_listwise"]        # a plugin's kinds that score whole groups (``sees = "group"``)
+    step_kinds = ["my_prm"]              # a plugin's kinds whose scores have steps (rewardq.catalog)
 
     [rewards.strict_fmt]
     kind = "format"
@@ -67,11 +68,11 @@ class RewardsConfig:
         """Read a rewards file (None: built-in rewards only), load its plugins, validate every option."""
         kinds = KindRegistry()
         doc = read_rewards_file(path) if path is not None else {}
-        unknown = set(doc) - {"plugins", "rewards", "group_kinds"}
+        unknown = set(doc) - {"plugins", "rewards", "group_kinds", "step_kinds"}
         if unknown:
             raise ConfigError(
-                f"{path}: unknown top-level keys {sorted(unknown)}; expected 'plugins', 'rewards' and "
-                "'group_kinds'"
+                f"{path}: unknown top-level keys {sorted(unknown)}; expected 'plugins', 'rewards', "
+                "'group_kinds' and 'step_kinds'"
             )
         plugins = [_load_plugin(path, p, kinds) for p in _plugin_paths(path, doc.get("plugins", []))]
         tables: dict[str, Any] = {name: {"kind": name} for name in RULE_KINDS}
