@@ -211,8 +211,8 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> Problem:
         value = deepest.get("input")
         if isinstance(value, str):
             got = "a NUL character" if "\x00" in value else f"{len(value)} characters"
-        expected = f"a string of 1 to {MAX_GROUP_NAME} characters without NUL"
-        return Problem("group", f"must be {expected}, got {got}")
+        wanted = f"a string of 1 to {MAX_GROUP_NAME} characters without NUL"
+        return Problem("group", f"must be {wanted}, got {got}")
     same = [err for err in errors if _field_path(err["loc"]) == path]
     members = [_MEMBERS[m] for m in (_member(err["loc"]) for err in same) if m in _MEMBERS]
     if len(same) > 1 and len(members) == len(same):

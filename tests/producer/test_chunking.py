@@ -67,5 +67,6 @@ def test_an_oversize_group_is_refused_before_anything_is_enqueued(tmp_path: Path
     assert [str(p) for p in e.value.problems] == [
         f"sample 0, field 'group': the group of the samples with this prompt holds {MAX_GROUP_SIZE + 1} "
         f"samples, {limit}",
-        f"sample {MAX_GROUP_SIZE + 1}, field 'group': group 'big' holds {MAX_GROUP_SIZE + 2} samples, {limit}",
+        f"sample {MAX_GROUP_SIZE + 1}, field 'group': group 'big' holds {MAX_GROUP_SIZE + 2} samples, "
+        f"{limit}",
     ]

@@ -53,7 +53,7 @@ def _audit(settings: Settings, sql: str) -> list[Any]:
 
 
 def test_groups_stay_whole_with_chunks_smaller_than_a_group(
-    served: Settings, monkeypatch: pytest.MonkeyPatch
+    served: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     named = [{"prompt": f"q{i}", "completion": f"a{i}", "group": "u-1"} for i in range(5)]  # one group
     by_prompt = [{"prompt": "p1", "completion": f"b{i}"} for i in range(4)]
@@ -67,6 +67,15 @@ def test_groups_stay_whole_with_chunks_smaller_than_a_group(
     assert other.rewards["groups"] == [4.0] * 4 + [3.0] * 3
     keys = _audit(served, "SELECT DISTINCT group_key FROM scores WHERE reward = 'groups' ORDER BY group_key")
     assert keys[0][0] == "g:u-1" and all(k[0].startswith("p:") for k in keys[1:]) and len(keys) == 3
+
+    # rescoring a verl dump (its uid field is the group) through chunks of 2 as well
+    dump = [{"input": "q", "output": f"o{i}", "gts": "4", "uid": uid} for i, uid in enumerate("aaabbbbc")]
+    env = {"REWARDQ_BROKER_URL": str(served.broker_url), "REWARDQ_DATABASE_URL": str(served.database_url)}
+    env |= {"REWARDQ_REWARDS": str(served.rewards), "REWARDQ_CHUNK_SIZE": "2"}
+    source, out = write_jsonl(tmp_path / "dump.jsonl", dump), tmp_path / "scored.jsonl"
+    rewardq("score", str(source), "--reward", "groups", "--out", str(out), "--run-id", "rescore", env=env)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["rewards"]["groups"] for w in written] == [3.0] * 3 + [4.0] * 4 + [1.0]
 
     # verl: its uid, put in extra_info, is each sample's group
     monkeypatch.setenv("REWARDQ_BROKER_URL", str(served.broker_url))
