@@ -59,22 +59,13 @@ def _reshape(record: Any) -> dict[str, Any] | Problem:
     if not isinstance(record, Mapping):
         return Problem("", f"a sample must be a JSON object, got {_kind(record)}")
     columns = dict(record)
-    wire = _shape(columns)
-    if "group" in columns and not isinstance(wire, Problem):
-        group = columns.pop("group")
-        if group is not None:
-            wire["group"] = group
-    return wire
-
-
-def _shape(columns: dict[str, Any]) -> dict[str, Any] | Problem:
-    """Prompt, completion and columns (``columns`` itself, less those two) of a TRL or ms-swift row."""
     if "completion" in columns:
-        return {
+        wire = {
             "prompt": columns.pop("prompt", None),
             "completion": columns.pop("completion"),
             "columns": columns,
         }
+        return _grouped(wire, columns) if "group" in columns else wire
     if "messages" not in columns:
         return Problem("completion", f"missing; {SHAPES_HINT}")
     messages = columns.pop("messages")
@@ -88,7 +79,16 @@ def _shape(columns: dict[str, Any]) -> dict[str, Any] | Problem:
     # A text completion stays a string, as ms-swift hands it to reward functions; multimodal content
     # keeps its message so that the parts survive.
     completion = content if isinstance(content, str | None) else [last]
-    return {"prompt": messages[:-1] or None, "completion": completion, "columns": columns}
+    wire = {"prompt": messages[:-1] or None, "completion": completion, "columns": columns}
+    return _grouped(wire, columns) if "group" in columns else wire
+
+
+def _grouped(wire: dict[str, Any], columns: dict[str, Any]) -> dict[str, Any]:
+    """The wire form with the row's ``group`` column as the sample's group (none when it is None)."""
+    group = columns.pop("group")
+    if group is not None:
+        wire["group"] = group
+    return wire
 
 
 def row_group_key(record: Any) -> str:

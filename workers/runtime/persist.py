@@ -97,12 +97,19 @@ def _answers(
             worker_host=t.worker or runtime.host,
             worker_gpu=runtime.gpu,
             store_text=runtime.settings.store_text,
+            group_keys=_sees_groups(runtime, t.item.task.reward),
         )
     ]
     budget = runtime.settings.audit_retry if retry_s is None else retry_s
     audited = record_scores(runtime.engine, rows, retry_s=budget)
     runtime.sealer.wrote({t.item.task.run_id for t in tasks})
     return [_answer(t.item, final, audited) for t, final in zip(tasks, finals, strict=True)]
+
+
+def _sees_groups(runtime: WorkerRuntime, reward: str) -> bool:
+    """Whether the reward's kind scores whole groups (its rows then keep every sample's group key)."""
+    spec = runtime.config.specs.get(reward)
+    return spec is not None and runtime.config.kinds.resolve(spec.kind).sees == "group"
 
 
 def _answer(item: Prepared, final: Sequence[Score], audited: Mapping[Key, Stored]) -> dict[str, Any]:
