@@ -3,11 +3,14 @@
 
 ``group_size`` sees groups and scores each sample with the size of its group in the call, so a group
 split across tasks, or merged with another task's, shows in the values; it holds a "model", so that a
-worker coalesces its tasks. ``stepper`` splits a completion into steps on blank lines and scores each.
+worker coalesces its tasks. ``slow_groups`` sees groups in a killable child and hangs on a call holding
+more than one group, so that the worker scores the chunk again one group at a time. ``stepper`` splits
+a completion into steps on blank lines and scores each.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +28,16 @@ class GroupSize(Reward):
     def score(self, samples: Sequence[Sample]) -> list[Score]:
         sizes = Counter(sample.group_key for sample in samples)
         return [Score.ok(float(sizes[sample.group_key])) for sample in samples]
+
+
+class SlowGroups(Reward):
+    kind = "slow_groups"
+    sees = "group"
+
+    def score(self, samples: Sequence[Sample]) -> list[Score]:
+        if len({sample.group_key for sample in samples}) > 1:
+            time.sleep(600)
+        return [Score.ok(float(len(samples)))] * len(samples)
 
 
 def steps_of(text: str) -> tuple[tuple[float, ...], tuple[int, ...]]:
@@ -53,13 +66,16 @@ class Stepper(Reward):
 def register(kinds: KindRegistry) -> None:
     kinds.add("group_size", GroupSize)
     kinds.add("stepper", Stepper)
+    kinds.add("slow_groups", SlowGroups)
 
 
 def rewards_file(directory: Path) -> Path:
-    """A rewards file serving ``groups`` (kind group_size) and ``steps`` (kind stepper)."""
+    """A rewards file serving ``groups`` (kind group_size), ``slow`` (slow_groups) and ``steps``
+    (stepper)."""
     path = directory / "rewards.toml"
     path.write_text(
-        f'plugins = ["{Path(__file__).resolve()}"]\ngroup_kinds = ["group_size"]\nstep_kinds = ["stepper"]\n'
-        '[rewards.groups]\nkind = "group_size"\n[rewards.steps]\nkind = "stepper"\n'
+        f'plugins = ["{Path(__file__).resolve()}"]\ngroup_kinds = ["group_size", "slow_groups"]\n'
+        'step_kinds = ["stepper"]\n[rewards.groups]\nkind = "group_size"\n[rewards.steps]\nkind = "stepper"\n'
+        '[rewards.slow]\nkind = "slow_groups"\ntimeout = 4\n'
     )
     return path

@@ -52,7 +52,7 @@ def test_a_row_names_its_group_and_a_bad_one_is_one_clear_problem() -> None:
 
 def test_the_rewards_file_says_which_rewards_see_groups_and_have_steps(tmp_path: Path) -> None:
     config = rewards_file(tmp_path)
-    assert group_rewards(config) == {"groups"}
+    assert group_rewards(config) == {"groups", "slow"}
     assert step_rewards(config) == {"steps"}
 
 

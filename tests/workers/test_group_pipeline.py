@@ -13,8 +13,10 @@ import sqlalchemy as sa
 
 from rewardq import RewardClient, Settings
 from rewardq.integrations.verl import compute_score
+from rewardq.steps import decoder, token_ends
 from tests.conftest import RedisServer, WorkerProcess
 from tests.group_kinds import rewards_file, steps_of
+from tests.tinymodels import build_tokenizer
 from tests.workers.test_cli import rewardq, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -150,3 +152,34 @@ def test_step_scores_reach_every_output(
         {"score": min(steps), "steps_steps": list(steps), "steps_step_ends": list(ends)}
         for steps, ends in expected
     ]
+
+    # per sample, with verl's tokenizer named: the step ends are token indices
+    tokenizer = build_tokenizer(tmp_path / "tokenizer")
+    one = compute_score(
+        data_source="d",
+        solution_str=TEXTS[2],
+        ground_truth="4",
+        extra_info={"index": 3},
+        rewards={"steps": 1.0},
+        run_id="verl-steps",
+        tokenizer=str(tmp_path / "tokenizer"),
+    )
+    ids = tokenizer.encode(TEXTS[2], add_special_tokens=False)
+    assert isinstance(one, dict) and one["steps_steps"] == list(expected[2][0])
+    assert one["steps_step_ends"] == token_ends(list(expected[2][1]), ids, decoder(tokenizer))
+
+
+def test_a_chunk_that_overruns_in_a_child_is_scored_again_one_group_at_a_time(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    config = rewards_file(tmp_path)
+    start_worker(
+        redis_server.url, sqlite_url, "--rewards", "slow", "--concurrency", "1", "--config", str(config)
+    )
+    settings = Settings.from_env({}, broker_url=redis_server.url, database_url=sqlite_url, rewards=config)
+    rows = [{"prompt": "p1", "completion": f"a{i}"} for i in range(3)]
+    rows += [{"prompt": "p2", "completion": f"b{i}"} for i in range(2)]
+    with RewardClient(settings) as client:
+        result = client.score(rows, "slow", run_id="slow", timeout=60)
+    assert result.statuses["slow"] == ["ok"] * 5
+    assert result.rewards["slow"] == [3.0, 3.0, 3.0, 2.0, 2.0]  # not 1.0 each: groups, not samples

@@ -32,11 +32,11 @@ def test_kinds_that_see_groups_are_the_wire_contracts_group_kinds() -> None:
 def test_a_plugin_kind_that_sees_groups_must_be_listed_for_producers(tmp_path: Path) -> None:
     listed = rewards_file(tmp_path)
     assert RewardsConfig.load(listed).spec("groups").kind == "group_size"
-    listed.write_text(listed.read_text().replace('group_kinds = ["group_size"]', "group_kinds = []"))
+    listed.write_text(listed.read_text().replace('group_kinds = ["group_size", ', "group_kinds = ["))
     with pytest.raises(ConfigError, match=r"kind 'group_size' sees a group.*list it in"):
         RewardsConfig.load(listed)
     listed.write_text(
-        listed.read_text().replace("group_kinds = []", 'group_kinds = ["group_size", "stepper"]')
+        listed.read_text().replace("group_kinds = [", 'group_kinds = ["group_size", "stepper", ')
     )
     with pytest.raises(ConfigError, match=r"kind 'stepper' sees a sample.*remove it from"):
         RewardsConfig.load(listed)
