@@ -79,3 +79,13 @@ def test_a_group_over_the_bound_fails_at_the_worker(app: Any) -> None:
     fine = score_payload(app.rewardq_runtime, _payload("ok", 0, [MAX_GROUP_SIZE + 1, 2]))
     assert fine["statuses"][-2:] == ["ok", "ok"] and fine["values"][-2:] == [2.0, 2.0]
     assert fine["statuses"][0] == "error" and "over the limit" in fine["errors"]["0"]
+
+
+def test_a_bad_group_at_the_worker_is_that_samples_error(app: Any) -> None:
+    payload = _payload("bad", 0, [2])
+    payload["samples"][0]["group"] = 7
+    answer = score_payload(app.rewardq_runtime, payload)
+    assert answer["statuses"] == ["error", "ok"] and answer["values"] == [None, 1.0]
+    assert answer["errors"] == {
+        "0": "invalid sample: field 'group': must be a string of 1 to 200 characters without NUL, got int"
+    }
