@@ -130,7 +130,10 @@ class ChildScorer:
             if not alone:
                 raise ChildDied(_died(e)) from e
             what = _died(e)
-        log.warning("reward %s: a call of %d samples %s; scoring each alone", self.name, len(chunk), what)
+        parts = "group" if self.reward.sees == "group" else "sample"
+        log.warning(
+            "reward %s: a call of %d samples %s; scoring each %s alone", self.name, len(chunk), what, parts
+        )
         return self._one_each(chunk, units, deadline)
 
     def _one_each(self, chunk: list[Sample], units: list[list[int]], deadline: float) -> list[Score]:
