@@ -1,6 +1,7 @@
 """Which reward names a producer may ask for: the built-in rule rewards and those the rewards file names.
 
-The producer never imports the workers' code; it reads only the names of ``[rewards.<name>]`` tables.
+The producer never imports the workers' code; it reads only the names of ``[rewards.<name>]`` tables and
+their ``kind`` (which of them score whole groups: :func:`group_rewards`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardq.wire.errors import ConfigError, InvalidInputError, Problem, UnknownRewardError
+from rewardq.wire.groups import GROUP_KINDS
 
 # Rule rewards every worker serves under their kind's name with no rewards file; the workers' registry
 # finds each one's class by its name (rewardq.workers.rewards.registry.rule_entry).
@@ -37,14 +39,58 @@ def read_rewards_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"rewards config {path} is not valid TOML: {e}") from e
 
 
+def _tables(path: Path, doc: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    rewards = (read_rewards_file(path) if doc is None else doc).get("rewards", {})
+    if not isinstance(rewards, dict) or not all(isinstance(table, dict) for table in rewards.values()):
+        raise ConfigError(f"rewards config {path}: 'rewards' must be a table of [rewards.<name>] tables")
+    return rewards
+
+
 def configured_rewards(path: Path | None) -> list[str]:
     """Names of the rewards a rewards file configures (``[rewards.<name>]`` tables)."""
+    return [] if path is None else list(_tables(path))
+
+
+def group_kinds(doc: Mapping[str, Any]) -> frozenset[str]:
+    """The kinds whose rewards score whole groups: :data:`GROUP_KINDS` and, for a plugin's kinds, the
+    rewards file's top-level ``group_kinds`` list (a worker checks both against the kinds' classes)."""
+    return GROUP_KINDS | frozenset(_names(doc, "group_kinds"))
+
+
+def _names(doc: Mapping[str, Any], key: str) -> list[str]:
+    names = doc.get(key, [])
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"rewards config: {key!r} must be a list of kind names, got {names!r}")
+    return names
+
+
+def group_rewards(path: Path | None) -> frozenset[str]:
+    """Names of the configured rewards that score whole groups (their kind is a group kind), whose tasks
+    must hold whole groups (:mod:`rewardq.chunking`)."""
     if path is None:
-        return []
-    rewards = read_rewards_file(path).get("rewards", {})
-    if not isinstance(rewards, dict):
-        raise ConfigError(f"rewards config {path}: 'rewards' must be a table of [rewards.<name>] tables")
-    return list(rewards)
+        return frozenset()
+    doc = read_rewards_file(path)
+    kinds = group_kinds(doc)
+    return frozenset(name for name, table in _tables(path, doc).items() if table.get("kind") in kinds)
+
+
+STEP_KINDS: frozenset[str] = frozenset({"process_reward_model"})
+"""Reward kinds whose scores have steps, as a trainer adapter that must give every sample the same keys
+(verl's ``reward_extra_info``) needs to know beforehand; a plugin's are in the rewards file's top-level
+``step_kinds``, and a reward of any kind with ``per_turn = true`` has turns."""
+
+
+def step_rewards(path: Path | None) -> frozenset[str]:
+    """Names of the configured rewards whose scores have steps (or turns)."""
+    if path is None:
+        return frozenset()
+    doc = read_rewards_file(path)
+    kinds = STEP_KINDS | frozenset(_names(doc, "step_kinds"))
+    return frozenset(
+        name
+        for name, table in _tables(path, doc).items()
+        if table.get("kind") in kinds or table.get("per_turn") is True
+    )
 
 
 def known_rewards(config: Path | None) -> set[str]:

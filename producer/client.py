@@ -1,6 +1,7 @@
 """RewardClient: what a trainer calls to score completions through rewardq.
 
-``submit`` validates everything before anything is enqueued, splits the batch into chunks, stores each
+``submit`` validates everything before anything is enqueued, splits the batch into chunks (whole groups
+for a group-level reward: :mod:`rewardq.chunking`), stores each
 chunk's samples once in the broker's Redis (:mod:`rewardq.stored_samples`) and sends one task per
 (chunk, reward) by name to the reward's queue; the :class:`~rewardq.handles.ScoreHandle`
 it returns gathers the chunks (no chords) into a :class:`ScoreResult` in input order, and ``handle``
@@ -20,7 +21,8 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from rewardq.broker import make_app
-from rewardq.catalog import check_weights, known_rewards
+from rewardq.catalog import check_weights, group_rewards, known_rewards
+from rewardq.chunking import chunk_spans, group_spans, sample_group_keys
 from rewardq.connection import check_connection, publish_failed
 from rewardq.handles import Chunk, DeadlinePolicy, ScoreHandle, check_deadline
 from rewardq.local_worker import LocalWorker, start_local_worker
@@ -60,6 +62,7 @@ class RewardClient:
         self._app = app
         self._embedded: LocalWorker | None = None
         self._known: set[str] | None = None
+        self._grouped: frozenset[str] | None = None
         self._serving: ServingCheck | None = None
         self._store: SampleStore | None = None
 
@@ -80,6 +83,13 @@ class RewardClient:
         if self._known is None:
             self._known = known_rewards(self.settings.rewards)
         return self._known
+
+    @property
+    def group_rewards(self) -> frozenset[str]:
+        """The configured rewards that score whole groups (their tasks hold whole groups)."""
+        if self._grouped is None:
+            self._grouped = group_rewards(self.settings.rewards)
+        return self._grouped
 
     def submit(
         self,
@@ -115,13 +125,17 @@ class RewardClient:
         _check_request(run_id, step, len(samples), batch_id)
         check_deadline(deadline, on_deadline)
         wire = self._normalize(samples, lines, sizes, source)
+        size = self.settings.chunk_size
+        if self.group_rewards.isdisjoint(weights):
+            spans = chunk_spans(len(wire), size)
+        else:  # a group-level reward: no chunk splits a group
+            spans = group_spans(sample_group_keys(wire), size, lines=lines)
         app = self.app  # connects first: an unreachable broker fails with its own clear error
         self.require_serving(weights)  # a reward no live worker serves: refused before enqueueing
         if self._serving is not None and checks_serving(self.settings):  # the run keeps its scorers
             self._serving.pin(run_id, weights, allow_change=allow_scorer_change)
         batch_id = batch_id or uuid.uuid4().hex
-        size = self.settings.chunk_size
-        parts = {offset: wire[offset : offset + size] for offset in range(0, len(wire), size)}
+        parts = {start: wire[start:end] for start, end in spans}
         store = self._sample_store()
         blobs: dict[int, bytes] = {}
         if store is not None:

@@ -3,7 +3,8 @@ and the reference, which ones the trainer computed itself.
 
 - ``verl``: ``trainer.rollout_data_dir`` writes ``<step>.jsonl``, one object per sample with ``input``
   (the decoded prompt), ``output`` (the decoded response), ``gts`` (the ground truth), ``score``,
-  ``step`` and the reward function's extra infos.
+  ``step`` and the reward function's extra infos; a ``uid`` field there (a dump that logs it) is the
+  sample's group.
 - ``swift``: ms-swift's GRPO ``completions.jsonl`` (``--log_completions true``) holds one *table* per
   line: ``step``, ``prompt``, ``completion``, one column per reward function, ``advantages`` and, when
   logged, ``solution``, ``num_turns``, ``entropy``, each a list; every line is spread into its rows.
@@ -48,7 +49,7 @@ class RolloutFormat:
 FORMATS: dict[str, RolloutFormat] = {
     "verl": RolloutFormat(
         "verl",
-        {"prompt": "input", "completion": "output", "solution": "gts"},
+        {"prompt": "input", "completion": "output", "solution": "gts", "group": "uid"},
         frozenset({"score", "step", "request_id"}),
         step_field="step",
     ),

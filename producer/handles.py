@@ -298,9 +298,13 @@ class _Collector:
         self.values: dict[str, list[float | None]] = {r: [None] * size for r in weights}
         self.statuses: dict[str, list[Status]] = {r: ["timeout"] * size for r in weights}
         self.errors: dict[str, dict[int, str]] = {r: {} for r in weights}
+        self.steps: dict[str, list[list[float | None] | None]] = {r: [None] * size for r in weights}
+        self.step_ends: dict[str, list[list[int] | None]] = {r: [None] * size for r in weights}
 
     def result(self, batch_id: str) -> ScoreResult:
-        return ScoreResult(batch_id, self.weights, self.values, self.statuses, self.errors)
+        return ScoreResult(
+            batch_id, self.weights, self.values, self.statuses, self.errors, self.steps, self.step_ends
+        )
 
     def missing(self, chunk: Chunk, text: str) -> None:
         for i in range(chunk.offset, chunk.offset + chunk.size):
@@ -317,11 +321,17 @@ class _Collector:
             else:
                 if answer.offset != chunk.offset or len(answer.values) != chunk.size:
                     problem = f"worker answered for {len(answer.values)} samples at {answer.offset}"
+                elif not all(0 <= i < chunk.size for i in (*answer.steps, *answer.step_ends)):
+                    problem = "worker answered steps for samples beyond its chunk"
                 else:
                     self.values[chunk.reward][span.start : span.stop] = answer.values
                     self.statuses[chunk.reward][span.start : span.stop] = answer.statuses
                     for i, text in answer.errors.items():
                         self.errors[chunk.reward][chunk.offset + i] = text
+                    for i, steps in answer.steps.items():
+                        self.steps[chunk.reward][chunk.offset + i] = steps
+                    for i, ends in answer.step_ends.items():
+                        self.step_ends[chunk.reward][chunk.offset + i] = ends
                     return
         else:
             exc = meta.get("result")

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -28,20 +28,20 @@ from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from rewardq.catalog import check_weights
+from rewardq.chunking import Extents
 from rewardq.client import RewardClient, ScoreHandle
-from rewardq.formats import FORMATS, FormatName, RolloutFormat, Row, detect, rows_of
+from rewardq.dumps import check_file, dump_rows, resolve_format
+from rewardq.formats import FormatName, Row
 from rewardq.results import weighted_total
-from rewardq.rollouts import RecordWriter, iter_records, rollout_files
-from rewardq.samples import to_samples
+from rewardq.rollouts import RecordWriter
+from rewardq.samples import row_group_key
 from rewardq.serving import REDIS_SCHEMES
 from rewardq.stalls import StallNote
 from rewardq.wire.errors import BrokerError, BrokerLost, InvalidInputError, Problem
 from rewardq.wire.keys import RESCORE_PRIORITY
-from rewardq.wire.schema import STATUSES, Status, step_problem
+from rewardq.wire.schema import STATUSES, Status
 
 DEFAULT_WINDOW = 16
-MAX_LISTED_PROBLEMS = 1000
-CHECK_BATCH = 1024  # rows checked at once in the first pass
 LOOKUP_AHEAD = 4  # chunks whose audit lookup runs ahead of their sending, when resuming
 # What a lost or full broker raises from send_task or while results are gathered (BrokerLost: the
 # client's own one-line error once its publish retries are spent; a refused first connection is not one).
@@ -54,6 +54,7 @@ class Stored(NamedTuple):
     value: float | None
     status: Status
     error: str | None
+    steps: list[float | None] | None = None
 
 
 class StoredScores(Protocol):
@@ -95,79 +96,13 @@ class RescoreInterrupted(KeyboardInterrupt):
     scored records are kept and how to resume. A KeyboardInterrupt still, so callers stop as before."""
 
 
-def resolve_format(
-    source: Path, name: FormatName, fields: Mapping[str, str], max_bytes: int
-) -> RolloutFormat:
-    """The format named, or (``auto``) the one the file's first record looks like, with ``fields`` on top."""
-    if name != "auto":
-        return FORMATS[name].with_fields(fields)
-    for record in iter_records(rollout_files(source)[0], max_record_bytes=max_bytes, problems=[]):
-        return detect(record.data).with_fields(fields)
-    return FORMATS["plain"].with_fields(fields)
-
-
-def check_file(source: Path, fmt: RolloutFormat, max_bytes: int, *, row_steps: bool = True) -> int:
-    """First pass: read and check every record (and, with ``row_steps``, the step each carries); return
-    how many samples it holds, or raise one :class:`InvalidInputError` listing the problems (at most
-    ``MAX_LISTED_PROBLEMS``) by line."""
-    problems: list[Problem] = []
-    count = 0
-    batch: list[Row] = []
-    for item in _rows(source, fmt, max_bytes, problems):
-        if isinstance(item, Problem):
-            problems.append(item)
-            continue
-        if row_steps and (problem := step_problem(item.step)) is not None:
-            problems.append(Problem(fmt.step_field or "step", problem, item.line, file=item.file))
-        if batch and (len(batch) == CHECK_BATCH or batch[-1].file != item.file):
-            problems.extend(_check_rows(batch))
-            batch = []
-        batch.append(item)
-        count += 1
-    problems.extend(_check_rows(batch))
-    if not problems and count == 0:
-        problems.append(Problem("", "the file holds no records"))
-    if problems:
-        listed = sorted(problems[:MAX_LISTED_PROBLEMS], key=lambda p: (p.file or "", p.line or 0))
-        if len(problems) > MAX_LISTED_PROBLEMS:
-            listed.append(Problem("", f"{len(problems) - MAX_LISTED_PROBLEMS:,} more problems not listed"))
-        raise InvalidInputError(listed, source=str(source))
-    return count
-
-
-def _check_rows(rows: list[Row]) -> list[Problem]:
-    """The problems of rows of one file (their sizes were checked by the reader)."""
-    if not rows:
-        return []
-    try:
-        to_samples([r.row for r in rows], max_record_bytes=None, lines=[r.line for r in rows])
-    except InvalidInputError as e:
-        return [replace(p, file=rows[0].file) for p in e.problems]
-    return []
-
-
-def _rows(
-    source: Path, fmt: RolloutFormat, max_bytes: int, problems: list[Problem]
-) -> Iterator[Row | Problem]:
-    """The rows of a file, or of a directory's files in order (each row and problem naming its file)."""
-    if not source.is_dir():
-        for record in iter_records(source, max_record_bytes=max_bytes, problems=problems):
-            yield from rows_of(fmt, record.line, record.data)
-        return
-    for path in rollout_files(source):
-        found: list[Problem] = []
-        for record in iter_records(path, max_record_bytes=max_bytes, problems=found):
-            for item in rows_of(fmt, record.line, record.data):
-                yield replace(item, file=path.name)
-        problems.extend(replace(p, file=path.name) for p in found)
-
-
 @dataclass
 class _Chunk:
     rows: list[Row]
     values: dict[str, list[float | None]]
     statuses: dict[str, list[Status]]
     errors: dict[str, dict[int, str]]
+    steps: dict[str, dict[int, list[float | None]]] = field(default_factory=dict)
     sent: list[tuple[list[int], ScoreHandle]] = field(default_factory=list)
 
 
@@ -204,7 +139,11 @@ def score_file(
     client.require_serving(weights, since=started)  # and on rewards no worker serves
     max_bytes = client.settings.max_record_bytes
     fmt = resolve_format(source, rollout_format, fields or {}, max_bytes)
-    total = check_file(source, fmt, max_bytes, row_steps=step is None)
+    grouped = client.group_rewards.intersection(weights)
+    extents = Extents() if grouped else None
+    total = check_file(source, fmt, max_bytes, row_steps=step is None, extents=extents)
+    size = client.settings.chunk_size
+    sizes = [end - start for start, end in extents.spans(size)] if extents is not None else None
     wait = client.settings.timeout if timeout is None else timeout
     summary = RescoreSummary(dict(weights))
     inflight: deque[_Chunk] = deque()
@@ -221,15 +160,18 @@ def score_file(
         StallNote(client.settings, weights) if _on_redis(client) else nullcontext() as note,
     ):
         problems: list[Problem] = []
-        rows = (r for r in _rows(source, fmt, max_bytes, problems) if isinstance(r, Row))
-        chunks = iter(lambda: list(islice(rows, client.settings.chunk_size)), [])
+        rows = (r for r in dump_rows(source, fmt, max_bytes, problems) if isinstance(r, Row))
+        if sizes is None:
+            chunks = iter(lambda: list(islice(rows, size)), [])
+        else:  # chunks that keep every group whole, as the first pass found them
+            chunks = (list(islice(rows, n)) for n in sizes)
         try:
             for chunk_rows, found in _looked_up(chunks, stored):
                 chunk = _send(
                     client,
                     chunk_rows,
                     weights,
-                    found,
+                    _whole_groups(chunk_rows, found, grouped),
                     run_id,
                     step,
                     str(source),
@@ -288,6 +230,23 @@ def _looked_up(
             yield done, found.result()
 
 
+def _whole_groups(
+    rows: list[Row], found: Mapping[str, Sequence[Stored | None]], grouped: frozenset[str]
+) -> Mapping[str, Sequence[Stored | None]]:
+    """What the audit holds of a chunk, less the rows of group-level rewards' groups it holds only in part:
+    those are scored again with their whole group."""
+    partial = [r for r in grouped if r in found and None in found[r]]
+    if not partial:
+        return found
+    keys = [row_group_key(r.row) for r in rows]
+    out = dict(found)
+    for reward in partial:
+        hits = list(zip(keys, found[reward], strict=True))
+        incomplete = {key for key, hit in hits if hit is None}
+        out[reward] = [None if key in incomplete else hit for key, hit in hits]
+    return out
+
+
 def _send(
     client: RewardClient,
     rows: list[Row],
@@ -308,6 +267,7 @@ def _send(
         values={r: [None] * n for r in weights},
         statuses={r: ["timeout"] * n for r in weights},
         errors={r: {} for r in weights},
+        steps={r: {} for r in weights},
     )
     missing_by_reward: dict[tuple[int, ...], list[str]] = {}
     for reward in weights:
@@ -321,6 +281,8 @@ def _send(
             chunk.values[reward][i], chunk.statuses[reward][i] = hit.value, hit.status
             if hit.error is not None:
                 chunk.errors[reward][i] = hit.error
+            if hit.steps is not None:
+                chunk.steps[reward][i] = hit.steps
         if missing:
             missing_by_reward.setdefault(tuple(missing), []).append(reward)
     for missing_rows, rewards in missing_by_reward.items():
@@ -359,6 +321,8 @@ def _finish(
                 chunk.statuses[reward][i] = result.statuses[reward][j]
                 if j in result.errors[reward]:
                     chunk.errors[reward][i] = result.errors[reward][j]
+                if (steps := result.steps[reward][j]) is not None:
+                    chunk.steps[reward][i] = steps
     sent = len({i for missing, _ in chunk.sent for i in missing})  # rows sent for at least one reward
     n = len(chunk.rows)
     for reward in weights:
@@ -389,4 +353,7 @@ def _fields(chunk: _Chunk, weights: Mapping[str, float], i: int) -> dict[str, An
     errors = {r: chunk.errors[r][i] for r in weights if i in chunk.errors[r]}
     if errors:
         out["reward_errors"] = errors
+    steps = {r: chunk.steps[r][i] for r in weights if i in chunk.steps[r]}
+    if steps:
+        out["reward_steps"] = steps
     return out

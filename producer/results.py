@@ -34,7 +34,10 @@ class ScoreResult:
 
     ``rewards[name][i]`` is sample i's value for a reward (None unless its status is ``ok``),
     ``statuses[name][i]`` its status, ``errors[name][i]`` the error text where there is one, and
-    ``totals[i]`` the weighted total.
+    ``totals[i]`` the weighted total. ``steps[name][i]`` is the list of sample i's step (or turn)
+    scores, None for a scalar reward (the value is their aggregate), and ``step_ends[name][i]`` where
+    each step ends in the completion text (characters; None where the steps are turns):
+    :func:`rewardq.steps.token_ends` turns them into token indices.
     """
 
     batch_id: str
@@ -42,9 +45,14 @@ class ScoreResult:
     rewards: dict[str, list[float | None]]
     statuses: dict[str, list[Status]]
     errors: dict[str, dict[int, str]]
+    steps: dict[str, list[list[float | None] | None]] = field(default_factory=dict)
+    step_ends: dict[str, list[list[int] | None]] = field(default_factory=dict)
     totals: list[float | None] = field(init=False)
 
     def __post_init__(self) -> None:
+        for per in (self.steps, self.step_ends):
+            for name, values in self.rewards.items():
+                per.setdefault(name, [None] * len(values))
         names = list(self.weights)
         columns = [self.rewards[n] for n in names]
         totals = [
@@ -76,4 +84,7 @@ class ScoreResult:
         errors = {n: self.errors[n][i] for n in self.weights if i in self.errors[n]}
         if errors:
             out["reward_errors"] = errors
+        steps = {n: self.steps[n][i] for n in self.weights if self.steps[n][i] is not None}
+        if steps:
+            out["reward_steps"] = steps
         return out

@@ -4,8 +4,8 @@ precise errors.
 Accepted shapes:
 - TRL: ``prompt`` (string or chat messages, optional) and ``completion`` (string or chat messages);
 - ms-swift: ``messages``, whose last message is the assistant's completion.
-A row's ``group`` names its group (:mod:`rewardq.wire.groups`). Every other key is a dataset column
-(``solution``, ``completion_ids`` …) and travels to the scorers.
+A row's ``group`` (verl's ``uid``) names its group for group-level rewards (:mod:`rewardq.wire.groups`).
+Every other key is a dataset column (``solution``, ``completion_ids`` …) and travels to the scorers.
 
 This module only reshapes rows; what a valid sample is, the schema alone says: a batch is checked by
 one call of the :class:`Sample` model's own validator (:func:`~rewardq.wire.schema.samples_checker`, strict:
@@ -22,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from rewardq.wire.errors import InvalidInputError, Problem
+from rewardq.wire.groups import MAX_GROUP_NAME, group_key
 from rewardq.wire.schema import AUDIT_LIMIT_ERROR, samples_checker
 
 MAX_JSON_DEPTH = 255  # orjson's limit on nesting when it encodes
@@ -58,14 +59,13 @@ def _reshape(record: Any) -> dict[str, Any] | Problem:
     if not isinstance(record, Mapping):
         return Problem("", f"a sample must be a JSON object, got {_kind(record)}")
     columns = dict(record)
-    group = {"group": columns.pop("group")} if columns.get("group") is not None else {}
     if "completion" in columns:
-        return {
+        wire = {
             "prompt": columns.pop("prompt", None),
             "completion": columns.pop("completion"),
             "columns": columns,
-            **group,
         }
+        return _grouped(wire, columns) if "group" in columns else wire
     if "messages" not in columns:
         return Problem("completion", f"missing; {SHAPES_HINT}")
     messages = columns.pop("messages")
@@ -79,7 +79,23 @@ def _reshape(record: Any) -> dict[str, Any] | Problem:
     # A text completion stays a string, as ms-swift hands it to reward functions; multimodal content
     # keeps its message so that the parts survive.
     completion = content if isinstance(content, str | None) else [last]
-    return {"prompt": messages[:-1] or None, "completion": completion, "columns": columns, **group}
+    wire = {"prompt": messages[:-1] or None, "completion": completion, "columns": columns}
+    return _grouped(wire, columns) if "group" in columns else wire
+
+
+def _grouped(wire: dict[str, Any], columns: dict[str, Any]) -> dict[str, Any]:
+    """The wire form with the row's ``group`` column as the sample's group (none when it is None)."""
+    group = columns.pop("group")
+    if group is not None:
+        wire["group"] = group
+    return wire
+
+
+def row_group_key(record: Any) -> str:
+    """A row's group key (:func:`rewardq.wire.groups.group_key`): its ``group``, else its prompt as the
+    wire form has it; a malformed row's is its own ("" when it has no shape)."""
+    wire = _reshape(record)
+    return "" if isinstance(wire, Problem) else group_key(wire.get("group"), wire.get("prompt"))
 
 
 def to_sample(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,6 +207,12 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> Problem:
         return Problem(field, "missing")
     if deepest["type"] == AUDIT_LIMIT_ERROR:
         return Problem(deepest["ctx"]["column"], deepest["ctx"]["message"])
+    if path == ("group",):
+        value = deepest.get("input")
+        if isinstance(value, str):
+            got = "a NUL character" if "\x00" in value else f"{len(value)} characters"
+        wanted = f"a string of 1 to {MAX_GROUP_NAME} characters without NUL"
+        return Problem("group", f"must be {wanted}, got {got}")
     same = [err for err in errors if _field_path(err["loc"]) == path]
     members = [_MEMBERS[m] for m in (_member(err["loc"]) for err in same) if m in _MEMBERS]
     if len(same) > 1 and len(members) == len(same):

@@ -4,7 +4,8 @@ Every sealed row has ``chain_seq`` (1, 2, … within its run) and ``chain_hash``
 hash, the row's content), H being SHA-256, or HMAC-SHA-256 when an audit key is configured
 (``REWARDQ_AUDIT_KEY``). ``run_heads`` keeps each run's last seq and hash, so that rows cut off
 the end are missed too. Rows are written unsealed and chained after they commit
-(:mod:`rewardq.storage.seal`). The content is every column a writer gives (``COLUMNS``), so editing any of
+(:mod:`rewardq.storage.seal`). The content is every column a writer gives (``COLUMNS``; the late ones
+where set), so editing any of
 them, deleting, inserting or reordering rows breaks the chain where it happened
 (:func:`rewardq.storage.verify.verify_run` says where and how).
 
@@ -24,6 +25,10 @@ from typing import Any
 
 import orjson
 
+from rewardq.storage.rows import LATE_COLUMNS
+
+_LATE = len(LATE_COLUMNS)  # they are the last of COLUMNS (tests/storage/test_chain.py)
+
 GENESIS = "0" * 64
 """The hash a run's first row links to."""
 
@@ -34,7 +39,11 @@ _KEY_ID_MESSAGE = b"rewardq audit key id"
 
 
 def canonical(values: Sequence[Any]) -> bytes:
-    """A row's content as bytes: its values in COLUMNS order, timestamps as UTC ISO with microseconds."""
+    """A row's content as bytes: its values in COLUMNS order, timestamps as UTC ISO with microseconds;
+    the :data:`~rewardq.storage.rows.LATE_COLUMNS` only when one is set, so that a row sealed before
+    they existed hashes as it did."""
+    if all(v is None for v in values[-_LATE:]):
+        values = values[:-_LATE]
     return orjson.dumps(
         [
             v.astimezone(UTC).isoformat(timespec="microseconds") if isinstance(v, datetime) else v

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from rewardq.wire.groups import MAX_GROUP_NAME
 from rewardq.wire.schema import MAX_BATCH_ID, MAX_REWARD_NAME, MAX_RUN_ID, MAX_SAMPLE_ID, STATUSES
 
 NAMING_CONVENTION = {
@@ -52,6 +53,7 @@ MAX_LENGTHS: dict[str, int] = {
     "worker_gpu": 128,
     "replica": 256,
     "template_hash": 64,
+    "group_key": MAX_GROUP_NAME + 2,  # rewardq.wire.groups.group_key: "g:" + the group, or "p:" + a digest
 }
 
 
@@ -164,6 +166,12 @@ class ScoreRow(Base):
     # the row after it commits; added by migration 0003.
     chain_seq: Mapped[int | None] = mapped_column(BigInteger)
     chain_hash: Mapped[str | None] = mapped_column(String(64))
+    # The sample's group (rewardq.wire.groups.group_key) and, for a score with steps, each step's score
+    # and where it ends in the completion text, as JSON lists; added by migration 0006. They are hashed
+    # into the chain only where set (rewardq.storage.chain), so that rows sealed before stay intact.
+    group_key: Mapped[str | None] = mapped_column(String(MAX_LENGTHS["group_key"]))
+    step_scores: Mapped[str | None] = mapped_column(Text)
+    step_ends: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return (

@@ -147,24 +147,25 @@ def run_exists(conn: Connection, run_id: str) -> bool:
 
 def stored_scores(
     conn: Connection, run_id: str, scorers: Mapping[str, str], hashes: Collection[str]
-) -> dict[tuple[str, str], tuple[float | None, Status, str | None]]:
+) -> dict[tuple[str, str], tuple[float | None, Status, str | None, str | None]]:
     """The final scores (``ok``/``unscorable``) ``run_id`` holds for samples of these content hashes,
     by reward, from the scorer of that fingerprint only: ``{(sample_hash, reward): (value, status,
-    error)}``. ``scorers`` maps each reward to its fingerprint; the latest score wins."""
+    error, step scores as JSON)}``. ``scorers`` maps each reward to its fingerprint; the latest score
+    wins."""
     if not hashes or not scorers:
         return {}
     query = (
-        select(_c.sample_hash, _c.reward, _c.scorer, _c.value, _c.status, _c.error)
+        select(_c.sample_hash, _c.reward, _c.scorer, _c.value, _c.status, _c.error, _c.step_scores)
         .where(_c.run_id == run_id)
         .where(_c.reward.in_(list(scorers)))
         .where(_c.sample_hash.in_(list(hashes)))
         .where(_c.status.in_(FINAL_STATUSES))
         .order_by(_c.id)
     )
-    found: dict[tuple[str, str], tuple[float | None, Status, str | None]] = {}  # statuses: FINAL_STATUSES
-    for sample_hash, reward, scorer, value, status, error in conn.execute(query):
+    found: dict[tuple[str, str], tuple[float | None, Status, str | None, str | None]] = {}
+    for sample_hash, reward, scorer, value, status, error, steps in conn.execute(query):
         if scorers[reward] == scorer:
-            found[(sample_hash, reward)] = (value, status, error)
+            found[(sample_hash, reward)] = (value, status, error, steps)
     return found
 
 

@@ -25,15 +25,16 @@ from rewardq.wire.schema import Status
 
 log = logging.getLogger(__name__)
 
-Stored = tuple[float | None, Status, str | None]
-"""A stored score as a task answers it: (value, status, error); the table's check allows only a Status."""
+Stored = tuple[float | None, Status, str | None, str | None, str | None]
+"""A stored score as a task answers it: (value, status, error, step scores, step ends), the steps as the
+audit keeps them (JSON lists, or None); the table's check allows only a Status."""
 
 Key = tuple[str, str, int]
 """Which score: (batch_id, reward, sample_index), the table's unique key."""
 
 
 def record_scores(engine: Engine, rows: Sequence[dict[str, Any]], *, retry_s: float) -> dict[Key, Stored]:
-    """Write ``rows`` (one task's, or several tasks') and return the stored (value, status, error) of
+    """Write ``rows`` (one task's, or several tasks') and return the stored score (:data:`Stored`) of
     each of their keys. A transient failure retries the transaction with backoff (1, 2, 4 … 30 s) for
     up to ``retry_s`` seconds; a permanent one raises at once."""
     if not rows:
@@ -66,7 +67,13 @@ def _key(row: dict[str, Any]) -> Key:
 def _given(row: dict[str, Any]) -> Stored:
     """A row as it was inserted, so as the store holds it (an ``ok`` value is stored as a float)."""
     value = row.get("value")
-    return (None if value is None else float(value)), row["status"], row.get("error")
+    return (
+        None if value is None else float(value),
+        row["status"],
+        row.get("error"),
+        row.get("step_scores"),
+        row.get("step_ends"),
+    )
 
 
 def _read_back(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key, Stored]:
@@ -75,7 +82,9 @@ def _read_back(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key, St
     spans: dict[tuple[str, str], list[int]] = {}
     for batch, reward, index in map(_key, rows):
         spans.setdefault((batch, reward), []).append(index)
-    query = select(c.batch_id, c.reward, c.sample_index, c.value, c.status, c.error).where(
+    query = select(
+        c.batch_id, c.reward, c.sample_index, c.value, c.status, c.error, c.step_scores, c.step_ends
+    ).where(
         or_(
             *(
                 and_(c.batch_id == batch, c.reward == reward, c.sample_index.between(min(ix), max(ix)))
@@ -83,4 +92,7 @@ def _read_back(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key, St
             )
         )
     )
-    return {(r.batch_id, r.reward, r.sample_index): (r.value, r.status, r.error) for r in conn.execute(query)}
+    return {
+        (r.batch_id, r.reward, r.sample_index): (r.value, r.status, r.error, r.step_scores, r.step_ends)
+        for r in conn.execute(query)
+    }

@@ -32,6 +32,10 @@ COLUMNS: tuple[str, ...] = tuple(
 """The columns a row may give, in table order; ``id`` is assigned by the database, the chain's
 columns by the sealer."""
 
+LATE_COLUMNS: tuple[str, ...] = ("group_key", "step_scores", "step_ends")
+"""The last of :data:`COLUMNS`, added after rows were first sealed: the chain hashes them only where a row
+sets one (:func:`rewardq.storage.chain.canonical`)."""
+
 REQUIRED: tuple[str, ...] = tuple(
     c.key
     for c in scores_table.columns
@@ -75,6 +79,11 @@ class Scored(Protocol):
     def meta(self) -> Any:
         """A dataclass instance (never None) whose fields are audit columns of the same names."""
 
+    @property
+    def steps(self) -> Sequence[float | None] | None: ...
+    @property
+    def step_ends(self) -> Sequence[int] | None: ...
+
 
 def audit_rows(
     task: TaskEnvelope,
@@ -87,9 +96,13 @@ def audit_rows(
     worker_host: str,
     worker_gpu: str | None,
     store_text: bool,
+    group_keys: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per sample of ``task``: ``samples`` are its validated samples (None where invalid),
-    ``scores`` their final scores; prompt and completion are kept only with ``store_text``."""
+    ``scores`` their final scores; prompt and completion are kept only with ``store_text``. A sample's
+    group key is kept where it names its group, and with ``group_keys`` (a group-level reward) where its
+    prompt is its group too: a digest of the prompt costs a pointwise reward's rows half their building
+    time, and tells nothing that ``sample_hash`` and the prompt do not."""
     now = datetime.now(UTC)
     rows = []
     for i, (item, sample, score) in enumerate(zip(task.samples, samples, scores, strict=True)):
@@ -121,9 +134,19 @@ def audit_rows(
                 "prompt_text": storable_text(prompt_text),
                 "completion_text": storable_text(completion_text),
                 **{name: getattr(meta, name) for name in _field_names(type(meta))},
+                "group_key": None
+                if sample is None or (sample.group is None and not group_keys)
+                else sample.group_key,
+                "step_scores": None if score.steps is None else _json_list(score.steps),
+                "step_ends": None if score.step_ends is None else _json_list(score.step_ends),
             }
         )
     return rows
+
+
+def _json_list(values: Sequence[Any]) -> str:
+    """Step scores or ends as the audit keeps them: a JSON list (a non-finite score as null)."""
+    return orjson.dumps(list(values)).decode()
 
 
 _FIELD_NAMES: dict[Any, tuple[str, ...]] = {}

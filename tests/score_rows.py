@@ -38,5 +38,8 @@ def score_row(i: int = 0, **overrides: Any) -> dict[str, Any]:
         "prompt_tokens": None,
         "completion_tokens": None,
         "template_hash": None,
+        "group_key": None,
+        "step_scores": None,
+        "step_ends": None,
     }
     return row | overrides

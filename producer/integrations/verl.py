@@ -16,6 +16,17 @@ for each: coalescing cannot help there; use ``reward_manager=batch`` or the rewa
 A sample whose rewards all lack a value gets ``missing`` (default NaN: a failed score is never a silent
 0.0; set ``missing: 0.0`` in reward_kwargs to train through failures knowingly).
 
+Groups: a sample's group (for group-level rewards) is ``extra_info["uid"]`` where the reward manager puts
+verl's ``uid`` there, else its data source and ``extra_info["index"]`` (the dataset row, which verl's
+example preprocessors set): verl passes no prompt, so the prompt cannot group them.
+
+Steps: when a requested reward has steps (:func:`rewardq.catalog.step_rewards`), each sample's answer is
+a dict: ``score`` (the weighted total) and, per such reward, ``<name>_steps`` (its step scores, [] where
+it has none) and ``<name>_step_ends``, which verl gathers into ``reward_extra_info``. The ends are
+character offsets in ``solution_str``, or token indices in its tokens when ``tokenizer`` (a path or hub
+name, loaded with transformers) is given in reward_kwargs: the response re-encoded with it, which are
+verl's response ids wherever decoding and encoding round-trip (:mod:`rewardq.steps`).
+
 verl imports the module by path and calls a plain function, so the clients and batchers live in a
 small per-process table keyed by the settings they were built with, created on first call.
 """
@@ -33,10 +44,11 @@ from typing import Any
 
 import orjson
 
-from rewardq.catalog import check_weights
+from rewardq.catalog import check_weights, step_rewards
 from rewardq.client import RewardClient
 from rewardq.integrations.batches import resolve_run_id
 from rewardq.results import ScoreResult
+from rewardq.steps import decoder, token_ends
 from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.settings import Settings
 
@@ -63,10 +75,12 @@ def compute_score(
     timeout: float | None = None,
     missing: float = math.nan,
     window_ms: float = DEFAULT_WINDOW_MS,
+    tokenizer: str | None = None,
     **_ignored: Any,
-) -> float | list[float]:
-    """verl's reward function: one sample's weighted total, or a batch's (lists in, list out)."""
-    scorer = _scorer(rewards, run_id, timeout, window_ms)
+) -> Answer | list[Answer]:
+    """verl's reward function: one sample's weighted total, or a batch's (lists in, list out); a dict
+    with the total as ``score`` and the step scores beside it where a reward has steps."""
+    scorer = _scorer(rewards, run_id, timeout, window_ms, tokenizer)
     if solution_strs is not None:
         size = len(solution_strs)
         rows = [
@@ -78,25 +92,32 @@ def compute_score(
             )
             for i in range(size)
         ]
-        return [_value(total, missing) for total in scorer.score_batch(rows).totals]
+        result = scorer.score_batch(rows)
+        return [scorer.answer(result, i, rows[i], missing) for i in range(size)]
     if solution_str is None:
         raise InvalidInputError([Problem("solution_str", "missing: verl passes the decoded completion")])
-    return _value(scorer.score_one(verl_row(data_source, solution_str, ground_truth, extra_info)), missing)
+    row = verl_row(data_source, solution_str, ground_truth, extra_info)
+    result, i = scorer.score_one(row)
+    return scorer.answer(result, i, row, missing)
+
+
+Answer = float | dict[str, Any]
 
 
 def verl_row(data_source: Any, solution_str: str, ground_truth: Any, extra_info: Any) -> dict[str, Any]:
-    """One verl sample as a rewardq row: the completion, ``solution`` (the ground truth) and the rest."""
+    """One verl sample as a rewardq row: the completion, ``solution`` (the ground truth), its group and
+    the rest."""
     row: dict[str, Any] = {"completion": solution_str, "solution": _plain(ground_truth)}
     if data_source is not None:
         row["data_source"] = _plain(data_source)
     info = _jsonable(extra_info)
     if info:
         row["extra_info"] = info
+    if isinstance(info, Mapping) and info.get("uid") is not None:
+        row["group"] = str(info["uid"])
+    elif isinstance(info, Mapping) and info.get("index") is not None:
+        row["group"] = f"{row.get('data_source')}#{info['index']}"
     return row
-
-
-def _value(total: float | None, missing: float) -> float:
-    return missing if total is None else total
 
 
 def _at(values: Sequence[Any] | None, i: int, size: int, name: str) -> Any:
@@ -128,20 +149,28 @@ def _jsonable(value: Any) -> Any:
 @dataclass(frozen=True)
 class _Pending:
     row: dict[str, Any]
-    future: Future[float | None]
+    future: Future[tuple[ScoreResult, int]]
 
 
 class VerlScorer:
     """A client for one (rewards, run id) and a batcher that coalesces per-sample calls."""
 
     def __init__(
-        self, client: RewardClient, weights: dict[str, float], run_id: str, timeout: float, window: float
+        self,
+        client: RewardClient,
+        weights: dict[str, float],
+        run_id: str,
+        timeout: float,
+        window: float,
+        tokenizer: Any = None,
     ) -> None:
         self.client = client
         self.weights = weights
         self.run_id = run_id
         self.timeout = timeout
         self.window = window
+        self.stepped = sorted(step_rewards(client.settings.rewards).intersection(weights))
+        self.tokenizer = tokenizer  # a transformers tokenizer: step ends as token indices
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -150,8 +179,24 @@ class VerlScorer:
         handle = self.client.submit(rows, self.weights, run_id=self.run_id)
         return handle.get(timeout=self.timeout)
 
-    def score_one(self, row: dict[str, Any]) -> float | None:
-        """Queue one sample for the batcher and wait for its total."""
+    def answer(self, result: ScoreResult, i: int, row: Mapping[str, Any], missing: float) -> Answer:
+        """Sample ``i``'s answer to verl: its total, in a dict with its steps where a reward has them."""
+        total = result.totals[i]
+        score = missing if total is None else total
+        if not self.stepped:
+            return score
+        out: dict[str, Any] = {"score": score}
+        for name in self.stepped:
+            ends = result.step_ends[name][i] or []
+            if self.tokenizer is not None and ends:
+                ids = self.tokenizer.encode(row["completion"], add_special_tokens=False)
+                ends = token_ends(ends, ids, decoder(self.tokenizer))
+            out[f"{name}_steps"] = result.steps[name][i] or []
+            out[f"{name}_step_ends"] = ends
+        return out
+
+    def score_one(self, row: dict[str, Any]) -> tuple[ScoreResult, int]:
+        """Queue one sample for the batcher and wait for its batch's result and its place in it."""
         pending = _Pending(row, Future())
         self._queue.put(pending)
         self._ensure_batcher()
@@ -167,13 +212,13 @@ class VerlScorer:
         while True:
             batch = self._next_batch()
             try:
-                totals = self.score_batch([p.row for p in batch]).totals
+                result = self.score_batch([p.row for p in batch])
             except Exception as e:
                 for p in batch:
                     p.future.set_exception(e)
                 continue
-            for p, total in zip(batch, totals, strict=True):
-                p.future.set_result(total)
+            for i, p in enumerate(batch):
+                p.future.set_result((result, i))
 
     def _next_batch(self) -> list[_Pending]:
         """The first waiting call and those that follow it, until none arrives for a window."""
@@ -191,7 +236,11 @@ _scorers_lock = threading.Lock()
 
 
 def _scorer(
-    rewards: Rewards | None, run_id: str | None, timeout: float | None, window_ms: float
+    rewards: Rewards | None,
+    run_id: str | None,
+    timeout: float | None,
+    window_ms: float,
+    tokenizer: str | None,
 ) -> VerlScorer:
     if rewards is None:
         hint = "missing: set custom_reward_function.reward_kwargs.rewards, e.g. {accuracy: 1.0}"
@@ -202,12 +251,23 @@ def _scorer(
         rewards = [str(r) for r in rewards]
     resolved_run = resolve_run_id(run_id)
     settings = Settings.from_env()
-    key = (settings, orjson.dumps(rewards), resolved_run, timeout, window_ms)
+    key = (settings, orjson.dumps(rewards), resolved_run, timeout, window_ms, tokenizer)
     with _scorers_lock:
         scorer = _scorers.get(key)
         if scorer is None:
             client = RewardClient(settings)
             weights = check_weights(rewards, client.known_rewards)
             wait = client.settings.timeout if timeout is None else timeout
-            scorer = _scorers[key] = VerlScorer(client, weights, resolved_run, wait, window_ms / 1000)
+            scorer = _scorers[key] = VerlScorer(
+                client, weights, resolved_run, wait, window_ms / 1000, _tokenizer(tokenizer)
+            )
         return scorer
+
+
+def _tokenizer(name: str | None) -> Any:
+    """The tokenizer named in reward_kwargs (transformers, which verl installs), or None."""
+    if name is None:
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)

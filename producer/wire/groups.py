@@ -31,6 +31,17 @@ def group_key(group: str | None, prompt: Any) -> str:
     return "p:" + digest
 
 
+def describe_group(key: str) -> str:
+    """A group, by its key, as a problem names it."""
+    return f"group {key[2:]!r}" if key.startswith("g:") else "the group of the samples with this prompt"
+
+
+def oversize_problem(key: str, size: int) -> str:
+    """Why a group of ``size`` samples is refused (a producer's problem, a worker's error)."""
+    limit = f"over the limit of {MAX_GROUP_SIZE} for a group-level reward"
+    return f"{describe_group(key)} holds {size} samples, {limit}"
+
+
 def group_indices(keys: Sequence[str]) -> list[list[int]]:
     """Indices of each group's members, groups in order of their first member."""
     groups: dict[str, list[int]] = {}

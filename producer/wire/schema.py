@@ -249,7 +249,10 @@ def sample_count(payload: Any) -> int:
 
 
 class ChunkResult(BaseModel):
-    """A worker's answer to one :class:`ScoreTask`, aligned with its samples."""
+    """A worker's answer to one :class:`ScoreTask`, aligned with its samples. ``steps`` and ``step_ends``
+    hold, for the samples whose score has steps (a process reward model, per-turn scores), each step's
+    score and where it ends in the completion text (characters); both are left out of the wire form
+    when no sample has any, as a scalar reward's answer carries none."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -258,6 +261,8 @@ class ChunkResult(BaseModel):
     values: list[float | None]
     statuses: list[Status]
     errors: dict[int, str] = Field(default_factory=dict)
+    steps: dict[int, list[float | None]] = Field(default_factory=dict, exclude_if=lambda steps: not steps)
+    step_ends: dict[int, list[int]] = Field(default_factory=dict, exclude_if=lambda ends: not ends)
 
     @model_validator(mode="after")
     def _aligned(self) -> ChunkResult:

@@ -56,7 +56,10 @@ def test_verl_rows_keep_the_json_parts_of_extra_info() -> None:
         "solution": "4",
         "data_source": "gsm8k",
         "extra_info": {"index": 3, "tags": ["a"]},
+        "group": "gsm8k#3",  # the dataset row: the generations of one prompt share it
     }
+    with_uid = verl_row("gsm8k", "4", "4", {"index": 3, "uid": np.str_("9f0c")})
+    assert with_uid["group"] == "9f0c"
 
 
 def test_the_batch_key_follows_step_and_content() -> None:

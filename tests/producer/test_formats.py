@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rewardq.dumps import check_file, resolve_format
 from rewardq.formats import FORMATS, Row, detect, parse_field_maps, rows_of
-from rewardq.rescore import check_file, resolve_format
 from rewardq.rollouts import rollout_files
 from rewardq.wire.errors import InvalidInputError, Problem
 

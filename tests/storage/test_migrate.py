@@ -21,7 +21,7 @@ from rewardq.wire.schema import STATUSES
 def test_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head() == "0005"
+    assert head() == "0006"
 
 
 def test_upgrade_from_empty_reaches_head(database_url: str) -> None:

@@ -49,6 +49,9 @@ def test_inserts_rows_and_reads_them_back(engine: Engine, make_row: MakeRow) -> 
             prompt_tokens=120,
             completion_tokens=7,
             template_hash="3f2a9c0d1e4b5a6c",
+            group_key="g:uid-7",
+            step_scores="[0.25, null, 1.0]",
+            step_ends="[3, 9, 14]",
         )
     )
     with engine.begin() as conn:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.markup import escape
 
@@ -86,14 +87,16 @@ def audit_sample(
     sample_id: Annotated[str | None, typer.Option("--id", help="The sample's id column.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Every score a sample ever got, across runs and rescorings."""
+    """Every score a sample ever got, across runs and rescorings (with its group and its steps)."""
     from rewardq.storage import sample_history
 
     if (sample_hash is None) == (sample_id is None):
         raise typer.BadParameter("give exactly one of --hash or --id")
     with _connect() as conn:
         rows = sample_history(conn, sample_hash=sample_hash, sample_id=sample_id)
-        render([as_row(r) for r in rows], fmt, title=f"history of {sample_hash or sample_id}")
+        render(
+            [_steps_as_lists(as_row(r)) for r in rows], fmt, title=f"history of {sample_hash or sample_id}"
+        )
 
 
 _UNSEALED_SHOWN = 20
@@ -223,3 +226,11 @@ def audit_diff(
 
         for written in plot_diffs(diffs, plot, label_a=run_a, label_b=run_b):
             err.print(f"plot written to {escape(str(written))}", highlight=False)
+
+
+def _steps_as_lists(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its step scores and ends as the lists the audit keeps as JSON text."""
+    for column in ("step_scores", "step_ends"):
+        if row.get(column) is not None:
+            row[column] = orjson.loads(row[column])
+    return row

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from rewardq.rescore import Stored
 from rewardq.samples import to_samples
 from rewardq.storage.rows import sample_hash
@@ -50,5 +52,8 @@ class AuditScores:
         self._engine.dispose()
 
 
-def _stored(hit: tuple[float | None, Status, str | None] | None) -> Stored | None:
-    return None if hit is None else Stored(*hit)
+def _stored(hit: tuple[float | None, Status, str | None, str | None] | None) -> Stored | None:
+    if hit is None:
+        return None
+    value, status, error, steps = hit
+    return Stored(value, status, error, None if steps is None else orjson.loads(steps))

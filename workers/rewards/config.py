@@ -1,6 +1,8 @@
 """The rewards config: which rewards a worker serves, each a name bound to a kind and its options.
 
     plugins = ["my_rewards.py"]          # files with a register(kinds) function, relative to this file
+    group_kinds = ["my_listwise"]        # a plugin's kinds that score whole groups (``sees = "group"``)
+    step_kinds = ["my_prm"]              # a plugin's kinds whose scores have steps (rewardq.catalog)
 
     [rewards.strict_fmt]
     kind = "format"
@@ -20,7 +22,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from rewardq.catalog import read_rewards_file
+from rewardq.catalog import group_kinds, read_rewards_file
 from rewardq.wire.errors import ConfigError, UnknownRewardError
 from rewardq.wire.schema import MAX_REWARD_NAME, RewardName
 from rewardq.workers.rewards.base import Reward, RewardOptions
@@ -66,10 +68,11 @@ class RewardsConfig:
         """Read a rewards file (None: built-in rewards only), load its plugins, validate every option."""
         kinds = KindRegistry()
         doc = read_rewards_file(path) if path is not None else {}
-        unknown = set(doc) - {"plugins", "rewards"}
+        unknown = set(doc) - {"plugins", "rewards", "group_kinds", "step_kinds"}
         if unknown:
             raise ConfigError(
-                f"{path}: unknown top-level keys {sorted(unknown)}; expected 'plugins' and 'rewards'"
+                f"{path}: unknown top-level keys {sorted(unknown)}; expected 'plugins', 'rewards', "
+                "'group_kinds' and 'step_kinds'"
             )
         plugins = [_load_plugin(path, p, kinds) for p in _plugin_paths(path, doc.get("plugins", []))]
         tables: dict[str, Any] = {name: {"kind": name} for name in RULE_KINDS}
@@ -78,7 +81,24 @@ class RewardsConfig:
             raise ConfigError(f"{path}: 'rewards' must be a table of [rewards.<name>] tables")
         tables.update(configured)
         specs = {name: _spec(path, name, table, kinds) for name, table in tables.items()}
+        _check_group_kinds(path, specs, kinds, group_kinds(doc))
         return cls(kinds=kinds, specs=specs, path=path, plugins=plugins)
+
+
+def _check_group_kinds(
+    path: Path | None, specs: dict[str, RewardSpec], kinds: KindRegistry, listed: frozenset[str]
+) -> None:
+    """A configured reward's kind scores groups exactly when producers are told so (they read the kind's
+    name, never its class): it is in GROUP_KINDS or the file's ``group_kinds``."""
+    for spec in specs.values():
+        sees = kinds.resolve(spec.kind).sees
+        if (sees == "group") != (spec.kind in listed):
+            need = "list it in" if sees == "group" else "remove it from"
+            raise ConfigError(
+                f"{path}: [rewards.{spec.name}]: kind {spec.kind!r} sees a {sees}, but producers would "
+                f"chunk it as if it saw a {'sample' if sees == 'group' else 'group'}: {need} the rewards "
+                "file's top-level 'group_kinds'"
+            )
 
 
 def _spec(path: Path | None, name: str, table: Any, kinds: KindRegistry) -> RewardSpec:

@@ -14,7 +14,8 @@ A chunk has its reward's ``time_limit`` seconds (:class:`ChildScorer`). The whol
 :data:`BATCH_SHARE` of them; past that its child is stopped and the chunk's samples are called one each,
 in parallel on the pool, until the chunk's deadline, so that one sample that hangs costs only itself
 (not for a ``function`` reward with ``isolate_errors = false``: its values depend on the whole batch, so
-its call gets the whole time). What is not done then is ``timeout``.
+its call gets the whole time; for a reward that sees groups, each group is called alone rather than each
+sample). What is not done then is ``timeout``.
 
 The children are spawned (the worker process has threads, and a Celery prefork child is itself a fork),
 without re-running the worker's ``__main__`` (a trainer's script that starts the embedded worker).
@@ -42,6 +43,7 @@ from typing import Any
 from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
 from rewardq.wire.errors import RewardSetupError
+from rewardq.wire.groups import group_indices
 from rewardq.wire.schema import Sample
 from rewardq.wire.settings import Settings
 from rewardq.workers.process.resources import WorkerResources
@@ -115,7 +117,8 @@ class ChildScorer:
         did it fails alone."""
         deadline = time.monotonic() + self.limit
         chunk = list(samples)
-        alone = self.split and len(chunk) > 1
+        units = _units(self.reward, chunk)
+        alone = self.split and len(units) > 1
         call = self._pool.schedule(_score, (self.name, _sent(chunk)))
         try:
             return _received(call.result(timeout=self.limit * BATCH_SHARE if alone else self.limit))
@@ -128,25 +131,33 @@ class ChildScorer:
             if not alone:
                 raise ChildDied(_died(e)) from e
             what = _died(e)
-        log.warning("reward %s: a call of %d samples %s; scoring each alone", self.name, len(chunk), what)
-        return self._one_each(chunk, deadline)
+        parts = "group" if self.reward.sees == "group" else "sample"
+        log.warning(
+            "reward %s: a call of %d samples %s; scoring each %s alone", self.name, len(chunk), what, parts
+        )
+        return self._one_each(chunk, units, deadline)
 
-    def _one_each(self, chunk: list[Sample], deadline: float) -> list[Score]:
-        calls: list[ProcessFuture] = [self._pool.schedule(_score, (self.name, _sent([s]))) for s in chunk]
+    def _one_each(self, chunk: list[Sample], units: list[list[int]], deadline: float) -> list[Score]:
+        """Each unit (a sample, or a group's samples) of the chunk scored in a call of its own."""
+        calls: list[ProcessFuture] = [
+            self._pool.schedule(_score, (self.name, _sent([chunk[i] for i in unit]))) for unit in units
+        ]
         wait(calls, timeout=max(0.0, deadline - time.monotonic()))
-        scores = []
-        for call in calls:
+        scores: list[Score] = [self._timed_out()] * len(chunk)
+        for unit, call in zip(units, calls, strict=True):
             if not call.done():
                 call.cancel()
-                scores.append(self._timed_out())
-            elif isinstance(error := call.exception(), ProcessExpired):
-                scores.append(Score.failed(f"{ChildDied.__name__}: {_died(error)}"))
+                continue
+            if isinstance(error := call.exception(), ProcessExpired):
+                got = [Score.failed(f"{ChildDied.__name__}: {_died(error)}")] * len(unit)
             elif error is not None:
-                scores.append(Score.failed(f"{type(error).__name__}: {error}"))
-            elif len(result := call.result()) != 1:
-                scores.append(Score.failed(f"returned {len(result)} scores for 1 sample"))
+                got = [Score.failed(f"{type(error).__name__}: {error}")] * len(unit)
+            elif len(result := call.result()) != len(unit):
+                got = [Score.failed(f"returned {len(result)} scores for {len(unit)} samples")] * len(unit)
             else:
-                scores.extend(_received(result))
+                got = _received(result)
+            for i, score in zip(unit, got, strict=True):
+                scores[i] = score
         return scores
 
     def _timed_out(self) -> Score:
@@ -220,6 +231,13 @@ def _score(name: str, samples: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 # What crosses to a child and back: a sample's fields (validated already; pickling the model costs 6x)
 # and a score's fields as a tuple (4x cheaper than the dataclass).
 SCORE_FIELDS = Score.__slots__
+
+
+def _units(reward: Reward, chunk: list[Sample]) -> list[list[int]]:
+    """What a chunk's samples are scored in when called apart: each sample, or each group's samples."""
+    if reward.sees == "group":
+        return group_indices([sample.group_key for sample in chunk])
+    return [[i] for i in range(len(chunk))]
 
 
 def _sent(samples: list[Sample]) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from rewardq.wire.schema import STATUSES, ChunkResult, sample_count
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime.context import WorkerRuntime
@@ -95,6 +97,7 @@ def _answers(
             worker_host=t.worker or runtime.host,
             worker_gpu=runtime.gpu,
             store_text=runtime.settings.store_text,
+            group_keys=_sees_groups(runtime, t.item.task.reward),
         )
     ]
     budget = runtime.settings.audit_retry if retry_s is None else retry_s
@@ -103,24 +106,43 @@ def _answers(
     return [_answer(t.item, final, audited) for t, final in zip(tasks, finals, strict=True)]
 
 
+def _sees_groups(runtime: WorkerRuntime, reward: str) -> bool:
+    """Whether the reward's kind scores whole groups (its rows then keep every sample's group key)."""
+    spec = runtime.config.specs.get(reward)
+    return spec is not None and runtime.config.kinds.resolve(spec.kind).sees == "group"
+
+
 def _answer(item: Prepared, final: Sequence[Score], audited: Mapping[Key, Stored]) -> dict[str, Any]:
     task = item.task
     stored = [
-        audited.get((task.batch_id, task.reward, task.offset + i), (score.value, score.status, score.error))
+        audited.get((task.batch_id, task.reward, task.offset + i)) or _as_stored(score)
         for i, score in enumerate(final)
     ]
     return answer(task.reward, task.offset, stored)
 
 
+def _as_stored(score: Score) -> Stored:
+    steps, ends = score.steps, score.step_ends
+    return (
+        score.value,
+        score.status,
+        score.error,
+        None if steps is None else orjson.dumps(list(steps)).decode(),
+        None if ends is None else orjson.dumps(list(ends)).decode(),
+    )
+
+
 def answer(reward: str, offset: int, scores: Sequence[Stored]) -> dict[str, Any]:
-    """A task's answer, the schema's :class:`ChunkResult` as JSON-ready data, from each sample's
-    (value, status, error)."""
+    """A task's answer, the schema's :class:`ChunkResult` as JSON-ready data, from each sample's stored
+    score (value, status, error, step scores, step ends)."""
     result = ChunkResult(
         reward=reward,
         offset=offset,
-        values=[value for value, _, _ in scores],
-        statuses=[status for _, status, _ in scores],
-        errors={i: error for i, (_, _, error) in enumerate(scores) if error is not None},
+        values=[score[0] for score in scores],
+        statuses=[score[1] for score in scores],
+        errors={i: score[2] for i, score in enumerate(scores) if score[2] is not None},
+        steps={i: orjson.loads(score[3]) for i, score in enumerate(scores) if score[3] is not None},
+        step_ends={i: orjson.loads(score[4]) for i, score in enumerate(scores) if score[4] is not None},
     )
     return result.model_dump(mode="json")
 
@@ -142,9 +164,12 @@ def unkeyed_answer(payload: Any, error: str) -> dict[str, Any]:
 
 def _consistent(score: Score | None) -> Score:
     """What a reward returned, made fit for the audit: ``ok`` has a finite value, nothing else has one,
-    and ``meta`` is a ScoreMeta (its fields are audit columns)."""
+    ``meta`` is a ScoreMeta (its fields are audit columns), and steps are plain numbers (only ``ok``
+    keeps them; a non-finite step score is None; ends that are not one per step are left out)."""
     if not isinstance(score, Score):
         return Score.failed(f"the reward returned {type(score).__name__}, not a Score", meta=_NO_META)
+    if score.steps is not None or score.step_ends is not None:
+        score = _plain_steps(score)
     if score.status == "ok":
         if not (
             isinstance(score.value, int | float)
@@ -161,6 +186,18 @@ def _consistent(score: Score | None) -> Score:
     elif score.value is not None:
         return Score(None, score.status, score.error, score.raw, _meta(score))
     return score if isinstance(score.meta, ScoreMeta) else dataclasses.replace(score, meta=_NO_META)
+
+
+def _plain_steps(score: Score) -> Score:
+    if score.status != "ok" or score.steps is None:
+        return dataclasses.replace(score, steps=None, step_ends=None)
+    try:
+        steps = tuple(None if v is None or not math.isfinite(float(v)) else float(v) for v in score.steps)
+        ends = None if score.step_ends is None else tuple(int(end) for end in score.step_ends)
+    except (TypeError, ValueError) as e:
+        return Score.failed(f"the reward returned malformed steps: {e}", score.raw, _meta(score))
+    fit = ends if ends and len(ends) == len(steps) else None
+    return dataclasses.replace(score, steps=steps, step_ends=fit)
 
 
 def _meta(score: Score) -> ScoreMeta:

@@ -3,6 +3,10 @@
 A reward that fails to build or raises fails its samples with the error text, never the worker; one
 that outlives its ``timeout`` answers ``timeout`` (:mod:`.child`, :mod:`.watchdog`). A chunk whose reward
 is stuck in this worker goes back to the broker (:class:`~.watchdog.HandBack`).
+
+A reward that sees groups (``Reward.sees``) gets whole groups of each task, as the producer chunked them;
+a group over ``MAX_GROUP_SIZE`` fails, and the groups of coalesced tasks never merge, even where their keys
+are equal (each sample's group is qualified with its task's place in the call).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from rewardq.wire.errors import RewardqError
+from rewardq.wire.groups import MAX_GROUP_SIZE, oversize_problem
 from rewardq.wire.schema import UNAVAILABLE_SCORER, Sample
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime.context import WorkerRuntime
@@ -32,7 +37,8 @@ def score_together(runtime: WorkerRuntime, items: Sequence[Prepared]) -> None:
         raise ValueError(f"score_together takes tasks of one reward, got {sorted(names)}")
     samples = [s for item in items for s in item.samples]
     scores = [s for item in items for s in item.scores]
-    scorer, latency_ms = _score(runtime, names.pop(), samples, scores)
+    tasks = [k for k, item in enumerate(items) for _ in item.samples]
+    scorer, latency_ms = _score(runtime, names.pop(), samples, scores, tasks)
     start = 0
     for item in items:
         end = start + len(item.scores)
@@ -41,9 +47,14 @@ def score_together(runtime: WorkerRuntime, items: Sequence[Prepared]) -> None:
 
 
 def _score(
-    runtime: WorkerRuntime, name: str, samples: list[Sample | None], scores: list[Score | None]
+    runtime: WorkerRuntime,
+    name: str,
+    samples: list[Sample | None],
+    scores: list[Score | None],
+    tasks: list[int],
 ) -> tuple[str, float]:
-    """Fill ``scores`` for the valid samples; returns the scorer's fingerprint and the latency in ms."""
+    """Fill ``scores`` for the valid samples (``tasks``: each one's task in the call); returns the scorer's
+    fingerprint and the latency in ms."""
     valid = {i: s for i, s in enumerate(samples) if s is not None}
     try:
         reward = runtime.reward(name)
@@ -54,6 +65,8 @@ def _score(
         error, scorer = f"reward {name!r} failed to load: {type(e).__name__}: {e}", UNAVAILABLE_SCORER
     else:
         scorer = reward.fingerprint
+        if reward.reward.sees == "group":
+            valid = _whole_groups(valid, scores, tasks)
         started = time.perf_counter()
         try:
             out = reward.score(list(valid.values()))
@@ -70,3 +83,24 @@ def _score(
     for i in valid:
         scores[i] = Score.failed(error)
     return scorer, 0.0
+
+
+def _whole_groups(
+    valid: dict[int, Sample], scores: list[Score | None], tasks: list[int]
+) -> dict[int, Sample]:
+    """The samples a group-level reward scores: a group over ``MAX_GROUP_SIZE`` fails instead, and where
+    the call holds several tasks each sample's group is qualified with its task's place in the call."""
+    members: dict[tuple[int, str], list[int]] = {}
+    for i, sample in valid.items():
+        members.setdefault((tasks[i], sample.group_key), []).append(i)
+    several = len(set(tasks)) > 1
+    out: dict[int, Sample] = {}
+    for (task, key), indices in members.items():
+        if len(indices) > MAX_GROUP_SIZE:
+            error = f"invalid sample: field 'group': {oversize_problem(key, len(indices))}"
+            for i in indices:
+                scores[i] = Score.failed(error)
+            continue
+        for i in indices:
+            out[i] = valid[i].model_copy(update={"group": f"{task}/{key}"}) if several else valid[i]
+    return dict(sorted(out.items()))
