@@ -1,11 +1,11 @@
 """A run's reward-health signals per (step, reward), behind ``rewardq audit health``: :func:`run_health`.
 
-Per (step, reward): the count of each status and the mean and population std of the ``ok`` values
-(:func:`rewardq.storage.stats.step_stats`, aggregated in SQL), their 10th and 90th percentiles, Spearman's
-correlation of the value with the completion's length (a reward that rises with length alone is the usual
-sign of length hacking) and a drift test of the step against the run's earlier steps
-(:class:`rewardq.storage.signals.DriftTest`). Per step and pair of rewards: their agreement, Spearman's
-correlation of their values on the samples (by content hash) both scored ``ok``.
+Per (step, reward): the count of each status, the mean, population std (as ``rewardq audit stats``),
+10th and 90th percentiles of the ``ok`` values, Spearman's correlation of the value with the completion's
+length (a reward that rises with length alone is the usual sign of length hacking) and a drift test of the
+step against the run's earlier steps (:class:`rewardq.storage.signals.DriftTest`). Per step and pair of
+rewards: their agreement, Spearman's correlation of their values on the samples (by content hash) both
+scored ``ok``.
 
 A completion's length is its text's length in characters where the audit holds the text (``store_text``),
 else the largest ``completion_tokens`` a reward that is not a judge recorded for it (a reward model counts
@@ -13,9 +13,11 @@ the completion's tokens; a judge's ``completion_tokens`` are its own reply's, so
 ``template_hash`` are not used). One unit for the whole run: characters if any row has text. Where
 neither is stored, :attr:`RunHealth.length_unit` is None and no length correlation is given.
 
-Only the rows that stand count (as in :mod:`rewardq.storage.stats`). The values are read in one query of
-five narrow columns (the length computed in SQL, the content hash cut to 16 hex digits, enough to pair the
-samples of one step); the statistics over them run on numpy.
+Only the rows that stand count (as in :mod:`rewardq.storage.stats`). The run is read in one pass, one
+statement streamed in batches, of seven narrow columns of its standing rows (the length computed in SQL,
+the content hash cut to 16 hex digits, enough to pair the samples of one step): the correlations and the
+drift test need every value, so the counts and moments are taken from the same rows rather than from a
+second SQL pass (each pass sorts the run's rows to find those that stand; measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select
 
 from rewardq.storage.models import scores_table
-from rewardq.storage.signals import Drift, DriftTest, drift_by_step, quantiles, spearman
-from rewardq.storage.stats import standing_rows, stands, step_stats
+from rewardq.storage.signals import Drift, DriftTest, drift_by_step, population_std, quantiles, spearman
+from rewardq.storage.stats import standing_rows, stands
+from rewardq.wire.schema import STATUSES
 
 _c = scores_table.c
 
@@ -48,7 +51,7 @@ class RewardStep:
     count: int
     statuses: Mapping[str, int]
     mean: float | None
-    std: float | None  # population std, as in step_stats
+    std: float | None  # population std, as in rewardq.storage.stats
     p10: float | None
     p90: float | None
     length_n: int  # ok values whose completion has a length
@@ -159,41 +162,39 @@ def run_health(
     import numpy as np
 
     test = test or DriftTest()
-    rewards = list(rewards) if rewards is not None else None
-    stats = step_stats(conn, run_id, rewards=rewards, step_min=step_min, step_max=step_max)
-    read = _read(conn, run_id, rewards, step_min, step_max)
+    read = _read(conn, run_id, None if rewards is None else list(rewards), step_min, step_max)
     values, by_sample, lengths = read.values, read.by_sample, read.lengths
+    keys = sorted(read.counts, key=lambda k: (k[0] is None, k[0] or 0, k[1]))
     drifts: dict[str, dict[int, Drift | None]] = {}
-    for reward in sorted({s.reward for s in stats}):
-        series = [
-            (step, np.sort(np.array(values.get((step, reward), []), float)))
-            for step in sorted({s.step for s in stats if s.step is not None and s.reward == reward})
-        ]
+    for reward in sorted({r for _, r in keys}):
+        series = [(step, np.sort(values[(step, r)])) for step, r in keys if r == reward and step is not None]
         drifts[reward] = drift_by_step(series, test)
     steps = []
-    for s in stats:
-        p10, p90 = quantiles(np.array(values.get((s.step, s.reward), []), float))
-        samples = by_sample.get((s.step, s.reward), {})
-        measured = [(v, lengths[(s.step, h)]) for h, v in samples.items() if (s.step, h) in lengths]
+    for step, reward in keys:
+        counts = read.counts[(step, reward)]
+        ok = values[(step, reward)]
+        p10, p90 = quantiles(ok)
+        samples = by_sample.get((step, reward), {})
+        measured = [(v, lengths[(step, h)]) for h, v in samples.items() if (step, h) in lengths]
         steps.append(
             RewardStep(
-                step=s.step,
-                reward=s.reward,
-                count=s.count,
-                statuses=s.statuses,
-                mean=s.mean,
-                std=s.std,
+                step=step,
+                reward=reward,
+                count=sum(counts.values()),
+                statuses=counts,
+                mean=float(ok.mean()) if len(ok) else None,
+                std=population_std(ok),
                 p10=p10,
                 p90=p90,
                 length_n=len(measured),
                 length_spearman=spearman([v for v, _ in measured], [n for _, n in measured]),
-                drift=None if s.step is None else drifts[s.reward].get(s.step),
+                drift=None if step is None else drifts[reward].get(step),
             )
         )
-    names = sorted({s.reward for s in stats})
+    names = sorted({r for _, r in keys})
     chosen = list(pairs) if pairs is not None else list(itertools.combinations(names, 2))
     agreements = []
-    for step in sorted({s.step for s in stats}, key=lambda x: (x is None, x or 0)):
+    for step in sorted({step for step, _ in keys}, key=lambda x: (x is None, x or 0)):
         for a, b in chosen:
             side_a, side_b = by_sample.get((step, a), {}), by_sample.get((step, b), {})
             both = [h for h in side_a if h in side_b]
@@ -204,13 +205,18 @@ def run_health(
 
 @dataclass
 class _Read:
-    """A run's standing ``ok`` values: all of them per (step, reward); per sample (one value of a sample
-    sent twice in a step) for pairing and length; the completions' lengths per (step, sample), their unit."""
+    """What :func:`_read` gathers of a run's standing rows: the count per status and the ``ok`` values per
+    (step, reward) (an array), the ``ok`` values per sample (one value of a sample sent twice in a step)
+    for pairing and length, the completions' lengths per (step, sample) and their unit."""
 
-    values: dict[tuple[int | None, str], list[float]] = field(default_factory=dict)
+    counts: dict[tuple[int | None, str], dict[str, int]] = field(default_factory=dict)
+    values: dict[tuple[int | None, str], Any] = field(default_factory=dict)
     by_sample: dict[tuple[int | None, str], dict[str, float]] = field(default_factory=dict)
     lengths: dict[tuple[int | None, str], float] = field(default_factory=dict)
     unit: str | None = None
+
+
+_BATCH = 50_000
 
 
 def _read(
@@ -220,6 +226,9 @@ def _read(
     step_min: int | None,
     step_max: int | None,
 ) -> _Read:
+    """One pass over the run's standing rows, read in batches of narrow columns."""
+    import numpy as np
+
     rows = standing_rows(
         run_id,
         step_min,
@@ -229,19 +238,28 @@ def _read(
         func.length(_c.completion_text).label("chars"),
         case((_c.template_hash.is_(None), _c.completion_tokens)).label("tokens"),
     ).c
-    query = select(rows.step, rows.reward, rows.sample, rows.value, rows.chars, rows.tokens).where(
-        stands(rows) & (rows.status == "ok")
-    )
+    query = select(rows.step, rows.reward, rows.status, rows.sample, rows.value, rows.chars, rows.tokens)
+    result = conn.execute(query.where(stands(rows)), execution_options={"yield_per": _BATCH})
     read = _Read()
+    ok_values: dict[tuple[int | None, str], list[float]] = {}
     chars: dict[tuple[int | None, str], float] = {}
     tokens: dict[tuple[int | None, str], float] = {}
-    for step, reward, sample, value, n_chars, n_tokens in conn.execute(query):
-        read.values.setdefault((step, reward), []).append(value)
-        read.by_sample.setdefault((step, reward), {})[sample] = value
+    for step, reward, status, sample, value, n_chars, n_tokens in result:
+        key = (step, reward)
+        counts = read.counts.get(key)
+        if counts is None:
+            counts = read.counts[key] = dict.fromkeys(STATUSES, 0)
+            ok_values[key] = []
+        counts[status] += 1
+        if status != "ok":
+            continue
+        ok_values[key].append(value)
+        read.by_sample.setdefault(key, {})[sample] = value
         if n_chars is not None:
             chars[(step, sample)] = n_chars
         if n_tokens is not None and n_tokens > tokens.get((step, sample), -1):
             tokens[(step, sample)] = n_tokens
+    read.values = {key: np.array(v, dtype=float) for key, v in ok_values.items()}
     if chars:
         read.lengths, read.unit = chars, "characters"
     elif tokens:

@@ -123,6 +123,16 @@ def drift_by_step(values: Sequence[tuple[int, Any]], test: DriftTest) -> dict[in
     return out
 
 
+def population_std(values: Any) -> float | None:
+    """The population standard deviation (divisor n, as ``rewardq audit stats``) of an array; exactly 0.0
+    when every value is equal; None if empty."""
+    if len(values) == 0:
+        return None
+    if values.min() == values.max():
+        return 0.0
+    return float(values.std())
+
+
 def quantiles(values: Any) -> tuple[float | None, float | None]:
     """The 10th and 90th percentiles (linear interpolation, numpy's default) of an array; None if empty."""
     import numpy as np

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import ks_2samp
 from sqlalchemy import Engine
 
-from rewardq.storage import DriftTest, run_health, write_scores
+from rewardq.storage import DriftTest, run_health, step_stats, write_scores
 from rewardq.storage.health_metrics import HealthCollector
 from rewardq.storage.signals import drift_by_step, ks_drift, spearman
 from tests.score_rows import sha256
@@ -63,6 +63,29 @@ def test_counts_per_status_and_the_spread_of_values(
     assert (first.p10, first.p90) == (pytest.approx(np.percentile(values, 10)), pytest.approx(0.78))
     assert dict(second.statuses) == {"ok": 2, "unscorable": 0, "error": 0, "timeout": 0}
     assert (second.std, second.p10, second.p90) == (0.0, 1.0, 1.0)
+
+
+def test_counts_and_moments_are_those_of_audit_stats_on_a_resumed_run(
+    engine: Engine, make_row: Callable[..., dict[str, Any]]
+) -> None:
+    """A first pass with an error, a sample sent twice and a timeout; the resumed pass (a new batch) scored
+    the error ok: health counts the rows that stand, as step_stats does."""
+    rows = [
+        make_row(0, batch_id="c1", value=1.0),
+        make_row(1, batch_id="c1", value=None, status="error", error="judge down"),
+        make_row(2, batch_id="c1", value=0.0),
+        make_row(3, batch_id="c1", value=1.0),
+        make_row(4, batch_id="c1", value=1.0, sample_hash=make_row(3)["sample_hash"]),
+        make_row(5, batch_id="c1", value=None, status="timeout", error="deadline"),
+    ]
+    write(engine, rows)
+    write(engine, [make_row(0, batch_id="c2", sample_hash=make_row(1)["sample_hash"], value=0.5)])
+    with engine.connect() as conn:
+        [expected] = step_stats(conn, "run-a")
+        [got] = run_health(conn, "run-a").steps
+    assert (got.count, dict(got.statuses)) == (expected.count, dict(expected.statuses))
+    assert dict(got.statuses) == {"ok": 5, "unscorable": 0, "error": 0, "timeout": 1}
+    assert got.mean == pytest.approx(expected.mean) and got.std == pytest.approx(expected.std)
 
 
 def length_rows(make_row: Callable[..., dict[str, Any]], *, text: bool) -> list[dict[str, Any]]:
