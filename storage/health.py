@@ -132,6 +132,11 @@ class RunHealth:
     agreements: list[Agreement] = field(default_factory=list)
 
     @property
+    def length_note(self) -> str | None:
+        """Why there is no length correlation, when the audit holds no completion length."""
+        return None if self.length_unit else NO_LENGTH
+
+    @property
     def rewards(self) -> list[str]:
         return sorted({s.reward for s in self.steps})
 
@@ -139,7 +144,7 @@ class RunHealth:
         return {
             "run": self.run_id,
             "length_unit": self.length_unit,
-            "length_note": None if self.length_unit else NO_LENGTH,
+            "length_note": self.length_note,
             "drift_test": self.test.describe(),
             "steps": [s.as_json() for s in self.steps],
             "agreement": [a.as_json() for a in self.agreements],

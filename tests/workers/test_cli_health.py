@@ -107,6 +107,11 @@ def test_an_unknown_run_is_one_line_and_exit_1_and_a_bad_pair_names_the_option(s
     proc = rewardq("audit", "health", "nope", env=env, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "no scores of run 'nope' in the audit store" and proc.stdout == ""
+    proc = rewardq("audit", "health", "h", "--reward", "accuracy", env=env, check=False)
+    assert (
+        proc.returncode == 1
+        and proc.stderr.strip() == "no scores of run 'h' match --reward/--step-min/--step-max"
+    )
     proc = rewardq("audit", "health", "h", "--pair", "rule,accuracy", env=env, check=False)
     assert proc.returncode == 2 and "--pair" in proc.stderr and "accuracy" in proc.stderr
     proc = rewardq("audit", "health", "h", "--pair", "rule", env=env, check=False)

@@ -275,6 +275,11 @@ def audit_health(
         health = run_health(
             conn, run_id, rewards=reward or None, step_min=step_min, step_max=step_max, pairs=pairs, test=test
         )
+    if not health.steps:
+        err.print(
+            f"no scores of run {escape(repr(run_id))} match --reward/--step-min/--step-max", highlight=False
+        )
+        raise typer.Exit(1)
     missing = sorted({r for p in pairs or [] for r in p} - set(health.rewards))
     if missing:
         raise typer.BadParameter(f"run {run_id!r} has no scores of {', '.join(missing)}", param_hint="--pair")
@@ -308,11 +313,13 @@ def _health_tables(health: Any) -> None:
     err.print(
         f"len spearman: Spearman of value with completion length in {unit}"
         if unit
-        else f"len spearman: {health.as_json()['length_note']}",
+        else f"len spearman: {health.length_note}",
         highlight=False,
+        soft_wrap=True,
     )
     err.print(
         f"drift: {test.name} test of each step's ok values against {test.reference}, DRIFT when "
         f"p < {test.p_below:g} with at least {test.min_count} values on each side",
         highlight=False,
+        soft_wrap=True,
     )

@@ -18,6 +18,7 @@ from typing import Any
 from rewardq.storage.health import RunHealth
 
 _STYLES = {"unscorable": ":", "error": "-", "timeout": "--"}
+_BOX = {"facecolor": "white", "edgecolor": "grey"}  # a note written over a panel's lines
 
 
 def plot_health(health: RunHealth, path: Path) -> None:
@@ -45,9 +46,11 @@ def plot_health(health: RunHealth, path: Path) -> None:
         _statuses(rest[-1], health, colours)
         rest[-1].set_xlabel("step")
         test = health.test
+        unplotted = sum(s.count for s in health.steps if s.step is None)
+        note = f"; {unplotted} scores without a step are not plotted" if unplotted else ""
         fig.suptitle(
-            f"reward health of run {health.run_id}\n▼ drift: {test.name} test against {test.reference}, "
-            f"p < {test.p_below:g}, at least {test.min_count} values a side",
+            f"reward health of run {health.run_id}{note}\n▼ drift: {test.name} test against "
+            f"{test.reference}, p < {test.p_below:g}, at least {test.min_count} values a side",
             fontsize=10,
         )
         fig.tight_layout()
@@ -93,6 +96,7 @@ def _length(ax: Any, health: RunHealth, colours: dict[str, str]) -> None:
             ha="center",
             va="center",
             transform=ax.transAxes,
+            bbox=_BOX,
         )
     for reward, colour in colours.items():
         rows = [s for s in _steps(health, reward) if s.length_spearman is not None]
@@ -107,9 +111,9 @@ def _length(ax: Any, health: RunHealth, colours: dict[str, str]) -> None:
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("Spearman rho")
-    unit = health.length_unit or "—"
+    unit = f" ({health.length_unit})" if health.length_unit else ""
     ax.set_title(
-        f"reward vs completion length ({unit}); near +1: longer scores higher (length hacking)",
+        f"reward vs completion length{unit}; near +1: longer scores higher (length hacking)",
         fontsize=9,
         loc="left",
     )
@@ -159,7 +163,7 @@ def _statuses(ax: Any, health: RunHealth, colours: dict[str, str]) -> None:
         "scores not ok per step (line style: unscorable ··· error — timeout - -)", fontsize=9, loc="left"
     )
     if not ax.get_lines():
-        ax.text(0.5, 0.5, "every score ok", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "every score ok", ha="center", va="center", transform=ax.transAxes, bbox=_BOX)
         ax.set_ylim(0, 1)
     _legend(ax)
 
