@@ -116,3 +116,36 @@ def test_an_unknown_run_is_one_line_and_exit_1_and_a_bad_pair_names_the_option(s
     assert proc.returncode == 2 and "--pair" in proc.stderr and "accuracy" in proc.stderr
     proc = rewardq("audit", "health", "h", "--pair", "rule", env=env, check=False)
     assert proc.returncode == 2 and "two different reward names" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_real_scoring_run_with_and_without_stored_text(tmp_path: Path) -> None:
+    """``rewardq score`` on the embedded worker writes the rows; the well-formed completions are the long
+    ones, so ``format`` correlates with length where the text is stored, and without it health says so."""
+    from tests.workers.test_cli import write_jsonl
+
+    records = [
+        {
+            "input": f"q{step}-{i}",
+            "output": f"<think>{'a' * (50 + i)}</think><answer>{i}</answer>" if i % 2 else f"bare {i}",
+            "gts": str(i),
+            "score": 0.0,
+            "step": step,
+        }
+        for step in range(3)
+        for i in range(30)
+    ]
+    source = write_jsonl(tmp_path / "rollouts.jsonl", records)
+    for run, env in (("text", {"REWARDQ_STORE_TEXT": "1"}), ("hashes", {})):
+        score = ["score", str(source), "-r", "format", "-o", str(tmp_path / f"{run}.jsonl"), "--no-progress"]
+        rewardq(*score, "--run-id", run, env=env)
+    text = json.loads(rewardq("audit", "health", "text", "--json").stdout)
+    assert text["length_unit"] == "characters"
+    assert [(s["step"], s["count"], s["statuses"]["ok"]) for s in text["steps"]] == [
+        (0, 30, 30),
+        (1, 30, 30),
+        (2, 30, 30),
+    ]
+    assert all(s["length"]["n"] == 30 and s["length"]["spearman"] > 0.8 for s in text["steps"])
+    hashes = rewardq("audit", "health", "hashes")
+    assert "no completion length in the audit: store_text is off" in hashes.stderr
