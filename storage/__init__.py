@@ -7,7 +7,8 @@
 - :func:`write_scores` — the idempotent bulk insert workers call, in their own transaction; rows are
   written unsealed and chained after they commit by :func:`rewardq.storage.seal.seal_run`.
 - :func:`list_runs`, :func:`run_scores`, :func:`step_stats`, :func:`sample_history` — the reads behind
-  ``rewardq audit``; :func:`paired_scores` and :func:`diff_scores` behind ``rewardq audit diff``.
+  ``rewardq audit``; :func:`paired_scores` and :func:`diff_scores` behind ``rewardq audit diff``;
+  :func:`run_health` behind ``rewardq audit health`` (:mod:`.health_metrics` serves it to Prometheus).
 - :func:`run_exists`, :func:`stored_scores` — what a resumed ``rewardq score`` run already holds.
 - :func:`verify_run` checks a run's hash chain (``rewardq audit verify``).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from rewardq.storage.diff import Disagreement, PairedScore, RewardDiff, diff_scores, paired_scores
 from rewardq.storage.engine import make_engine
+from rewardq.storage.health import Agreement, RewardStep, RunHealth, run_health
 from rewardq.storage.migrate import current, downgrade, head, upgrade
 from rewardq.storage.models import Base, ScoreRow, scores_table
 from rewardq.storage.queries import (
@@ -32,6 +34,7 @@ from rewardq.storage.queries import (
     stored_scores,
 )
 from rewardq.storage.rows import COLUMNS, REQUIRED
+from rewardq.storage.signals import Drift, DriftTest
 from rewardq.storage.stats import StepStats, step_stats
 from rewardq.storage.verify import ChainReport, verify_run
 from rewardq.storage.writer import InvalidScoreRow, write_scores
@@ -40,12 +43,17 @@ __all__ = [
     "COLUMNS",
     "FINAL_STATUSES",
     "REQUIRED",
+    "Agreement",
     "Base",
     "ChainReport",
     "Disagreement",
+    "Drift",
+    "DriftTest",
     "InvalidScoreRow",
     "PairedScore",
     "RewardDiff",
+    "RewardStep",
+    "RunHealth",
     "RunSummary",
     "ScoreRecord",
     "ScoreRow",
@@ -58,6 +66,7 @@ __all__ = [
     "make_engine",
     "paired_scores",
     "run_exists",
+    "run_health",
     "run_scores",
     "sample_history",
     "scores_table",

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Subquery, func, select
+from sqlalchemy import ColumnElement, Connection, Subquery, func, select
 
 from rewardq.storage.models import scores_table
 from rewardq.storage.queries import FINAL_STATUSES, run_filter
@@ -66,7 +66,7 @@ def step_stats(
     Ordered by step (scores without a step last), then reward; filters as in
     :func:`rewardq.storage.queries.run_scores`.
     """
-    rows = _standing(run_id, step_min, step_max, rewards).c
+    rows = standing_rows(run_id, step_min, step_max, rewards).c
     ok = rows.status == "ok"
     value = rows.value
     query = (
@@ -80,10 +80,7 @@ def step_stats(
             func.min(value).filter(ok),
             func.max(value).filter(ok),
         )
-        .where(
-            (rows.batch_id == rows.last_batch)
-            | (rows.status.in_(FINAL_STATUSES) & (rows.scorer == rows.last_scorer))
-        )
+        .where(stands(rows))
         .group_by(rows.step, rows.reward)
         .order_by(rows.step.asc().nulls_last(), rows.reward)
     )
@@ -107,10 +104,15 @@ def step_stats(
     return out
 
 
-def _standing(
-    run_id: str, step_min: int | None, step_max: int | None, rewards: Iterable[str] | None
+def standing_rows(
+    run_id: str,
+    step_min: int | None,
+    step_max: int | None,
+    rewards: Iterable[str] | None,
+    *columns: ColumnElement[Any],
 ) -> Subquery:
-    """The run's rows, each with the batch and scorer of the latest row of its (step, sample, reward)."""
+    """The run's rows (step, reward, value, status and ``columns``), each with the batch and scorer of the
+    latest row of its (step, sample, reward); :func:`stands` keeps those that stand."""
     group, latest_first = (_c.step, _c.sample_hash, _c.reward), _c.id.desc()
     query = select(
         _c.step,
@@ -119,10 +121,18 @@ def _standing(
         _c.status,
         _c.batch_id,
         _c.scorer,
+        *columns,
         func.first_value(_c.batch_id).over(partition_by=group, order_by=latest_first).label("last_batch"),
         func.first_value(_c.scorer).over(partition_by=group, order_by=latest_first).label("last_scorer"),
     )
     return run_filter(query, run_id, step_min, step_max, rewards).subquery()
+
+
+def stands(rows: Any) -> ColumnElement[bool]:
+    """Whether a row of :func:`standing_rows` (its ``.c``) stands (the module's docstring says when)."""
+    return (rows.batch_id == rows.last_batch) | (
+        rows.status.in_(FINAL_STATUSES) & (rows.scorer == rows.last_scorer)
+    )
 
 
 def _population_std(mean: Any, mean_sq: Any, lo: Any, hi: Any) -> float | None:

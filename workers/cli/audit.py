@@ -1,8 +1,10 @@
 """``rewardq audit``: the audit history — runs, scores, statistics, one sample's history, two runs' diff,
-and the hash chain: verify a run, seal what workers have not sealed yet."""
+a run's reward health, and the hash chain: verify a run, seal what workers have not sealed yet."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -234,3 +236,100 @@ def _steps_as_lists(row: dict[str, Any]) -> dict[str, Any]:
         if row.get(column) is not None:
             row[column] = orjson.loads(row[column])
     return row
+
+
+@audit_app.command("health")
+@errors
+def audit_health(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    reward: RewardsOpt = None,
+    step_min: Annotated[int | None, typer.Option(help="First step.")] = None,
+    step_max: Annotated[int | None, typer.Option(help="Last step.")] = None,
+    pair: Annotated[
+        str | None, typer.Option(help="Agreement of these two rewards only, 'a,b' (default: every pair).")
+    ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(min=1, help="Test drift against the N steps before each step (default: all earlier)."),
+    ] = None,
+    drift_p: Annotated[
+        float | None, typer.Option(help="Flag drift when the KS test's p is below this [default: 0.001].")
+    ] = None,
+    drift_min: Annotated[
+        int | None,
+        typer.Option(min=2, help="Test drift only with this many ok values on each side [default: 20]."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead of tables.")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a PNG: per-step curves per reward, length correlation, agreement, statuses."
+        ),
+    ] = None,
+) -> None:
+    """Per step and reward: counts per status, mean/std/p10/p90, Spearman of reward with completion length,
+    a drift flag (two-sample Kolmogorov-Smirnov against earlier steps); per step, Spearman agreement of each
+    pair of rewards."""
+    from rewardq.storage import DriftTest, run_exists, run_health
+
+    pairs = None if pair is None else [_pair(pair)]
+    test = DriftTest(window=window)
+    if drift_p is not None:
+        test = dataclasses.replace(test, p_below=drift_p)
+    if drift_min is not None:
+        test = dataclasses.replace(test, min_count=drift_min)
+    with _connect() as conn:
+        if not run_exists(conn, run_id):
+            err.print(f"no scores of run {escape(repr(run_id))} in the audit store", highlight=False)
+            raise typer.Exit(1)
+        health = run_health(
+            conn, run_id, rewards=reward or None, step_min=step_min, step_max=step_max, pairs=pairs, test=test
+        )
+    if not health.steps:
+        err.print(
+            f"no scores of run {escape(repr(run_id))} match --reward/--step-min/--step-max", highlight=False
+        )
+        raise typer.Exit(1)
+    missing = sorted({r for p in pairs or [] for r in p} - set(health.rewards))
+    if missing:
+        raise typer.BadParameter(f"run {run_id!r} has no scores of {', '.join(missing)}", param_hint="--pair")
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(health.as_json(), option=orjson.OPT_APPEND_NEWLINE))
+    else:
+        _health_tables(health)
+    if plot is not None:
+        from rewardq.workers.cli.health_plot import plot_health
+
+        plot_health(health, plot)
+        err.print(f"plot written to {escape(str(plot))}", highlight=False)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    names = [n.strip() for n in text.split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise typer.BadParameter(
+            f"expected two different reward names 'a,b', got {text!r}", param_hint="--pair"
+        )
+    return names[0], names[1]
+
+
+def _health_tables(health: Any) -> None:
+    unit = health.length_unit
+    render([s.row() for s in health.steps], Format.table, title=f"health of {health.run_id}")
+    agreements = [as_row(a) for a in health.agreements]
+    if agreements:
+        render(agreements, Format.table, title="agreement: Spearman of two rewards on the same samples")
+    test = health.test
+    err.print(
+        f"len spearman: Spearman of value with completion length in {unit}"
+        if unit
+        else f"len spearman: {health.length_note}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    err.print(
+        f"drift: {test.name} test of each step's ok values against {test.reference}, DRIFT when "
+        f"p < {test.p_below:g} with at least {test.min_count} values on each side",
+        highlight=False,
+        soft_wrap=True,
+    )
