@@ -128,9 +128,7 @@ def _answer_errors(app: FastAPI) -> None:
 
 
 def _unavailable(detail: str) -> JSONResponse:
-    return JSONAnswer(
-        {"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_UNAVAILABLE_S)}
-    )
+    return JSONAnswer({"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_UNAVAILABLE_S)})
 
 
 def _loc(field: str, index: int | None) -> list[str | int]:

@@ -56,13 +56,19 @@ def test_request_fields_are_checked_as_the_client_checks_them(
     batch = {"rewards": ["format"], "samples": rows(2)}
     with gateway.client(keys.a) as a, gateway.client(keys.b) as b:
         long_run = a.post("/v1/score", json={**batch, "run_id": "team-a-" + "x" * 300})
+        surrogate = a.post(  # through the run's scorer pins (a Redis key) it was a 500
+            "/v1/score",
+            content='{"run_id": "team-a-\\ud800", "rewards": ["format"], "samples": [{"completion": "a"}]}',
+            headers={"Content-Type": "application/json"},
+        )
         bad_step = a.post("/v1/score", json={**batch, "run_id": "team-a-run", "step": -1})
         empty = a.post("/v1/score", json={**batch, "run_id": "team-a-run", "samples": []})
         weight = a.post("/v1/score", json={**batch, "run_id": "team-a-run", "rewards": {"format": 1e9}})
         unknown = b.post("/v1/score", json={**batch, "run_id": "team-b-run", "rewards": ["nope"]})
         not_json = a.post("/v1/score", content=b"{", headers={"Content-Type": "application/json"})
-    assert [r.status_code for r in (long_run, bad_step, empty, weight, unknown, not_json)] == [422] * 6
-    assert long_run.json()["detail"][0]["loc"] == ["body", "run_id"]
+    answers = (long_run, surrogate, bad_step, empty, weight, unknown, not_json)
+    assert [r.status_code for r in answers] == [422] * 7
+    assert long_run.json()["detail"][0]["loc"] == surrogate.json()["detail"][0]["loc"] == ["body", "run_id"]
     assert bad_step.json()["detail"][0]["loc"] == ["body", "step"]
     assert empty.json()["detail"][0]["loc"] == ["body", "samples"]
     assert weight.json()["detail"][0]["loc"] == ["body", "rewards", "format"]
