@@ -62,8 +62,8 @@ def test_over_the_in_flight_limit_is_429_and_the_running_request_completes(
         running.join(timeout=150)
         assert first["answer"].status_code == 200
         assert first["answer"].json()["statuses"] == {"format": ["ok"] * 3}
-        with gateway.client(keys.a) as http:  # its slot is free again
-            assert http.post("/v1/score", json=BATCH).status_code == 200
+        with gateway.client(keys.a) as http:  # a slot is free again by the time its answer is read
+            assert [http.post("/v1/score", json=BATCH).status_code for _ in range(10)] == [200] * 10
 
 
 def test_a_body_over_the_limit_is_413_and_enqueues_nothing(
