@@ -1,6 +1,7 @@
 """The API fuzzed from its own OpenAPI document (schemathesis), then a hostile-input list of our own: no
-answer is a 500, a refused request leaves nothing in Redis (not half a batch), and the worker that then
-scores whatever odd batches were accepted stays up and scores a good batch after them.
+answer is a 500 (and the fuzzed ones match the schemas the document gives them), a refused request
+leaves nothing in Redis (not half a batch), and the worker that then scores whatever odd batches were
+accepted stays up and scores a good batch after them.
 
 Each runs twice: with no worker while the requests come (the client does not wait for one), so that
 every message a request sends stays queued and is counted exactly, and a worker starts afterwards; and
@@ -20,7 +21,7 @@ import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from rewardq import RewardClient, Settings
 from rewardq.catalog import BUILTIN_REWARDS
@@ -133,7 +134,7 @@ def test_fuzzed_from_the_openapi_document(
             )
             def fuzz(case: schemathesis.Case) -> None:
                 answer = ledger.checked(lambda: case.call(base_url=gateway.url, headers=auth, timeout=60))
-                case.validate_response(answer, checks=[not_a_server_error])
+                case.validate_response(answer, checks=[not_a_server_error, response_schema_conformance])
                 label = f"{case.operation.label} {answer.status_code}"
                 calls[label] = calls.get(label, 0) + 1
 
