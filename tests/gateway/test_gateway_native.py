@@ -188,7 +188,19 @@ def test_health_and_readiness(
         start_worker(redis_server.url, sqlite_url, "--rewards", "accuracy", "--concurrency", "1")
         ready = http.get("/v1/ready")
         assert (ready.status_code, ready.json()) == (200, {"ready": True, "problems": []})
+        submitted = http.post(
+            "/v1/batches",
+            json={"run_id": "team-a-run", "rewards": ["format"], "samples": rows(2)},
+            headers={"Authorization": f"Bearer {keys.a}"},
+        )
         redis_server.stop()
         down = http.get("/v1/ready")
         assert (down.status_code, down.json()["problems"]) == (503, ["the broker is unreachable"])
         assert http.get("/v1/health").status_code == 200  # alive all the same
+        with gateway.client(keys.a) as a:  # requests answer 503, never 500, and name no address
+            peeked = a.get(f"/v1/batches/{submitted.json()['batch_id']}")
+            rewards = a.get("/v1/rewards")
+        for answer in (peeked, rewards):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["Retry-After"] == "5"
+            assert str(redis_server.port) not in answer.text
