@@ -44,6 +44,11 @@ def test_score_matches_the_python_client(gateway: Served, keys: Keys, client: Re
     assert body["weights"] == expected.weights
     assert body["errors"] == _errors(expected.errors)
     assert len(answer.headers["X-Request-ID"]) == 32
+    with gateway.client(keys.a) as http:  # a batch answered in full is gone, as after ScoreHandle.get
+        assert http.get(f"/v1/batches/{body['batch_id']}").status_code == 404
+    assert enqueued(client.settings.broker_url or "")["batches"] == 0
+    owners = redis.Redis.from_url(client.settings.broker_url or "").keys("rewardq-gateway-owner-*")
+    assert owners == []  # nothing is kept for it
 
 
 def test_submit_peek_collect_matches_the_python_client(
