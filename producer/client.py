@@ -35,6 +35,7 @@ from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.schema import (
     MAX_BATCH_ID,
     MAX_RUN_ID,
+    SENT_AT_HEADER,
     TASK_NAME,
     Sample,
     ScoreTask,
@@ -164,6 +165,7 @@ class RewardClient:
                         argsrepr=summary(payload),
                         kwargsrepr="{}",
                         priority=priority,
+                        headers={SENT_AT_HEADER: time.time()},
                     )
                 except (OperationalError, RuntimeError) as e:  # Redis outlasted Celery's retries
                     if (unavailable := publish_failed(app, e)) is None:

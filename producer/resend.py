@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from rewardq.broker import results_on_broker
 from rewardq.stored_samples import SampleStore
 from rewardq.wire.keys import UNACKED_KEY, priority_lists
-from rewardq.wire.schema import TASK_NAME, sample_count
+from rewardq.wire.schema import SENT_AT_HEADER, TASK_NAME, sample_count
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,7 @@ class Resender:
             argsrepr=summary(payload),
             kwargsrepr="{}",
             priority=chunk.priority,
+            headers={SENT_AT_HEADER: time.time()},
         )
 
 

@@ -26,6 +26,8 @@ from rewardq.wire.settings import MAX_CHUNK_SIZE
 
 SCHEMA_VERSION: Literal[1] = 1
 TASK_NAME = "rewardq.score"
+# A task message's header: when the producer sent it (time.time()), for the worker's queue-wait metric.
+SENT_AT_HEADER = "rewardq_sent_at"
 QUEUE_PREFIX = "rewards."
 # The audit's scorer of rows that no scorer wrote: a task parked in the dead-letter queue, and a task whose
 # reward could not be built. They are no fingerprint: a run holding them is not scored by two scorers.

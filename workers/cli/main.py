@@ -87,6 +87,10 @@ def worker(
     ] = None,
     config: ConfigOpt = None,
     loglevel: Annotated[str, typer.Option(help="Celery worker log level.")] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port (default: off)."),
+    ] = None,
 ) -> None:
     """Run a Celery worker consuming rewards.<name> for each of --rewards."""
     from rewardq.workers.runtime.launcher import WorkerOptions, run_worker
@@ -94,7 +98,9 @@ def worker(
     names = [r.strip() for r in rewards.split(",") if r.strip()]
     if not names:
         raise typer.BadParameter("name at least one reward", param_hint="--rewards")
-    code = run_worker(settings(rewards=config), WorkerOptions(names, gpu, concurrency, pool, loglevel))
+    code = run_worker(
+        settings(rewards=config), WorkerOptions(names, gpu, concurrency, pool, loglevel, metrics_port)
+    )
     raise typer.Exit(code)
 
 

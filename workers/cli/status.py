@@ -30,6 +30,7 @@ class QueueDepth:
     queue: str
     reward: str
     depth: int
+    by_priority: dict[int, int]  # priority step → tasks waiting at it
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,12 @@ def read_status(config: Settings) -> BrokerStatus:
     finally:
         client.close()
     steps = len(PRIORITY_STEPS)
-    depths = [
-        QueueDepth(name, name.removeprefix(QUEUE_PREFIX), sum(lengths[i * steps : (i + 1) * steps]))
-        for i, name in enumerate(names)
-    ]
+    depths = []
+    for i, name in enumerate(names):
+        by_priority = dict(zip(PRIORITY_STEPS, lengths[i * steps : (i + 1) * steps], strict=True))
+        depths.append(
+            QueueDepth(name, name.removeprefix(QUEUE_PREFIX), sum(by_priority.values()), by_priority)
+        )
     return BrokerStatus(masked(url), workers, depths, int(in_flight), int(parked))
 
 
@@ -101,9 +104,20 @@ def _worker_row(entry: Announcement, now: float, *, full: bool) -> dict[str, Any
 @errors
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of tables.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve these figures as Prometheus metrics on this port, until stopped."
+        ),
+    ] = None,
 ) -> None:
     """Live workers (rewards and their scorer fingerprints, GPU, pool, held tasks, last heartbeat), queue
     depths, tasks in flight and parked tasks."""
+    if metrics_port is not None:
+        from rewardq.workers.cli.exporter import serve
+
+        serve(settings(), metrics_port)
+        return
     report = read_status(settings())
     now = time.time()
     workers = [_worker_row(w, now, full=as_json) for w in sorted(report.workers, key=lambda w: w.node)]

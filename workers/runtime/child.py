@@ -46,6 +46,7 @@ from rewardq.wire.errors import RewardSetupError
 from rewardq.wire.groups import group_indices
 from rewardq.wire.schema import Sample
 from rewardq.wire.settings import Settings
+from rewardq.workers.process import metrics
 from rewardq.workers.process.resources import WorkerResources
 from rewardq.workers.rewards.base import Reward, Score
 from rewardq.workers.rewards.config import RewardsConfig
@@ -124,6 +125,7 @@ class ChildScorer:
             return _received(call.result(timeout=self.limit * BATCH_SHARE if alone else self.limit))
         except FutureTimeout:
             call.cancel()  # stops its child (the process group)
+            metrics.deadline_hit(self.name, "killed")
             if not alone:
                 return [self._timed_out()] * len(chunk)
             what = f"ran past {self.limit * BATCH_SHARE:.3g}s; stopped"
@@ -147,6 +149,7 @@ class ChildScorer:
         for unit, call in zip(units, calls, strict=True):
             if not call.done():
                 call.cancel()
+                metrics.deadline_hit(self.name, "killed")
                 continue
             if isinstance(error := call.exception(), ProcessExpired):
                 got = [Score.failed(f"{ChildDied.__name__}: {_died(error)}")] * len(unit)

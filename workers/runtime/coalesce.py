@@ -30,6 +30,7 @@ from celery.worker.strategy import default as default_strategy
 
 from rewardq.wire.schema import TASK_NAME
 from rewardq.wire.settings import Settings
+from rewardq.workers.process import metrics
 from rewardq.workers.rewards.config import RewardsConfig
 from rewardq.workers.runtime.admission import admit, park_invalid, redelivered
 from rewardq.workers.runtime.context import WorkerRuntime
@@ -143,6 +144,7 @@ def _score_requests(app: Celery, runtime: WorkerRuntime, requests: Sequence[Any]
             for request, _, _ in group:
                 _hand_back(app, request)
             continue
+        metrics.coalesced(reward, len(group))
         log.info(
             "coalesced %d tasks of reward %s: %d samples in one call",
             len(group),

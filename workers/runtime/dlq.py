@@ -32,6 +32,7 @@ from rewardq.wire.errors import RewardqError
 from rewardq.wire.keys import DLQ_KEY
 from rewardq.wire.schema import MAX_BATCH_ID, TASK_NAME
 from rewardq.wire.settings import Settings
+from rewardq.workers.process import metrics
 from rewardq.workers.process.kv import KeyValue, broker_kv
 
 RAW_LIMIT = 64 * 1024  # bytes of a raw body (and characters of its headers) kept
@@ -77,6 +78,7 @@ class DeadLetters:
 
     def park(self, entry: DeadLetter) -> None:
         self.client.hset(DLQ_KEY, entry.task_id, json.dumps(asdict(entry), default=str))
+        metrics.parked(entry.reward)
 
     def park_new(self, entry: DeadLetter) -> str:
         """Park a raw message beside any entry of the same id; returns the id it is kept under."""
@@ -84,6 +86,7 @@ class DeadLetters:
         while not self.client.hsetnx(DLQ_KEY, task_id, json.dumps(asdict(entry), default=str)):
             task_id = f"{entry.task_id}~{uuid.uuid4().hex[:8]}"
             entry = replace(entry, task_id=task_id)
+        metrics.parked(entry.reward)
         return task_id
 
     def get(self, task_id: str) -> DeadLetter | None:

@@ -32,6 +32,7 @@ from rewardq.wire.announcement import Announcement
 from rewardq.wire.errors import ScorerMismatchError
 from rewardq.wire.keys import UNACKED_INDEX, WORKERS_INDEX, announcement_key
 from rewardq.wire.settings import Settings
+from rewardq.workers.process import metrics
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class Heartbeat:
             pipe.zadd(_index_key(self._consumer), dict.fromkeys(tags, now), xx=True)
         self._announce(pipe, now, held=len(tags))
         pipe.execute()
+        metrics.tasks_held(len(tags))
         return len(tags)
 
     def _announce(self, pipe: Any, now: float, *, held: int, starting: bool = False) -> None:

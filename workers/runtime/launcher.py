@@ -35,6 +35,7 @@ class WorkerOptions:
     concurrency: int | None = None
     pool: str | None = None
     loglevel: str = "INFO"
+    metrics_port: int | None = None  # serve Prometheus metrics here (None: off)
 
 
 def pin_gpu(gpu: str) -> None:
@@ -120,6 +121,10 @@ def run_worker(settings: Settings, options: WorkerOptions) -> int:
             options.concurrency,
         )
     upgrade(settings.database_url)
+    if options.metrics_port is not None:  # before the pool forks, and before prometheus-client is imported
+        from rewardq.workers.runtime.exposition import expose
+
+        expose(options.metrics_port)
     app = create_app(settings, config)
     check_connection(app, refusals_only=True)  # a wrong password or certificate: fail now, not retry forever
     app.conf.worker_prefetch_multiplier = prefetch_multiplier(settings, config, options.rewards)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from rewardq.wire.schema import STATUSES, ChunkResult, sample_count
+from rewardq.workers.process import metrics
 from rewardq.workers.rewards.base import Score, ScoreMeta
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.validate import Prepared
@@ -101,7 +103,11 @@ def _answers(
         )
     ]
     budget = runtime.settings.audit_retry if retry_s is None else retry_s
+    started = time.perf_counter()
     audited = record_scores(runtime.engine, rows, retry_s=budget)
+    metrics.samples_audited(
+        ((t.item.task.reward, f) for t, f in zip(tasks, finals, strict=True)), time.perf_counter() - started
+    )
     runtime.sealer.wrote({t.item.task.run_id for t in tasks})
     return [_answer(t.item, final, audited) for t, final in zip(tasks, finals, strict=True)]
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from rewardq.wire.errors import RewardqError
 from rewardq.wire.groups import MAX_GROUP_SIZE, oversize_problem
 from rewardq.wire.schema import UNAVAILABLE_SCORER, Sample
+from rewardq.workers.process import metrics
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.runtime.context import WorkerRuntime
 from rewardq.workers.runtime.validate import Prepared
@@ -79,7 +80,9 @@ def _score(
             out = [Score.failed(f"reward {name!r} failed: {type(e).__name__}: {e}")] * len(valid)
         for i, score in zip(valid, out, strict=True):
             scores[i] = score
-        return scorer, (time.perf_counter() - started) * 1000.0
+        seconds = time.perf_counter() - started
+        metrics.chunk_scored(name, reward.reward.kind, out, seconds)
+        return scorer, seconds * 1000.0
     for i in valid:
         scores[i] = Score.failed(error)
     return scorer, 0.0

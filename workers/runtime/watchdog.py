@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rewardq.wire.schema import Sample
+from rewardq.workers.process import metrics
 from rewardq.workers.rewards.base import Reward, Score
 from rewardq.workers.rewards.turns import score_samples
 
@@ -75,6 +76,7 @@ class WatchedScorer:
             result: list[Score] = outcome[0]
             return result
         self._mark_stuck(call)
+        metrics.deadline_hit(self.name, "abandoned")
         error = f"reward {self.name!r} did not answer within its timeout of {self.limit:g}s"
         return [Score.timed_out(error)] * len(samples)
 
@@ -116,6 +118,7 @@ class WatchedScorer:
             return
         self._give_up()
         error = f"reward {self.name!r} is stuck in a call that outlived its timeout of {self.limit:g}s"
+        metrics.deadline_hit(self.name, "handed_back")
         raise RewardStuck(error) if self._embedded else HandBack(error)
 
     def _give_up(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from rewardq.workers.process import metrics
 from rewardq.workers.rewards.judges.retries import RETRY_COUNT_HEADER, delay, should_retry
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class ServerPool:
         for retries in range(self.max_retries + 1):
             attempts = retries + 1
             headers: Mapping[str, str] | None = None
+            metrics.judge_attempt(replica, retries)
             try:
                 async with self.session.request(
                     method, url, data=data, headers=self._headers[retries], proxy=proxy
