@@ -6,9 +6,11 @@ Docker is not needed: the file is parsed as YAML (merge keys resolved, as Compos
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from functools import cache
@@ -229,3 +231,56 @@ def test_the_gateway_serves_beside_the_workers_with_its_config(services: dict[st
     assert "/v1/health" in " ".join(gateway["healthcheck"]["test"])
     example = GatewayConfig.load(ROOT / "gateway.toml")  # the example loads, with no key in it
     assert example.keys == []
+
+
+def mounted(service: dict[str, Any], target: str) -> Path:
+    """The repo file a service mounts at ``target`` (a short ``./SOURCE:TARGET[:ro]`` volume)."""
+    for volume in service["volumes"]:
+        source, _, rest = str(volume).partition(":")
+        if rest.split(":")[0] == target and source.startswith("./"):
+            return ROOT / source
+    raise AssertionError(f"nothing mounted at {target}")
+
+
+def test_every_worker_serves_metrics_and_prometheus_scrapes_them_and_the_exporter(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    workers = {n: s for n, s in rewardq_services(services).items() if argv(s)[1] == "worker"}
+    ports = {name: int(option(argv(s), "--metrics-port")) for name, s in workers.items()}
+    exporter = argv(services["exporter"])
+    assert exporter[:2] == ["rewardq", "status"]
+    config_file = mounted(services["prometheus"], "/etc/prometheus/prometheus.yml")
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config_file.read_text())["scrape_configs"]}
+    scraped = {(name, sd["port"]) for sd in jobs["rewardq-workers"]["dns_sd_configs"] for name in sd["names"]}
+    assert scraped == set(ports.items())
+    (static,) = jobs["rewardq-broker"]["static_configs"]
+    assert static["targets"] == [f"exporter:{option(exporter, '--metrics-port')}"]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_rewardq_dashboard(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    sources = mounted(grafana, "/etc/grafana/provisioning/datasources/rewardq.yml")
+    (source,) = yaml.safe_load(sources.read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    providers = mounted(grafana, "/etc/grafana/provisioning/dashboards/rewardq.yml")
+    (provider,) = yaml.safe_load(providers.read_text())["providers"]
+    dashboard = mounted(grafana, f"{provider['options']['path']}/rewardq.json")
+    assert dashboard == ROOT / "docs" / "grafana" / "rewardq.json"
+    panels = [p for p in json.loads(dashboard.read_text())["panels"] if p["type"] != "row"]
+    assert panels and all(p["datasource"]["uid"] == source["uid"] for p in panels)
+    assert any(str(p).endswith(":9090") for p in services["prometheus"]["ports"])
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
+        pytest.skip("no `docker compose` here: the YAML checks above stand in for `docker compose config`")
+    done = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr

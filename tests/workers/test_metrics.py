@@ -159,9 +159,9 @@ def test_a_judges_counters_move_by_the_requests_its_server_saw(
         after = scrape(port)
         assert sum(after["rewardq_judge_requests_total"].values()) == len(server.requests)
         assert sum(after["rewardq_judge_retries_total"].values()) == 6
-        assert by_label(after["rewardq_judge_cache_hits_total"], "reward") == {"grader": 6.0}
+        assert by_label(after["rewardq_cache_hits_total"], "reward") == {"grader": 6.0}
         # the fake's usage: 11 prompt and 3 completion tokens per reply, counted once per sample judged
-        assert by_label(after["rewardq_judge_tokens_total"], "direction", reward="grader") == {
+        assert by_label(after["rewardq_tokens_total"], "direction", reward="grader") == {
             "in": 66.0,
             "out": 18.0,
         }

@@ -62,8 +62,12 @@ class WorkerMetrics:
         self.judge_retries = Counter(
             "rewardq_judge_retries", "HTTP attempts that repeated a failed one.", ["replica"]
         )
-        self.tokens = Counter("rewardq_judge_tokens", "Judge tokens, in or out.", ["reward", "direction"])
-        self.cache_hits = Counter("rewardq_judge_cache_hits", "Samples answered from the cache.", ["reward"])
+        self.tokens = Counter(
+            "rewardq_tokens",
+            "Model tokens read (in) or written (out), from the scores' meta.",
+            ["reward", "direction"],
+        )
+        self.cache_hits = Counter("rewardq_cache_hits", "Samples answered from the result cache.", ["reward"])
         self.cases = Counter(
             "rewardq_sandbox_cases", "Sandboxed test cases by outcome.", ["reward", "outcome"]
         )
