@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -166,6 +167,62 @@ def test_a_judges_counters_move_by_the_requests_its_server_saw(
             "out": 18.0,
         }
         assert by_label(after["rewardq_samples_scored_total"], "status", reward="grader") == {"ok": 12.0}
+
+
+# blocks while a "block" file lies beside it, after leaving a "started" one
+BLOCKING = """
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+def score(completions, **kwargs):
+    (HERE / "started").touch()
+    while (HERE / "block").exists():
+        time.sleep(0.05)
+    return [1.0 for _ in completions]
+"""
+
+
+@pytest.mark.postgres
+def test_a_killed_pool_process_leaves_no_task_counted_running(
+    tmp_path: Path, redis_server: RedisServer, postgres_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    (tmp_path / "slow_reward.py").write_text(BLOCKING)
+    (tmp_path / "block").touch()
+    rewards = tmp_path / "rewards.toml"
+    rewards.write_text(
+        '[rewards.slow]\nkind = "function"\nfunction = "slow_reward.py:score"\nconvention = "trl"\n'
+    )
+    port = free_port()
+    worker = start_worker(
+        redis_server.url,
+        postgres_url,
+        *("--rewards", "slow", "--pool", "prefork", "--concurrency", "2", "--metrics-port", str(port)),
+        env={"REWARDQ_REWARDS": str(rewards)},
+    )
+    settings = Settings.from_env({}, broker_url=redis_server.url, rewards=rewards, timeout=120)
+    with RewardClient(settings) as client:
+        handle = client.submit([{"completion": "c"}], "slow", run_id="killed")
+        wait_for(lambda: (tmp_path / "started").exists(), "the reward's call")
+        assert scrape(port)["rewardq_tasks_running"] == {(): 1.0}
+        pool = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text().split()
+        for pid in pool:  # the pool's processes, killed mid-task: none marks its gauge dead
+            os.kill(int(pid), signal.SIGKILL)
+        (tmp_path / "block").unlink()
+        result = handle.get(timeout=120)  # the task, given back, scored by a replacement process
+    assert result.statuses["slow"] == ["ok"]
+    after = scrape(port)
+    assert after["rewardq_tasks_running"] == {(): 0.0}
+    assert by_label(after["rewardq_samples_scored_total"], "status", reward="slow") == {"ok": 1.0}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.1)
 
 
 def _exporter(broker_url: str, port: int) -> subprocess.Popen[bytes]:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 # Seconds: from a few milliseconds (a rule's chunk) to minutes (a judge's chunk under a retry storm).
 SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 SAMPLE_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_META, _STATUS = attrgetter("meta"), attrgetter("status")
 DEADLINE_ACTIONS = ("killed", "abandoned", "handed_back")
 """What a deadline did: stopped a child (``killed``), answered ``timeout`` while an in-process call ran
 on (``abandoned``), gave a stuck reward's task back to the broker (``handed_back``)."""
@@ -75,6 +77,9 @@ class WorkerMetrics:
             "rewardq_deadline_hits", "Deadlines a reward's call ran past.", ["reward", "action"]
         )
         self.held = Gauge("rewardq_tasks_held", "Tasks the worker holds.", multiprocess_mode="livesum")
+        self.running = Gauge(
+            "rewardq_tasks_running", "Tasks running in the worker's processes.", multiprocess_mode="livesum"
+        )
         self.parked = Counter("rewardq_dlq_parked", "Tasks or messages parked in the DLQ.", ["reward"])
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -109,7 +114,7 @@ def chunk_scored(reward: str, kind: str, scores: Sequence[Any], seconds: float) 
     m = _active[0]
     m.child(m.chunk_seconds, reward).observe(seconds)
     m.child(m.sample_seconds, reward).observe(seconds / len(scores))
-    metas = [s.meta for s in scores if getattr(s, "meta", None) is not None]
+    metas = [meta for meta in map(_META, scores) if meta is not None]
     if metas:
         tokens_in = sum(meta.prompt_tokens or 0 for meta in metas)
         tokens_out = sum(meta.completion_tokens or 0 for meta in metas)
@@ -151,7 +156,7 @@ def samples_audited(tasks: Iterable[tuple[str, Iterable[Any]]], seconds: float) 
     m = _active[0]
     m.audit_seconds.observe(seconds)
     for reward, scores in tasks:
-        for status, n in Tally(s.status for s in scores).items():
+        for status, n in Tally(map(_STATUS, scores)).items():
             m.child(m.samples, reward, status).inc(n)
 
 
@@ -186,6 +191,12 @@ def deadline_hit(reward: str, action: str) -> None:
 def tasks_held(n: int) -> None:
     if _active:
         _active[0].held.set(n)
+
+
+def task_running(delta: int) -> None:
+    """A task started (+1) or ended (-1) in this process."""
+    if _active:
+        _active[0].running.inc(delta)
 
 
 def parked(reward: str | None) -> None:

@@ -5,9 +5,9 @@ so that one scrape of the worker's main process adds up every pool process.
 forks: it points ``PROMETHEUS_MULTIPROC_DIR`` at a directory (the one set in the environment, else a new
 temporary one), empties it of an earlier run's files, turns the metrics on
 (:mod:`rewardq.workers.process.metrics`) and serves them over HTTP. A pool process that ends marks its
-live gauges dead (``mark_process_dead``); one killed before it could is found at the next scrape, its pid
-gone, and marked then. The queue wait is taken when a task starts (Celery's ``task_prerun``), from the
-producer's ``SENT_AT_HEADER``.
+live gauges dead (``mark_process_dead``: its tasks running); one killed before it could is found at the
+next scrape, its pid gone, and marked then. Tasks running and their queue wait are taken when a task starts
+(Celery's ``task_prerun``), the wait from the producer's ``SENT_AT_HEADER``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def expose(port: int, addr: str = "0.0.0.0") -> None:  # scraped from other host
     except OSError as e:
         raise SettingsError(f"--metrics-port {port}: cannot serve the metrics there: {e}") from e
     signals.task_prerun.connect(_task_prerun, weak=False)
+    signals.task_postrun.connect(_task_postrun, weak=False)
     signals.worker_process_shutdown.connect(_process_ended, weak=False)
     log.info("metrics on http://%s:%d/metrics (files in %s)", addr, port, path)
 
@@ -96,8 +97,13 @@ def _process_ended(pid: int | None = None, **_: object) -> None:
     mark_process_dead(pid or os.getpid())
 
 
+def _task_postrun(**_: object) -> None:
+    metrics.task_running(-1)
+
+
 def _task_prerun(task: Any = None, args: Any = None, **_: object) -> None:
-    """The queue wait of a task starting now; of each task of a coalesced flush (its requests)."""
+    """A task running, and its queue wait; of each task of a coalesced flush (its requests)."""
+    metrics.task_running(1)
     now = time.time()
     first = args[0] if args else None
     if isinstance(first, dict):
