@@ -17,8 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rewardq import RewardClient, Settings
+from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess, free_port
 from tests.fake_openai import FakeOpenAI, failing, verdict
+from tests.workers.test_dlq import _publish, dlq_entries
 
 pytestmark = pytest.mark.slow
 
@@ -167,6 +169,78 @@ def test_a_judges_counters_move_by_the_requests_its_server_saw(
             "out": 18.0,
         }
         assert by_label(after["rewardq_samples_scored_total"], "status", reward="grader") == {"ok": 12.0}
+
+
+def test_sandbox_cases_are_counted_by_outcome_past_the_verdicts_the_audit_keeps(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    rewards = tmp_path / "rewards.toml"
+    rewards.write_text('[rewards.code]\nkind = "code"\ntime_limit = 10\nparallel = 4\n')
+    port = free_port()
+    start_worker(
+        redis_server.url,
+        sqlite_url,
+        *("--rewards", "code", "--pool", "threads", "--metrics-port", str(port)),
+        env={"REWARDQ_REWARDS": str(rewards)},
+    )
+    add = "a, b = map(int, input().split())\nprint(a + b)"
+    # 66 cases: the audit keeps the first 64 verdicts; of the two past them, one passes and one does not
+    inputs = [f"{i} 1\n" for i in range(66)]
+    outputs = [f"{i + 1}\n" for i in range(65)] + ["0\n"]
+    samples = [
+        {"completion": add, "tests": {"inputs": inputs, "outputs": outputs}},
+        {"completion": "print(0)", "tests": {"inputs": ["1 2\n", "3 4\n"], "outputs": ["3\n", "7\n"]}},
+        {"completion": add},  # no tests: unscorable, no case run
+    ]
+    settings = Settings.from_env({}, broker_url=redis_server.url, rewards=rewards, timeout=300)
+    with RewardClient(settings) as client:
+        result = client.score(samples, "code", run_id="cases")
+    assert result.statuses["code"] == ["ok", "ok", "unscorable"], result.errors
+    cases = by_label(scrape(port)["rewardq_sandbox_cases_total"], "outcome", reward="code")
+    assert cases == {"passed": 65.0, "not_passed": 1.0, "wrong_answer": 2.0}
+
+
+SLEEPY = """
+import time
+
+def score(completions, **kwargs):
+    time.sleep(60)
+    return [1.0 for _ in completions]
+"""
+
+
+def test_deadline_kills_and_dlq_parks_are_counted(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    (tmp_path / "sleepy_reward.py").write_text(SLEEPY)
+    rewards = tmp_path / "rewards.toml"
+    rewards.write_text(
+        '[rewards.sleepy]\nkind = "function"\nfunction = "sleepy_reward.py:score"\nconvention = "trl"\n'
+        "timeout = 1\n"
+    )
+    port = free_port()
+    start_worker(
+        redis_server.url,
+        sqlite_url,
+        *("--rewards", "sleepy,format", "--pool", "solo", "--metrics-port", str(port)),
+        env={"REWARDQ_REWARDS": str(rewards)},
+    )
+    envelope = {
+        "v": 99,
+        "batch_id": "b-1",
+        "run_id": "r",
+        "reward": "format",
+        "samples": [{"completion": "a"}],
+    }
+    _publish(redis_server.url, ((envelope,), {}, {}), queue=queue_for("format"), serializer="json")
+    _publish(redis_server.url, ((envelope,), {}, {}), queue=queue_for("format"), serializer="pickle")
+    settings = Settings.from_env({}, broker_url=redis_server.url, rewards=rewards, timeout=120)
+    with RewardClient(settings) as client:
+        result = client.score([{"completion": "a"}], ["sleepy", "format"], run_id="late")  # after them
+    assert result.statuses["sleepy"] == ["timeout"]
+    after = scrape(port)
+    assert by_label(after["rewardq_deadline_hits_total"], "action", reward="sleepy") == {"killed": 1.0}
+    assert sum(after["rewardq_dlq_parked_total"].values()) == len(dlq_entries(redis_server.url)) == 2
 
 
 # blocks while a "block" file lies beside it, after leaving a "started" one
