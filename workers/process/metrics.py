@@ -15,6 +15,7 @@ Hooks resolve labelled children once per chunk (a small cache keyed by label val
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
@@ -25,9 +26,8 @@ SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 SAMPLE_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _META, _STATUS = attrgetter("meta"), attrgetter("status")
-DEADLINE_ACTIONS = ("killed", "abandoned", "handed_back")
-"""What a deadline did: stopped a child (``killed``), answered ``timeout`` while an in-process call ran
-on (``abandoned``), gave a stuck reward's task back to the broker (``handed_back``)."""
+
+log = logging.getLogger(__name__)
 
 
 class WorkerMetrics:
@@ -76,6 +76,7 @@ class WorkerMetrics:
         self.deadlines = Counter(
             "rewardq_deadline_hits", "Deadlines a reward's call ran past.", ["reward", "action"]
         )
+        # livesum: a process's value leaves the sum when it is marked dead (runtime.exposition)
         self.held = Gauge("rewardq_tasks_held", "Tasks the worker holds.", multiprocess_mode="livesum")
         self.running = Gauge(
             "rewardq_tasks_running", "Tasks running in the worker's processes.", multiprocess_mode="livesum"
@@ -111,7 +112,13 @@ def chunk_scored(reward: str, kind: str, scores: Sequence[Any], seconds: float) 
     meta says (judge tokens, cache hits) and, for the ``code`` kind, its cases' outcomes."""
     if not _active or not scores:
         return
-    m = _active[0]
+    try:
+        _chunk(_active[0], reward, kind, scores, seconds)
+    except Exception:  # what a reward returned is not a Score (the audit says so): never fail the task
+        log.warning("reward %s: the metrics of a chunk were not taken", reward, exc_info=True)
+
+
+def _chunk(m: WorkerMetrics, reward: str, kind: str, scores: Sequence[Any], seconds: float) -> None:
     m.child(m.chunk_seconds, reward).observe(seconds)
     m.child(m.sample_seconds, reward).observe(seconds / len(scores))
     metas = [meta for meta in map(_META, scores) if meta is not None]
@@ -183,6 +190,9 @@ def judge_attempt(replica: str, retries: int) -> None:
 
 
 def deadline_hit(reward: str, action: str) -> None:
+    """A call of ``reward`` ran past its deadline: its child was stopped (``killed``), the chunk answered
+    ``timeout`` while the in-process call ran on (``abandoned``), or a task of the still stuck reward went
+    back to the broker (``handed_back``)."""
     if _active:
         m = _active[0]
         m.child(m.deadlines, reward, action).inc()
