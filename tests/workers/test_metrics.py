@@ -369,11 +369,22 @@ def _listening(pid: int) -> set[str]:
     return sockets & _listening_inodes()
 
 
-def test_metrics_are_off_by_default(
-    redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+def test_metrics_are_off_by_default_and_their_files_go_with_the_worker(
+    tmp_path: Path, redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     prefork = ["--rewards", "format", "--pool", "prefork", "--concurrency", "2"]
+    (tmp_path / "tmp").mkdir()
     off = start_worker(redis_server.url, sqlite_url, *prefork)
-    on = start_worker(redis_server.url, sqlite_url, *prefork, "--metrics-port", str(free_port()))
+    on = start_worker(
+        redis_server.url,
+        sqlite_url,
+        *prefork,
+        "--metrics-port",
+        str(free_port()),
+        env={"TMPDIR": str(tmp_path / "tmp")},
+    )
     assert not _listening(off.proc.pid)
     assert _listening(on.proc.pid)  # what the check sees when the port is open
+    [files] = (tmp_path / "tmp").glob("rewardq-metrics-*")  # PROMETHEUS_MULTIPROC_DIR, made by the worker
+    on.stop()
+    assert not files.exists()

@@ -3,7 +3,7 @@ so that one scrape of the worker's main process adds up every pool process.
 
 :func:`expose` runs at the worker's start, before prometheus-client is imported and before the pool
 forks: it points ``PROMETHEUS_MULTIPROC_DIR`` at a directory (the one set in the environment, else a new
-temporary one), empties it of an earlier run's files, turns the metrics on
+temporary one, removed when the worker exits), empties it of an earlier run's files, turns the metrics on
 (:mod:`rewardq.workers.process.metrics`) and serves them over HTTP. A pool process that ends marks its
 live gauges dead (``mark_process_dead``: its tasks running); one killed before it could is found at the
 next scrape, its pid gone, and marked then. Tasks running and their queue wait are taken when a task starts
@@ -12,9 +12,11 @@ next scrape, its pid gone, and marked then. Tasks running and their queue wait a
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,14 +36,22 @@ _LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
 
 
 def multiproc_dir() -> Path:
-    """The directory of the metrics' files, emptied: ``PROMETHEUS_MULTIPROC_DIR`` or a new one (set)."""
+    """The directory of the metrics' files, emptied: ``PROMETHEUS_MULTIPROC_DIR``, or a new one (set), which
+    this process removes when it exits."""
     given = os.environ.get(MULTIPROC_ENV)
     path = Path(given) if given else Path(tempfile.mkdtemp(prefix="rewardq-metrics-"))
+    if not given:
+        atexit.register(_remove, path, os.getpid())
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROC_ENV] = str(path)
     return path
+
+
+def _remove(path: Path, owner: int) -> None:
+    if os.getpid() == owner:  # not a forked pool process that happens to run its exit handlers
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def expose(port: int, addr: str = "0.0.0.0") -> None:  # scraped from other hosts
