@@ -299,11 +299,15 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
         time.sleep(0.1)
 
 
-def _exporter(broker_url: str, port: int) -> subprocess.Popen[bytes]:
+def _exporter(
+    broker_url: str, port: int, *args: str, database_url: str | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
     env.update({"REWARDQ_HOME": os.environ["REWARDQ_HOME"], "REWARDQ_BROKER_URL": broker_url})
+    if database_url is not None:
+        env["REWARDQ_DATABASE_URL"] = database_url
     return subprocess.Popen(
-        [REWARDQ, "status", "--metrics-port", str(port)],
+        [REWARDQ, "status", "--metrics-port", str(port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -341,6 +345,34 @@ def test_the_exporter_reports_queue_depths_and_live_workers(
     assert by_label(second["rewardq_queue_depth"], "priority", reward="accuracy") == {"0": 3.0, "9": 1.0}
     redis_server.stop()
     assert scrape(exporter) == {"rewardq_broker_up": {(): 0.0}}  # the broker away: that alone
+
+
+def test_the_exporter_serves_a_runs_health_at_its_last_step(
+    redis_server: RedisServer, sqlite_url: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--pool", "solo")
+    settings = Settings.from_env({}, broker_url=redis_server.url, serve_wait=10)
+    rows = [{"completion": "<think>a</think><answer>b</answer>"}, {"completion": "plain"}] * 3
+    with RewardClient(settings) as client:
+        for step in (0, 1):
+            client.score(rows, "format", run_id="watched", step=step, timeout=60)
+    port = free_port()
+    proc = _exporter(redis_server.url, port, "--health-run", "watched", database_url=sqlite_url)
+    try:
+        wait_port(port, proc)
+        metrics = scrape(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert metrics["rewardq_health_step"] == {(("run", "watched"),): 1.0}
+    scores = metrics["rewardq_health_scores"]
+    assert by_label(scores, "status", run="watched", reward="format") == {
+        "ok": 6.0,
+        "unscorable": 0.0,
+        "error": 0.0,
+        "timeout": 0.0,
+    }
+    assert metrics["rewardq_health_value_mean"] == {(("reward", "format"), ("run", "watched")): 0.5}
 
 
 def _listening_inodes() -> set[str]:

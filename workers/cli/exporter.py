@@ -3,14 +3,16 @@
 Queue depths per reward and priority, live workers and the tasks in flight and parked are the broker's,
 not any worker's: one exporter reads them from Redis at each scrape (what ``rewardq status`` reads,
 :func:`~rewardq.workers.cli.status.read_status`), instead of every worker reporting the same numbers.
-A scrape while the broker is away answers ``rewardq_broker_up 0`` and nothing else.
+A scrape while the broker is away answers ``rewardq_broker_up 0`` and nothing else. With ``--health-run``,
+the exporter also serves those runs' reward-health signals at their last step, read from the audit store
+(:class:`~rewardq.storage.health_metrics.HealthCollector`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rewardq.wire.errors import BrokerUnavailable, SettingsError
@@ -65,13 +67,24 @@ class BrokerCollector:
         yield parked
 
 
-def serve(settings: Settings, port: int, addr: str = "0.0.0.0") -> None:  # scraped from other hosts
-    """Serve the broker's metrics on ``port`` until the process is stopped."""
+def serve(
+    settings: Settings,
+    port: int,
+    addr: str = "0.0.0.0",  # scraped from other hosts
+    *,
+    health_runs: Sequence[str] = (),
+) -> None:
+    """Serve the broker's metrics (and ``health_runs``' health) on ``port`` until the process is stopped."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     read_status(settings)  # a wrong URL or an absent broker: say so now, not at the first scrape
     registry = CollectorRegistry()
     registry.register(BrokerCollector(settings))
+    if health_runs:
+        from rewardq.storage import make_engine
+        from rewardq.storage.health_metrics import HealthCollector
+
+        registry.register(HealthCollector(make_engine(settings.database_url), health_runs))
     try:
         start_http_server(port, addr=addr, registry=registry)
     except OSError as e:

@@ -110,14 +110,23 @@ def status(
             min=1, max=65535, help="Serve these figures as Prometheus metrics on this port, until stopped."
         ),
     ] = None,
+    health_run: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --metrics-port: also serve this run's reward-health signals at its last step "
+            "(rewardq_health_*, from the audit store; repeat for several runs)."
+        ),
+    ] = None,
 ) -> None:
     """Live workers (rewards and their scorer fingerprints, GPU, pool, held tasks, last heartbeat), queue
     depths, tasks in flight and parked tasks."""
     if metrics_port is not None:
         from rewardq.workers.cli.exporter import serve
 
-        serve(settings(), metrics_port)
+        serve(settings(), metrics_port, health_runs=health_run or ())
         return
+    if health_run:
+        raise typer.BadParameter("serves health metrics: give --metrics-port too", param_hint="--health-run")
     report = read_status(settings())
     now = time.time()
     workers = [_worker_row(w, now, full=as_json) for w in sorted(report.workers, key=lambda w: w.node)]
