@@ -243,6 +243,13 @@ class ScoreHandle:
             _unsubscribe(app.backend, [waiting[task_id] for task_id in pending])
             _detach(list(waiting.values()))
 
+    def detach(self) -> None:
+        """Stop listening for the batch's results in this process and leave them in the backend, for
+        whoever collects the batch by its id (a server that submits and peeks for its callers)."""
+        results = [c.result for c in self.chunks]
+        _unsubscribe(self._app.backend, results)
+        _detach(results)
+
     def describe(self) -> dict[str, Any]:
         """What re-opening the handle elsewhere needs, as JSON-ready values."""
         return {

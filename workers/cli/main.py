@@ -1,5 +1,6 @@
 """The ``rewardq`` command line: the app and its small commands (demo, worker, rewards, db); ``score``
-(rewardq.workers.cli.score), ``status`` (rewardq.workers.cli.status), ``audit``
+(rewardq.workers.cli.score), ``status`` (rewardq.workers.cli.status), ``serve`` and ``gateway-key``
+(rewardq.workers.cli.serve), ``audit``
 (rewardq.workers.cli.audit) and ``dlq`` (rewardq.workers.cli.dlq) live in modules of their own.
 
 Settings come from REWARDQ_* variables, read once here and passed down; flags override them.
@@ -23,6 +24,7 @@ from rewardq.workers.cli.dlq import dlq_app
 from rewardq.workers.cli.failures import DEBUG_ENV
 from rewardq.workers.cli.render import Format, render
 from rewardq.workers.cli.score import score
+from rewardq.workers.cli.serve import gateway_key, serve
 from rewardq.workers.cli.status import status
 
 app = typer.Typer(
@@ -34,6 +36,8 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Manage the audit database.")
 app.command()(score)
 app.command()(status)
+app.command()(serve)
+app.command("gateway-key")(gateway_key)
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(dlq_app, name="dlq")
