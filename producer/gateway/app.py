@@ -48,6 +48,7 @@ def create_app(config: GatewayConfig, client: RewardClient | None = None) -> Fas
         except BrokerUnavailable as e:  # readiness says so; requests get 503 until it is back
             log.warning("the broker is unreachable at start: %s", e)
         yield
+        await run_in_threadpool(app.state.protocols.close)
         if owned:
             await run_in_threadpool(gateway.close)
 
@@ -59,6 +60,7 @@ def create_app(config: GatewayConfig, client: RewardClient | None = None) -> Fas
         max_body_size=config.max_body_bytes,
     )
     app.state.gateway = gateway
+    app.state.protocols = protocols.Protocols.build(config.protocols, gateway)
     app.include_router(native.router)
     app.include_router(protocols.router)
     _answer_errors(app)

@@ -15,7 +15,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 
 from rewardq.gateway.config import ANY_REWARD, KeyConfig, hash_key
 from rewardq.gateway.limits import InFlightLimit, RateLimit, TooManyRequests
@@ -24,6 +30,9 @@ log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
+# Trainers whose code sends no headers (OpenRLHF, slime, verl) take the key in the URL's userinfo
+# (http://rq:KEY@host/...), which their HTTP clients send as Basic credentials: the password is the key.
+_basic = HTTPBasic(auto_error=False, description="The API key as the password (any user name).")
 
 
 class Caller:
@@ -87,18 +96,23 @@ class Callers:
         return found
 
 
-def presented_key(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
-    """The key a request presents: a bearer token, else the X-API-Key header."""
-    return bearer.credentials if bearer is not None else header
+def presented_key(
+    bearer: HTTPAuthorizationCredentials | None, header: str | None, basic: HTTPBasicCredentials | None = None
+) -> str | None:
+    """The key a request presents: a bearer token, else the X-API-Key header, else a Basic password."""
+    if bearer is not None:
+        return bearer.credentials
+    return header if header is not None or basic is None else basic.password
 
 
 async def authenticated(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
+    basic: Annotated[HTTPBasicCredentials | None, Security(_basic)],
 ) -> Caller:
     """The calling key: 401 without a valid one, 429 over its rate."""
-    caller = request.app.state.gateway.callers.find(presented_key(bearer, header))
+    caller = request.app.state.gateway.callers.find(presented_key(bearer, header, basic))
     if caller is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "a valid API key is needed", headers={"WWW-Authenticate": "Bearer"}
