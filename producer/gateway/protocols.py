@@ -38,6 +38,12 @@ from rewardq.samples import to_samples
 from rewardq.wire.errors import ConfigError, InvalidInputError, RewardqError
 from rewardq.wire.schema import MAX_RUN_ID, id_problem
 
+# A route's batch carries many requests, so its one wait may read the batch's state more often than a
+# native request's wait does (each read is one Redis read per chunk). A batch closes at MAX_ROWS rows: a
+# request that large (an OpenRLHF shard) goes without waiting for the window.
+LAST_PAUSE_S = 0.005
+MAX_ROWS = 256
+
 Protocol = Literal["openrlhf", "slime", "verl"]
 PROTOCOLS: tuple[Protocol, ...] = ("openrlhf", "slime", "verl")
 # How a row's fields are named in each protocol's body, for the problems a request gets back ("": the
@@ -83,8 +89,8 @@ class Route:
     """A configured table: its weights, run id and coalescer.
 
     A route produces as a caller of its own, scoped to its table's run id and rewards (the requests'
-    keys were checked against the table first): the coalescer's thread submits each batch through the
-    core's :class:`Gateway` on the server's event loop, so the client is shared as every route shares it.
+    keys were checked against the table first): its coalescer's threads submit and wait for each batch
+    through the core's :class:`Gateway` (its client and lock), off the event loop.
     """
 
     def __init__(self, name: str, config: RouteConfig, gateway: Gateway) -> None:
@@ -102,8 +108,8 @@ class Route:
             rewards=list(self.weights),
         )
         self._caller = Caller(owner)
-        self._coalescer = Coalescer(self._score, config.window_ms / 1000, name=f"rewardq-route-{name}")
-        self._loop: asyncio.AbstractEventLoop | None = None
+        window = config.window_ms / 1000
+        self._coalescer = Coalescer(self._score, window, max_rows=MAX_ROWS, name=f"rewardq-route-{name}")
 
     def check(self, rows: list[Row]) -> None:
         """422 naming the protocol's field when a row is invalid: a request's bad row must not fail the
@@ -125,17 +131,15 @@ class Route:
     async def score(self, rows: list[Row]) -> Slot:
         """These rows' share of a coalesced batch (a batch that fails raises here, for the app's error
         answers)."""
-        self._loop = asyncio.get_running_loop()
         return await asyncio.wrap_future(self._coalescer.submit(rows))
 
     def _score(self, rows: list[Mapping[str, Any]]) -> ScoreResult:
-        """In the coalescer's thread: one batch through the gateway, on the server's loop."""
-        assert self._loop is not None  # set by the score() that queued these rows
-        return asyncio.run_coroutine_threadsafe(self._produce(rows), self._loop).result()
-
-    async def _produce(self, rows: list[Mapping[str, Any]]) -> ScoreResult:
-        handle = await self.gateway.submit(self._caller, rows, self.weights, run_id=self.config.run_id)
-        return await self.gateway.wait(handle, self.gateway.timeout(self.config.timeout))
+        """In a coalescer's thread: one batch through the gateway's client."""
+        timeout = self.gateway.timeout(self.config.timeout)
+        run_id = self.config.run_id
+        return self.gateway.produce(
+            self._caller, rows, self.weights, run_id=run_id, timeout=timeout, last_pause=LAST_PAUSE_S
+        )
 
     def value(self, value: float | None) -> float | None:
         return self.config.missing if value is None else value

@@ -103,6 +103,30 @@ class Gateway:
         left = max(0.0, timeout - (time.monotonic() - started))
         return await run_in_threadpool(self._get, handle, COLLECT_GRACE_S if ready else left)
 
+    def produce(
+        self,
+        caller: Caller,
+        samples: Sequence[Mapping[str, Any]],
+        rewards: Mapping[str, float] | Sequence[str],
+        *,
+        run_id: str,
+        timeout: float,
+        last_pause: float = LAST_PAUSE_S,
+    ) -> ScoreResult:
+        """``submit`` and ``wait`` for a caller with a thread of its own (the protocols' coalescers):
+        the same steps and lock, blocking that thread rather than the event loop."""
+        caller.authorize(run_id, rewards)
+        handle = self._submit(caller, samples, rewards, run_id, None, None, "partial")
+        started = time.monotonic()
+        pause = FIRST_PAUSE_S
+        ready = handle.ready()
+        while not ready and (left := timeout - (time.monotonic() - started)) > 0:
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, last_pause)
+            ready = handle.ready()
+        left = max(0.0, timeout - (time.monotonic() - started))
+        return self._get(handle, COLLECT_GRACE_S if ready else left)
+
     def _get(self, handle: ScoreHandle, timeout: float) -> ScoreResult:
         with self._celery:
             return handle.get(timeout=timeout)
