@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# The rewardq image: the CLI, the workers and the audit store (`pip install .[worker]`; torch is pinned
-# in pyproject.toml). docker-compose.yml runs every rewardq service from it.
+# The rewardq image: the CLI, the workers, the audit store and the HTTP gateway
+# (`pip install .[worker,gateway]`; torch is pinned in pyproject.toml). docker-compose.yml runs every
+# rewardq service from it.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -13,7 +14,7 @@ COPY producer ./producer
 COPY workers ./workers
 COPY storage ./storage
 # The cache mount keeps downloaded wheels (torch is gigabytes) across rebuilds, out of the image.
-RUN --mount=type=cache,target=/root/.cache/pip pip install ".[worker]"
+RUN --mount=type=cache,target=/root/.cache/pip pip install ".[worker,gateway]"
 
 RUN useradd --create-home --uid 1000 rewardq
 USER rewardq

@@ -243,6 +243,21 @@ class ScoreHandle:
             _unsubscribe(app.backend, [waiting[task_id] for task_id in pending])
             _detach(list(waiting.values()))
 
+    def resend_lost(self) -> list[str]:
+        """What ``get`` does between its waits, for a caller that waits by polling :meth:`ready`: send
+        again the overdue chunks nothing holds (lost in a broker restart); their task ids. Only the
+        handle that submitted the batch can (see :mod:`rewardq.resend`)."""
+        if self._resender is None:
+            return []
+        pending = {
+            c.result.id: c
+            for c, meta in zip(self.chunks, self._peek(), strict=True)
+            if meta["status"] not in states.READY_STATES
+        }
+        if not pending or self._resender.due_in(pending) != 0.0:
+            return []
+        return self._resender.check(pending)
+
     def detach(self) -> None:
         """Stop listening for the batch's results in this process and leave them in the backend, for
         whoever collects the batch by its id (a server that submits and peeks for its callers)."""

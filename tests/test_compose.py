@@ -212,3 +212,20 @@ def test_the_mounted_rewards_file_configures_every_reward_the_workers_serve(
     assert code.kind == "code"
     # bwrap needs the user namespaces Docker's default profiles forbid (Sandbox.find says so at start)
     assert {"seccomp=unconfined", "apparmor=unconfined"} <= set(services["worker-code"]["security_opt"])
+
+
+def test_the_gateway_serves_beside_the_workers_with_its_config(services: dict[str, dict[str, Any]]) -> None:
+    from rewardq.gateway.config import GatewayConfig
+
+    gateway = services["gateway"]
+    args = argv(gateway)
+    assert args[:2] == ["rewardq", "serve"]
+    assert option(args, "--config") == "/config/gateway.toml"
+    assert option(args, "--rewards") == gateway["environment"]["REWARDQ_REWARDS"] == "/config/rewards.toml"
+    assert option(args, "--host") == "0.0.0.0"
+    assert any(str(p).endswith(f":{option(args, '--port')}") for p in gateway["ports"])
+    mounts = {v["target"]: v for v in gateway["volumes"] if isinstance(v, dict)}
+    assert mounts["/config/gateway.toml"]["read_only"] and "/config/rewards.toml" in mounts
+    assert "/v1/health" in " ".join(gateway["healthcheck"]["test"])
+    example = GatewayConfig.load(ROOT / "gateway.toml")  # the example loads, with no key in it
+    assert example.keys == []

@@ -7,12 +7,15 @@ broker 503; anything else is a 500 naming only the request id (the log has the r
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from rewardq.client import RewardClient
@@ -33,6 +36,14 @@ from rewardq.wire.errors import (
 log = logging.getLogger(__name__)
 
 RETRY_UNAVAILABLE_S = 5  # Retry-After of a 503: the broker or a worker is expected back
+
+
+class JSONAnswer(JSONResponse):
+    """JSON in ASCII: text a caller sent (echoed in an error) may hold lone surrogates, which UTF-8
+    cannot encode; as ``\\uXXXX`` escapes any JSON reader takes them."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
 def create_app(config: GatewayConfig, client: RewardClient | None = None) -> FastAPI:
@@ -58,6 +69,7 @@ def create_app(config: GatewayConfig, client: RewardClient | None = None) -> Fas
         version="1",
         lifespan=lifespan,
         max_body_size=config.max_body_bytes,
+        default_response_class=JSONAnswer,
     )
     app.state.gateway = gateway
     app.state.protocols = protocols.Protocols.build(config.protocols, gateway)
@@ -69,6 +81,12 @@ def create_app(config: GatewayConfig, client: RewardClient | None = None) -> Fas
 
 
 def _answer_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, e: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer, less the input it echoes (a NaN there could not even be encoded).
+        detail = [{"type": err["type"], "loc": list(err["loc"]), "msg": err["msg"]} for err in e.errors()]
+        return JSONAnswer({"detail": detail}, status_code=422)
+
     @app.exception_handler(InvalidInputError)
     async def invalid(request: Request, e: InvalidInputError) -> JSONResponse:
         detail = [
@@ -79,26 +97,26 @@ def _answer_errors(app: FastAPI) -> None:
             }
             for p in e.problems
         ]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return JSONAnswer({"detail": detail}, status_code=422)
 
     @app.exception_handler(UnknownRewardError)
     async def unknown_reward(request: Request, e: UnknownRewardError) -> JSONResponse:
         # Not the error's own text: it lists every reward the gateway knows, not only this key's.
         detail = [{"type": "unknown_reward", "loc": ["body", "rewards"], "msg": f"unknown reward {e.name!r}"}]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return JSONAnswer({"detail": detail}, status_code=422)
 
     @app.exception_handler(UnknownBatchError)
     async def unknown_batch(request: Request, e: UnknownBatchError) -> JSONResponse:
         detail = "no such batch for this key: never submitted with it, already collected, or expired"
-        return JSONResponse({"detail": detail}, status_code=404)
+        return JSONAnswer({"detail": detail}, status_code=404)
 
     @app.exception_handler(DeadlineExceeded)
     async def deadline(request: Request, e: DeadlineExceeded) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=504)
+        return JSONAnswer({"detail": str(e)}, status_code=504)
 
     @app.exception_handler(ScorerMismatchError)
     async def scorer(request: Request, e: ScorerMismatchError) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=409)
+        return JSONAnswer({"detail": str(e)}, status_code=409)
 
     @app.exception_handler(UnservedRewardError)
     async def unserved(request: Request, e: UnservedRewardError) -> JSONResponse:
@@ -112,9 +130,7 @@ def _answer_errors(app: FastAPI) -> None:
 
 
 def _unavailable(detail: str) -> JSONResponse:
-    return JSONResponse(
-        {"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_UNAVAILABLE_S)}
-    )
+    return JSONAnswer({"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_UNAVAILABLE_S)})
 
 
 def _loc(field: str, index: int | None) -> list[str | int]:

@@ -1,8 +1,9 @@
 """Who is calling: the API key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``), what it may
 score, and its limits.
 
-``Depends(authenticated)`` gives the :class:`Caller` (401 without a valid key, 429 over its rate);
-``Depends(admitted)`` also holds one of its in-flight slots for the request (429 when none is free).
+``Authenticated`` (``Depends(authenticated)``) gives the :class:`Caller` (401 without a valid key, 429
+over its rate); ``Admitted`` also holds one of its in-flight slots for the request (429 when none is
+free).
 A route then calls ``caller.authorize(run_id, rewards)`` (403 out of scope) before it produces anything.
 """
 
@@ -126,3 +127,9 @@ async def admitted(caller: Annotated[Caller, Depends(authenticated)]) -> AsyncIt
     """:func:`authenticated`, holding one of the key's in-flight slots for the request."""
     async with caller.in_flight():
         yield caller
+
+
+# What routes declare. The slot is given back when the route returns, before the answer is sent: a
+# caller that sends its next request on reading the answer finds it free.
+Authenticated = Annotated[Caller, Depends(authenticated)]
+Admitted = Annotated[Caller, Depends(admitted, scope="function")]

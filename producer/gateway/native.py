@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from rewardq.gateway.auth import Caller, admitted, authenticated
+from rewardq.gateway.auth import Admitted, Authenticated
 from rewardq.gateway.models import (
     BatchState,
     CollectRequest,
@@ -25,8 +25,6 @@ from rewardq.gateway.state import Gateway
 
 router = APIRouter(prefix="/v1")
 
-Admitted = Annotated[Caller, Depends(admitted)]
-Authenticated = Annotated[Caller, Depends(authenticated)]
 BatchId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The id `POST /v1/batches` answered.")]
 
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 OWNER_PREFIX = "rewardq-gateway-owner-"
 FIRST_PAUSE_S = 0.002  # a wait reads the batch's state after this pause, doubling up to LAST_PAUSE_S
 LAST_PAUSE_S = 0.05
+RESEND_CHECK_S = 1.0  # how often a wait asks the handle to re-send chunks lost in a broker restart
 COLLECT_GRACE_S = 1.0  # the most a collect of a batch found ready may wait for its results to be read
 
 
@@ -95,13 +96,21 @@ class Gateway:
         if handle.deadline_at is not None and handle.on_deadline != "wait":
             limit = min(timeout, max(0.0, handle.deadline_at - time.time()))
         pause = FIRST_PAUSE_S
+        looked = time.monotonic()
         ready = await run_in_threadpool(handle.ready)
         while not ready and (left := limit - (time.monotonic() - started)) > 0:
             await asyncio.sleep(min(pause, left))
             pause = min(2 * pause, LAST_PAUSE_S)
+            if time.monotonic() - looked >= RESEND_CHECK_S:  # as get does between its waits
+                looked = time.monotonic()
+                await run_in_threadpool(self._resend_lost, handle)
             ready = await run_in_threadpool(handle.ready)
         left = max(0.0, timeout - (time.monotonic() - started))
         return await run_in_threadpool(self._get, handle, COLLECT_GRACE_S if ready else left)
+
+    def _resend_lost(self, handle: ScoreHandle) -> None:
+        with self._celery:
+            handle.resend_lost()
 
     def produce(
         self,
@@ -119,10 +128,14 @@ class Gateway:
         handle = self._submit(caller, samples, rewards, run_id, None, None, "partial")
         started = time.monotonic()
         pause = FIRST_PAUSE_S
+        looked = time.monotonic()
         ready = handle.ready()
         while not ready and (left := timeout - (time.monotonic() - started)) > 0:
             time.sleep(min(pause, left))
             pause = min(2 * pause, last_pause)
+            if time.monotonic() - looked >= RESEND_CHECK_S:  # as wait does
+                looked = time.monotonic()
+                self._resend_lost(handle)
             ready = handle.ready()
         left = max(0.0, timeout - (time.monotonic() - started))
         return self._get(handle, COLLECT_GRACE_S if ready else left)

@@ -41,6 +41,7 @@ STATUSES: tuple[Status, ...] = ("ok", "unscorable", "error", "timeout")
 # reward name, run id, batch id and sample id (the ``id`` or ``sample_id`` column).
 NO_NUL = r"^[^\x00]*$"
 NUL_PROBLEM = "must not contain NUL characters (the audit store cannot hold them)"
+SURROGATE_PROBLEM = "must be valid Unicode: it holds a lone surrogate, which UTF-8 cannot encode"
 MAX_REWARD_NAME = 64
 MAX_RUN_ID = 200
 MAX_BATCH_ID = 64
@@ -63,6 +64,10 @@ def id_problem(value: Any, limit: int) -> str | None:
         return f"must be a string of 1 to {limit} characters, got {value!r}"
     if "\x00" in value:
         return NUL_PROBLEM
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return SURROGATE_PROBLEM
     return None
 
 

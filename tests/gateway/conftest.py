@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import uvicorn
 
 from rewardq import RewardClient, Settings
 from rewardq.gateway.app import create_app
 from rewardq.gateway.config import GatewayConfig, KeyConfig, hash_key, new_key
+from rewardq.wire.keys import SAMPLES_PREFIX, priority_lists
+from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess, free_port
 
 CORRECT = "<think>2+2 is 4</think><answer>\\boxed{4}</answer>"
@@ -86,9 +89,12 @@ class Served:
         self.server.should_exit = True
         self.thread.join(timeout=30)
 
-    def client(self, key: str | None = None, **options: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120, **options)
+    def client(
+        self, key: str | None = None, headers: dict[str, str] | None = None, **options: Any
+    ) -> httpx.Client:
+        """An HTTP client of the server, presenting ``key`` as a bearer token (or ``headers``)."""
+        sent = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        return httpx.Client(base_url=self.url, headers={**sent, **(headers or {})}, timeout=120, **options)
 
 
 @pytest.fixture
@@ -132,6 +138,22 @@ def client(settings: Settings) -> Iterator[RewardClient]:
 def gateway(keys: Keys, client: RewardClient, worker: WorkerProcess, serve: Callable[..., Served]) -> Served:
     """The gateway with keys ``a`` and ``b`` in front of a live worker."""
     return serve(keys.config(), client)
+
+
+def enqueued(redis_url: str, rewards: tuple[str, ...] = ("accuracy", "format")) -> dict[str, int]:
+    """What a submission leaves in Redis: messages on the rewards' queues, stored samples, batches."""
+    r = redis.Redis.from_url(redis_url)
+    try:
+        return {
+            "messages": sum(r.llen(q) for reward in rewards for q in priority_lists(queue_for(reward))),
+            "stored samples": len(list(r.scan_iter(f"{SAMPLES_PREFIX}*"))),
+            "batches": len(list(r.scan_iter("rewardq-batch-*"))),
+        }
+    finally:
+        r.close()
+
+
+NOTHING = {"messages": 0, "stored samples": 0, "batches": 0}
 
 
 def path_of(tmp_path: Path, name: str, text: str) -> Path:

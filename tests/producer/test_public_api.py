@@ -38,9 +38,10 @@ def test_importing_the_producer_imports_no_worker_storage_or_heavy_code() -> Non
     code = (
         "import sys, rewardq, rewardq.rescore;"
         "import rewardq.integrations.trl, rewardq.integrations.swift, rewardq.integrations.verl;"
-        "heavy = ('torch', 'transformers', 'sqlalchemy', 'math_verify', 'trl', 'swift', 'verl');"
+        "heavy = ('torch', 'transformers', 'sqlalchemy', 'math_verify', 'trl', 'swift', 'verl', 'fastapi',"
+        " 'uvicorn', 'starlette');"
         "bad = [m for m in sys.modules if m.split('.')[0] in heavy"
-        " or m.startswith(('rewardq.workers', 'rewardq.storage'))];"
+        " or m.startswith(('rewardq.workers', 'rewardq.storage', 'rewardq.gateway'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

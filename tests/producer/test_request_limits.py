@@ -17,6 +17,8 @@ ROWS = [{"prompt": "q", "completion": "a"}, {"prompt": "q", "completion": "b"}]
     ("rows", "request_", "field", "message"),
     [
         (ROWS, {"run_id": "run\x00x"}, "run_id", "must not contain NUL characters"),
+        (ROWS, {"run_id": "run\ud800"}, "run_id", "lone surrogate"),
+        (ROWS, {"run_id": "r", "batch_id": "b\udfff"}, "batch_id", "lone surrogate"),
         (ROWS, {"run_id": "r", "step": MAX_STEP + 1}, "step", "from 0 to 2147483647"),
         (ROWS, {"run_id": "r", "step": -1}, "step", "from 0 to 2147483647"),
         (ROWS, {"run_id": "r", "batch_id": "b\x00"}, "batch_id", "must not contain NUL"),

@@ -36,10 +36,14 @@ def serve(
 ) -> None:
     """Serve the HTTP gateway: the native API (/v1) and the trainers' reward protocols, producing
     through a RewardClient (REWARDQ_* settings)."""
-    import uvicorn
+    try:
+        import uvicorn
 
+        from rewardq.gateway.app import create_app
+    except ImportError as e:
+        err.print(f"error: rewardq serve needs the gateway extra: pip install 'rewardq[gateway]' ({e})")
+        raise typer.Exit(2) from e
     from rewardq.client import RewardClient
-    from rewardq.gateway.app import create_app
     from rewardq.gateway.config import GatewayConfig
     from rewardq.gateway.middleware import RequestIdFilter
 
