@@ -1,5 +1,5 @@
-"""Who is calling: the API key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``), what it may
-score, and its limits.
+"""Who is calling: the API key (``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or the password of
+Basic credentials), what it may score, and its limits.
 
 ``Authenticated`` (``Depends(authenticated)``) gives the :class:`Caller` (401 without a valid key, 429
 over its rate); ``Admitted`` also holds one of its in-flight slots for the request (429 when none is
@@ -31,9 +31,21 @@ log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
+
+
 # Trainers whose code sends no headers (OpenRLHF, slime, verl) take the key in the URL's userinfo
 # (http://rq:KEY@host/...), which their HTTP clients send as Basic credentials: the password is the key.
-_basic = HTTPBasic(auto_error=False, description="The API key as the password (any user name).")
+class _Basic(HTTPBasic):
+    """Basic credentials, or None: malformed ones are no key (401 as any other), not HTTPBasic's error."""
+
+    async def __call__(self, request: Request) -> HTTPBasicCredentials | None:
+        try:
+            return await super().__call__(request)
+        except HTTPException:
+            return None
+
+
+_basic = _Basic(auto_error=False, description="The API key as the password (any user name).")
 
 
 class Caller:

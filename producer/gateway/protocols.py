@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rewardq.catalog import check_weights
-from rewardq.gateway.auth import Caller, admitted
+from rewardq.gateway.auth import Admitted, Caller
 from rewardq.gateway.config import KeyConfig, hash_key, new_key
+from rewardq.gateway.native import ERRORS
 from rewardq.gateway.shapes import (
     ClassificationData,
     ClassificationResponse,
@@ -69,7 +70,7 @@ class RouteConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    protocol: Protocol | None = None
+    protocol: Protocol
     rewards: dict[str, float] | list[str] = Field(min_length=1)
     run_id: str = Field(min_length=1, max_length=MAX_RUN_ID)
     missing: float | None = Field(default=None, allow_inf_nan=False)
@@ -96,7 +97,7 @@ class Route:
     def __init__(self, name: str, config: RouteConfig, gateway: Gateway) -> None:
         self.name = name
         self.config = config
-        self.protocol: Protocol = config.protocol or "openrlhf"
+        self.protocol: Protocol = config.protocol
         self.gateway = gateway
         self.weights = check_weights(config.rewards, gateway.client.known_rewards)
         if (problem := id_problem(config.run_id, MAX_RUN_ID)) is not None:
@@ -117,7 +118,9 @@ class Route:
         try:
             to_samples(rows, max_record_bytes=self.gateway.client.settings.max_record_bytes)
         except InvalidInputError as e:
-            names = FIELDS[self.protocol] | {self.config.label_field: FIELDS[self.protocol].get("label", "")}
+            names = dict(FIELDS[self.protocol])
+            if "label" in names:
+                names[self.config.label_field] = names["label"]
             detail = []
             for p in e.problems:
                 field = names.get(p.field.split(".", 1)[0].split("[", 1)[0], p.field)
@@ -192,7 +195,7 @@ class Protocols:
 
 
 router = APIRouter(tags=["protocols"])
-Key = Annotated[Caller, Depends(admitted)]
+RESPONSES = {**ERRORS, 404: {"description": "No [gateway.protocols] table of that name serves this route."}}
 
 
 def _route_query(default: str) -> Any:
@@ -213,9 +216,9 @@ async def _scored(
     return route, await route.score(rows)
 
 
-@router.post("/get_reward", response_model=OpenRLHFAnswer)
+@router.post("/get_reward", response_model=OpenRLHFAnswer, responses=RESPONSES)
 async def get_reward(
-    body: OpenRLHFRequest, request: Request, caller: Key, route: str = _route_query("openrlhf")
+    body: OpenRLHFRequest, request: Request, caller: Admitted, route: str = _route_query("openrlhf")
 ) -> OpenRLHFAnswer:
     """OpenRLHF's remote reward model (``--reward.remote_url``; ``--remote_rm_url`` before 0.9.1)."""
     found, slot = await _scored(request, caller, route, "openrlhf", body)
@@ -224,9 +227,9 @@ async def get_reward(
     return OpenRLHFAnswer(rewards=totals, scores=totals, extra_logs=logs)
 
 
-@router.post("/slime", response_model=float | dict[str, float | None] | None)
+@router.post("/slime", response_model=float | dict[str, float | None] | None, responses=RESPONSES)
 async def slime(
-    body: SlimeRequest, request: Request, caller: Key, route: str = _route_query("slime")
+    body: SlimeRequest, request: Request, caller: Admitted, route: str = _route_query("slime")
 ) -> float | dict[str, float | None] | None:
     """slime's ``--rm-type remote_rm --rm-url``: one sample; the weighted total, or with ``answer =
     "dict"`` a dict (``reward`` and each reward's value) for ``--reward-key reward``."""
@@ -237,9 +240,9 @@ async def slime(
     return {"reward": total} | {name: found.value(v) for name, v in slot.values(0).items()}
 
 
-@router.post("/classify", response_model=ClassificationResponse)
+@router.post("/classify", response_model=ClassificationResponse, responses=RESPONSES)
 async def classify(
-    body: ClassifyRequest, request: Request, caller: Key, route: str = _route_query("verl")
+    body: ClassifyRequest, request: Request, caller: Admitted, route: str = _route_query("verl")
 ) -> ClassificationResponse:
     """vLLM's ``/classify`` as verl's reward loop calls it: ``data[i].probs`` is ``[total]``."""
     found, slot = await _scored(request, caller, route, "verl", body)
