@@ -23,6 +23,7 @@ from fastapi.security import (
     HTTPBasicCredentials,
     HTTPBearer,
 )
+from starlette.requests import HTTPConnection
 
 from rewardq.gateway.config import ANY_REWARD, KeyConfig, hash_key
 from rewardq.gateway.limits import InFlightLimit, RateLimit, TooManyRequests
@@ -38,7 +39,9 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API 
 class _Basic(HTTPBasic):
     """Basic credentials, or None: malformed ones are no key (401 as any other), not HTTPBasic's error."""
 
-    async def __call__(self, request: Request) -> HTTPBasicCredentials | None:
+    async def __call__(  # type: ignore[override]  # HTTPBasic narrows HTTPBase's answer the same way
+        self, request: HTTPConnection
+    ) -> HTTPBasicCredentials | None:
         try:
             return await super().__call__(request)
         except HTTPException:
