@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from rewardq.client import RewardClient
 from rewardq.gateway import native, protocols
@@ -123,10 +125,14 @@ def _answer_errors(app: FastAPI) -> None:
         detail = f"no live worker serves {', '.join(e.rewards)}; nothing was enqueued"
         return _unavailable(detail)
 
-    @app.exception_handler(BrokerUnavailable)
-    async def broker(request: Request, e: BrokerUnavailable) -> JSONResponse:
-        log.warning("the broker is unreachable: %s", e)  # its URL is masked; the answer has none of it
+    async def broker(request: Request, e: Exception) -> JSONResponse:
+        # The client's own error masks the URL's password; Redis's and kombu's name the address. The
+        # log has them, the answer none.
+        log.warning("the broker is unreachable: %s: %s", type(e).__name__, e)
         return _unavailable("the broker is unreachable; nothing was enqueued unless a batch id was answered")
+
+    for lost in (BrokerUnavailable, RedisError, OperationalError):  # reads of results raise the latter two
+        app.add_exception_handler(lost, broker)
 
 
 def _unavailable(detail: str) -> JSONResponse:

@@ -60,16 +60,19 @@ class Gateway:
         step: int | None = None,
         deadline: float | None = None,
         on_deadline: DeadlinePolicy = "partial",
+        by_id: bool = True,
     ) -> ScoreHandle:
-        """Authorize, then ``RewardClient.submit``; the batch is recorded as ``caller``'s."""
+        """Authorize, then ``RewardClient.submit``. With ``by_id`` the batch is recorded as ``caller``'s,
+        to be peeked at and collected by its id; without, the request waits for it itself (``wait``)."""
         caller.authorize(run_id, rewards)
+        owner = caller.name if by_id else None
         return await run_in_threadpool(
-            self._submit, caller, samples, rewards, run_id, step, deadline, on_deadline
+            self._submit, owner, samples, rewards, run_id, step, deadline, on_deadline
         )
 
     def _submit(
         self,
-        caller: Caller,
+        owner: str | None,
         samples: Sequence[Mapping[str, Any]],
         rewards: Mapping[str, float] | Sequence[str],
         run_id: str,
@@ -86,7 +89,8 @@ class Gateway:
             handle = self.client.submit(
                 samples, weights, run_id=run_id, step=step, deadline=deadline, on_deadline=on_deadline
             )
-        self.client.app.backend.set(_owner_key(handle.batch_id), caller.name)
+        if owner is not None:
+            self.client.app.backend.set(_owner_key(handle.batch_id), owner)
         return handle
 
     async def wait(self, handle: ScoreHandle, timeout: float) -> ScoreResult:
@@ -156,7 +160,7 @@ class Gateway:
     ) -> ScoreResult:
         """``RewardClient.score`` for a caller: submit, then wait up to ``timeout`` (default the client's
         REWARDQ_TIMEOUT, at most the config's ``max_timeout``)."""
-        handle = await self.submit(caller, samples, rewards, run_id=run_id, step=step)
+        handle = await self.submit(caller, samples, rewards, run_id=run_id, step=step, by_id=False)
         return await self.wait(handle, self.timeout(timeout))
 
     def timeout(self, asked: float | None) -> float:

@@ -20,6 +20,7 @@ import pytest
 import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
@@ -129,6 +130,7 @@ def test_fuzzed_from_the_openapi_document(
             @settings(
                 max_examples=MAX_EXAMPLES,
                 deadline=None,
+                derandomize=True,  # the same examples on every run: CI stays reproducible
                 database=None,
                 suppress_health_check=list(HealthCheck),
             )
@@ -275,4 +277,62 @@ def test_a_hostile_input_list(
         "a solution of open braces",
         "a column of every JSON type",
     }, statuses
+    _worker_survives(redis_server, sqlite_url, start_worker, gateway)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(["prompt", "solution", "id", "sample_id", "group"]) | st.text(max_size=8)
+MESSAGES = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "system", "tool"]), "content": JSON}
+    ),
+    min_size=1,
+    max_size=3,
+)
+# Mostly rows of a valid shape with odd values (which reach the worker), some of any shape at all.
+ROW = st.one_of(
+    st.builds(
+        lambda c, cols: {**{f"c_{k}": v for k, v in cols.items()}, "completion": c},
+        st.text(),
+        st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+    ),
+    st.builds(
+        lambda c, cols: {**cols, "completion": c}, st.text() | MESSAGES | JSON, st.dictionaries(FIELDS, JSON)
+    ),
+    st.builds(lambda m, cols: {**cols, "messages": m}, MESSAGES, st.dictionaries(FIELDS, JSON, max_size=3)),
+    st.dictionaries(FIELDS | st.just("completion"), JSON, max_size=4),
+)
+
+
+def test_samples_of_any_json_shape(
+    fuzzed: tuple[Served, Ledger],
+    redis_server: RedisServer,
+    sqlite_url: str,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Rows of every JSON shape past the schema (which takes any object), into the client's validation
+    and, where it accepts them, the worker."""
+    gateway, ledger = fuzzed
+    statuses: dict[int, int] = {}
+    with gateway.client(KEY) as http:
+
+        @given(samples=st.lists(ROW, min_size=1, max_size=3))
+        @settings(
+            max_examples=MAX_EXAMPLES * 2,
+            deadline=None,
+            derandomize=True,  # the same examples on every run: CI stays reproducible
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def fuzz(samples: list[dict[str, Any]]) -> None:
+            batch = {"run_id": "rows", "rewards": ["format", "accuracy"], "samples": samples}
+            status = ledger.checked(lambda: http.post("/v1/batches", json=batch)).status_code
+            statuses[status] = statuses.get(status, 0) + 1
+
+        fuzz()
+    assert set(statuses) == {202, 422}, statuses  # some refused, some through to the worker
     _worker_survives(redis_server, sqlite_url, start_worker, gateway)

@@ -44,6 +44,11 @@ def test_score_matches_the_python_client(gateway: Served, keys: Keys, client: Re
     assert body["weights"] == expected.weights
     assert body["errors"] == _errors(expected.errors)
     assert len(answer.headers["X-Request-ID"]) == 32
+    with gateway.client(keys.a) as http:  # a batch answered in full is gone, as after ScoreHandle.get
+        assert http.get(f"/v1/batches/{body['batch_id']}").status_code == 404
+    assert enqueued(client.settings.broker_url or "")["batches"] == 0
+    owners = redis.Redis.from_url(client.settings.broker_url or "").keys("rewardq-gateway-owner-*")
+    assert owners == []  # nothing is kept for it
 
 
 def test_submit_peek_collect_matches_the_python_client(
@@ -188,7 +193,19 @@ def test_health_and_readiness(
         start_worker(redis_server.url, sqlite_url, "--rewards", "accuracy", "--concurrency", "1")
         ready = http.get("/v1/ready")
         assert (ready.status_code, ready.json()) == (200, {"ready": True, "problems": []})
+        submitted = http.post(
+            "/v1/batches",
+            json={"run_id": "team-a-run", "rewards": ["format"], "samples": rows(2)},
+            headers={"Authorization": f"Bearer {keys.a}"},
+        )
         redis_server.stop()
         down = http.get("/v1/ready")
         assert (down.status_code, down.json()["problems"]) == (503, ["the broker is unreachable"])
         assert http.get("/v1/health").status_code == 200  # alive all the same
+        with gateway.client(keys.a) as a:  # requests answer 503, never 500, and name no address
+            peeked = a.get(f"/v1/batches/{submitted.json()['batch_id']}")
+            rewards = a.get("/v1/rewards")
+        for answer in (peeked, rewards):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["Retry-After"] == "5"
+            assert str(redis_server.port) not in answer.text
