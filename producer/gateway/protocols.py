@@ -12,7 +12,6 @@ concurrent per-sample calls share one submission, and each gets its own scores.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
@@ -21,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rewardq.catalog import check_weights
 from rewardq.gateway.auth import Admitted, Caller
-from rewardq.gateway.config import KeyConfig, hash_key, new_key
 from rewardq.gateway.native import ERRORS
 from rewardq.gateway.shapes import (
     ClassificationData,
@@ -89,9 +87,8 @@ class RouteConfig(BaseModel):
 class Route:
     """A configured table: its weights, run id and coalescer.
 
-    A route produces as a caller of its own, scoped to its table's run id and rewards (the requests'
-    keys were checked against the table first): its coalescer's threads submit and wait for each batch
-    through the core's :class:`Gateway` (its client and lock), off the event loop.
+    Each request's key is checked against the table first; the coalescer's thread then submits and
+    waits for each batch through the core's :class:`Gateway` (its client and lock), off the event loop.
     """
 
     def __init__(self, name: str, config: RouteConfig, gateway: Gateway) -> None:
@@ -102,13 +99,6 @@ class Route:
         self.weights = check_weights(config.rewards, gateway.client.known_rewards)
         if (problem := id_problem(config.run_id, MAX_RUN_ID)) is not None:
             raise ValueError(f"run_id: {problem}")
-        owner = KeyConfig(
-            name=f"route.{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"[:64],
-            hash=hash_key(new_key()),
-            runs=[config.run_id],
-            rewards=list(self.weights),
-        )
-        self._caller = Caller(owner)
         window = config.window_ms / 1000
         self._coalescer = Coalescer(self._score, window, max_rows=MAX_ROWS, name=f"rewardq-route-{name}")
 
@@ -139,9 +129,8 @@ class Route:
     def _score(self, rows: list[Mapping[str, Any]]) -> ScoreResult:
         """In a coalescer's thread: one batch through the gateway's client."""
         timeout = self.gateway.timeout(self.config.timeout)
-        run_id = self.config.run_id
         return self.gateway.produce(
-            self._caller, rows, self.weights, run_id=run_id, timeout=timeout, last_pause=LAST_PAUSE_S
+            rows, self.weights, run_id=self.config.run_id, timeout=timeout, last_pause=LAST_PAUSE_S
         )
 
     def value(self, value: float | None) -> float | None:

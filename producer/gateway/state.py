@@ -118,7 +118,6 @@ class Gateway:
 
     def produce(
         self,
-        caller: Caller,
         samples: Sequence[Mapping[str, Any]],
         rewards: Mapping[str, float] | Sequence[str],
         *,
@@ -126,10 +125,10 @@ class Gateway:
         timeout: float,
         last_pause: float = LAST_PAUSE_S,
     ) -> ScoreResult:
-        """``submit`` and ``wait`` for a caller with a thread of its own (the protocols' coalescers):
-        the same steps and lock, blocking that thread rather than the event loop."""
-        caller.authorize(run_id, rewards)
-        handle = self._submit(caller, samples, rewards, run_id, None, None, "partial")
+        """``submit`` and ``wait`` for a producer with a thread of its own (the protocols' coalescers, whose
+        requests' keys were authorized already): the same steps and lock, blocking that thread rather
+        than the event loop; no owner record (the batch is waited for here)."""
+        handle = self._submit(None, samples, rewards, run_id, None, None, "partial")
         started = time.monotonic()
         pause = FIRST_PAUSE_S
         looked = time.monotonic()
