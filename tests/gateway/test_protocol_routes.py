@@ -19,7 +19,7 @@ from rewardq import RewardClient, Settings
 from rewardq.gateway.config import GatewayConfig, KeyConfig, hash_key
 from rewardq.results import ScoreResult
 from tests.conftest import RedisServer, WorkerProcess
-from tests.gateway.conftest import NOTHING, Served, enqueued
+from tests.gateway.conftest import CORRECT, NOTHING, UNFORMATTED, WRONG, Served, enqueued
 from tests.vendored import openrlhf_agent, openrlhf_remote_rm, slime_rm_hub, verl_reward_loop
 
 pytestmark = pytest.mark.slow
@@ -35,11 +35,7 @@ TABLES: dict[str, dict[str, Any]] = {
     "verl": {"rewards": {"format": 1.0}, "run_id": "proto-verl"},
 }
 PROMPT = "What is 2+2? Think, then answer in \\boxed{}."
-TEXTS = [
-    "<think>2+2 is 4</think><answer>\\boxed{4}</answer>",
-    "<think>guess</think><answer>\\boxed{5}</answer>",
-    "The answer is \\boxed{4}.",
-]
+TEXTS = [CORRECT, WRONG, UNFORMATTED]
 MAX_RECORD_BYTES = 4096
 
 
@@ -86,7 +82,10 @@ def gateway(
     )
     with RewardClient(settings) as client:
         served = serve(GatewayConfig(keys=keys, protocols=TABLES), client)
-        yield Gateway(served.port, client, sqlite_url, redis_server.url)
+        try:
+            yield Gateway(served.port, client, sqlite_url, redis_server.url)
+        finally:
+            served.stop()  # before its client closes
 
 
 def _rows(n: int) -> list[dict[str, Any]]:
