@@ -61,6 +61,7 @@ def create_app(config: GatewayConfig, client: RewardClient | None = None) -> Fas
         except BrokerUnavailable as e:  # readiness says so; requests get 503 until it is back
             log.warning("the broker is unreachable at start: %s", e)
         yield
+        await run_in_threadpool(app.state.protocols.close)
         if owned:
             await run_in_threadpool(gateway.close)
 
@@ -73,6 +74,7 @@ def create_app(config: GatewayConfig, client: RewardClient | None = None) -> Fas
         default_response_class=JSONAnswer,
     )
     app.state.gateway = gateway
+    app.state.protocols = protocols.Protocols.build(config.protocols, gateway)
     app.include_router(native.router)
     app.include_router(protocols.router)
     _answer_errors(app)

@@ -1,5 +1,5 @@
-"""Who is calling: the API key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``), what it may
-score, and its limits.
+"""Who is calling: the API key (``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or the password of
+Basic credentials), what it may score, and its limits.
 
 ``Authenticated`` (``Depends(authenticated)``) gives the :class:`Caller` (401 without a valid key, 429
 over its rate); ``Admitted`` also holds one of its in-flight slots for the request (429 when none is
@@ -16,7 +16,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
+from starlette.requests import HTTPConnection
 
 from rewardq.gateway.config import ANY_REWARD, KeyConfig, hash_key
 from rewardq.gateway.limits import InFlightLimit, RateLimit, TooManyRequests
@@ -25,6 +32,23 @@ log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
+
+
+# Trainers whose code sends no headers (OpenRLHF, slime, verl) take the key in the URL's userinfo
+# (http://rq:KEY@host/...), which their HTTP clients send as Basic credentials: the password is the key.
+class _Basic(HTTPBasic):
+    """Basic credentials, or None: malformed ones are no key (401 as any other), not HTTPBasic's error."""
+
+    async def __call__(  # type: ignore[override]  # HTTPBasic narrows HTTPBase's answer the same way
+        self, request: HTTPConnection
+    ) -> HTTPBasicCredentials | None:
+        try:
+            return await super().__call__(request)
+        except HTTPException:
+            return None
+
+
+_basic = _Basic(auto_error=False, description="The API key as the password (any user name).")
 
 
 class Caller:
@@ -88,18 +112,23 @@ class Callers:
         return found
 
 
-def presented_key(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
-    """The key a request presents: a bearer token, else the X-API-Key header."""
-    return bearer.credentials if bearer is not None else header
+def presented_key(
+    bearer: HTTPAuthorizationCredentials | None, header: str | None, basic: HTTPBasicCredentials | None = None
+) -> str | None:
+    """The key a request presents: a bearer token, else the X-API-Key header, else a Basic password."""
+    if bearer is not None:
+        return bearer.credentials
+    return header if header is not None or basic is None else basic.password
 
 
 async def authenticated(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
+    basic: Annotated[HTTPBasicCredentials | None, Security(_basic)],
 ) -> Caller:
     """The calling key: 401 without a valid one, 429 over its rate."""
-    caller = request.app.state.gateway.callers.find(presented_key(bearer, header))
+    caller = request.app.state.gateway.callers.find(presented_key(bearer, header, basic))
     if caller is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "a valid API key is needed", headers={"WWW-Authenticate": "Bearer"}

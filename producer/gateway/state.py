@@ -116,6 +116,33 @@ class Gateway:
         with self._celery:
             handle.resend_lost()
 
+    def produce(
+        self,
+        samples: Sequence[Mapping[str, Any]],
+        rewards: Mapping[str, float] | Sequence[str],
+        *,
+        run_id: str,
+        timeout: float,
+        last_pause: float = LAST_PAUSE_S,
+    ) -> ScoreResult:
+        """``submit`` and ``wait`` for a producer with a thread of its own (the protocols' coalescers, whose
+        requests' keys were authorized already): the same steps and lock, blocking that thread rather
+        than the event loop; no owner record (the batch is waited for here)."""
+        handle = self._submit(None, samples, rewards, run_id, None, None, "partial")
+        started = time.monotonic()
+        pause = FIRST_PAUSE_S
+        looked = time.monotonic()
+        ready = handle.ready()
+        while not ready and (left := timeout - (time.monotonic() - started)) > 0:
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, last_pause)
+            if time.monotonic() - looked >= RESEND_CHECK_S:  # as wait does
+                looked = time.monotonic()
+                self._resend_lost(handle)
+            ready = handle.ready()
+        left = max(0.0, timeout - (time.monotonic() - started))
+        return self._get(handle, COLLECT_GRACE_S if ready else left)
+
     def _get(self, handle: ScoreHandle, timeout: float) -> ScoreResult:
         with self._celery:
             return handle.get(timeout=timeout)

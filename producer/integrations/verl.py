@@ -9,8 +9,7 @@ as keyword arguments (here: ``rewards``, and optionally ``run_id``, ``timeout``,
 - per batch (``reward_model.reward_manager=batch``): ``compute_score(data_sources=, solution_strs=,
   ground_truths=, extra_infos=)`` → a list of floats, one submission.
 
-Per-sample calls are coalesced: a background batcher sends the calls that queued up while the previous
-batch was in flight, and those that follow until none arrives for ``window_ms``, as one batch, so
+Per-sample calls are coalesced (:mod:`rewardq.integrations.coalesce`, window ``window_ms``), so
 concurrent callers share a round trip. (verl's older naive manager calls one sample at a time and waits
 for each: coalescing cannot help there; use ``reward_manager=batch`` or the reward loop.)
 A sample whose rewards all lack a value gets ``missing`` (default NaN: a failed score is never a silent
@@ -35,11 +34,8 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -47,15 +43,13 @@ import orjson
 from rewardq.catalog import check_weights, step_rewards
 from rewardq.client import RewardClient
 from rewardq.integrations.batches import resolve_run_id
+from rewardq.integrations.coalesce import DEFAULT_WINDOW_MS, Coalescer, Slot
 from rewardq.results import ScoreResult
 from rewardq.steps import decoder, token_ends
 from rewardq.wire.errors import InvalidInputError, Problem
 from rewardq.wire.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WINDOW_MS = 5.0
-MAX_COALESCED = 4096
 
 Rewards = Mapping[str, float] | Sequence[str] | str
 
@@ -97,8 +91,8 @@ def compute_score(
     if solution_str is None:
         raise InvalidInputError([Problem("solution_str", "missing: verl passes the decoded completion")])
     row = verl_row(data_source, solution_str, ground_truth, extra_info)
-    result, i = scorer.score_one(row)
-    return scorer.answer(result, i, row, missing)
+    slot = scorer.score_one(row)
+    return scorer.answer(slot.result, slot.offset, row, missing)
 
 
 Answer = float | dict[str, Any]
@@ -146,14 +140,8 @@ def _jsonable(value: Any) -> Any:
         return None
 
 
-@dataclass(frozen=True)
-class _Pending:
-    row: dict[str, Any]
-    future: Future[tuple[ScoreResult, int]]
-
-
 class VerlScorer:
-    """A client for one (rewards, run id) and a batcher that coalesces per-sample calls."""
+    """A client for one (rewards, run id) and a coalescer for per-sample calls."""
 
     def __init__(
         self,
@@ -168,12 +156,9 @@ class VerlScorer:
         self.weights = weights
         self.run_id = run_id
         self.timeout = timeout
-        self.window = window
         self.stepped = sorted(step_rewards(client.settings.rewards).intersection(weights))
         self.tokenizer = tokenizer  # a transformers tokenizer: step ends as token indices
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._coalescer = Coalescer(self.score_batch, window, name="rewardq-verl")
 
     def score_batch(self, rows: Sequence[Mapping[str, Any]]) -> ScoreResult:
         handle = self.client.submit(rows, self.weights, run_id=self.run_id)
@@ -195,40 +180,9 @@ class VerlScorer:
             out[f"{name}_step_ends"] = ends
         return out
 
-    def score_one(self, row: dict[str, Any]) -> tuple[ScoreResult, int]:
-        """Queue one sample for the batcher and wait for its batch's result and its place in it."""
-        pending = _Pending(row, Future())
-        self._queue.put(pending)
-        self._ensure_batcher()
-        return pending.future.result()
-
-    def _ensure_batcher(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._batch_forever, name="rewardq-verl", daemon=True)
-                self._thread.start()
-
-    def _batch_forever(self) -> None:
-        while True:
-            batch = self._next_batch()
-            try:
-                result = self.score_batch([p.row for p in batch])
-            except Exception as e:
-                for p in batch:
-                    p.future.set_exception(e)
-                continue
-            for i, p in enumerate(batch):
-                p.future.set_result((result, i))
-
-    def _next_batch(self) -> list[_Pending]:
-        """The first waiting call and those that follow it, until none arrives for a window."""
-        batch = [self._queue.get()]
-        while len(batch) < MAX_COALESCED:
-            try:
-                batch.append(self._queue.get(timeout=self.window))
-            except queue.Empty:
-                break
-        return batch
+    def score_one(self, row: dict[str, Any]) -> Slot:
+        """Queue one sample for the coalescer and wait for its batch's result and its place in it."""
+        return self._coalescer.submit([row]).result()
 
 
 _scorers: dict[tuple[Any, ...], VerlScorer] = {}
