@@ -1,7 +1,7 @@
 """``pairwise_judge`` and ``group_judge`` end to end: a real ``rewardq worker`` over a private Redis scores
-groups named by an explicit ``group`` field and groups of repeated prompts (chunks as large as two groups,
-so that no group is split here; smaller chunks are the producer's to keep whole), against a fake judge with
-a hidden quality per completion and a position bias; the audit rows hold each member's comparisons."""
+groups named by an explicit ``group`` field and groups of repeated prompts, with a chunk size (3) smaller than
+a group (4), against a fake judge with a hidden quality per completion and a position bias; the audit rows
+hold each member's comparisons and its group."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_groups_are_judged_through_a_worker_and_audited(
             "threads",
         )
         settings = Settings.from_env(
-            {}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=8, rewards=config
+            {}, broker_url=redis_server.url, database_url=sqlite_url, chunk_size=3, rewards=config
         )
         with RewardClient(settings) as client:
             result = client.score(
@@ -91,7 +91,7 @@ def test_groups_are_judged_through_a_worker_and_audited(
             audit = list(
                 conn.execute(
                     sa.text(
-                        "SELECT sample_index, raw, scorer FROM scores WHERE run_id = 'groups-e2e'"
+                        "SELECT sample_index, raw, scorer, group_key FROM scores WHERE run_id = 'groups-e2e'"
                         " AND reward = 'pairwise' ORDER BY sample_index"
                     )
                 )
@@ -101,5 +101,7 @@ def test_groups_are_judged_through_a_worker_and_audited(
     assert len(audit) == 16 and all(row.scorer.startswith("pairwise_judge@") for row in audit)
     details = [orjson.loads(row.raw) for row in audit]
     assert [d["member"] for d in details] == [0, 1, 2, 3] * 4
+    groups = [row.group_key for row in audit]
+    assert len(set(groups)) == 4 and all(len(set(groups[g : g + 4])) == 1 for g in range(0, 16, 4))
     assert all(len(d["comparisons"]) == 6 and d["wins"] + d["ties"] + d["losses"] == 6 for d in details)
     assert sum(d["inconsistent"] for d in details) == 4 * 3 * 4  # 3 close pairs a group, 2 members, 2 orders
