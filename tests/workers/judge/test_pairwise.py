@@ -11,14 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from rewardq.wire.groups import GROUP_KINDS
 from rewardq.wire.schema import Sample
 from rewardq.workers.rewards.base import Score
 from rewardq.workers.rewards.judges.options import StructuredOutput
 from rewardq.workers.rewards.judges.pairs import pairs_of
 from rewardq.workers.rewards.judges.pairwise import PairwiseJudgeOptions, PairwiseJudgeReward
 from rewardq.workers.rewards.judges.replies import PreferenceReader
-from rewardq.workers.rewards.registry import KindRegistry
 from tests.fake_openai import FakeOpenAI, Reply, Request, biased_pairwise, completion, from_text, shown
 
 MakeReward = Callable[..., Any]
@@ -214,8 +212,3 @@ def test_a_second_call_is_answered_by_the_cache(make_reward: MakeReward) -> None
     assert [s.value for s in first] == [s.value for s in second]
     assert all(s.meta is not None and s.meta.cache_hit and s.meta.http_attempts == 0 for s in second)
     assert all(s.meta is not None and not s.meta.cache_hit and s.meta.http_attempts == 4 for s in first)
-
-
-def test_the_group_kinds_of_the_wire_contract_are_the_kinds_that_see_groups() -> None:
-    kinds = KindRegistry()
-    assert {k for k in kinds.names() if kinds.resolve(k).sees == "group"} == GROUP_KINDS
