@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -91,7 +91,8 @@ class RedisServer:
     ACL user of that name (all commands, all keys and channels) and the default user is off. With
     ``tls`` it speaks only TLS (``rediss://``) with a self-signed certificate, ``ca_file``. With
     ``appendonly`` it keeps an append-only file in ``workdir``, so that ``stop`` then ``start`` (on the
-    same port) restarts it with its data, as a production Redis restarts.
+    same port) restarts it with its data, as a production Redis restarts. ``bind``: the addresses it
+    listens on (the first one is ``url``'s).
     """
 
     def __init__(
@@ -101,8 +102,10 @@ class RedisServer:
         user: str | None = None,
         tls: bool = False,
         appendonly: bool = False,
+        bind: tuple[str, ...] = ("127.0.0.1",),
     ) -> None:
         self.port = free_port()
+        self.bind = bind
         self.workdir = workdir
         self.password = password
         self.user = user
@@ -118,7 +121,7 @@ class RedisServer:
     def url_as(self, user: str | None, password: str | None) -> str:
         """The server's URL with these credentials (wrong ones, for tests that expect a refusal)."""
         auth = f"{user or ''}:{password}@" if password is not None else ""
-        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{self.bind[0]}:{self.port}/0"
 
     def _tls_args(self) -> list[str]:
         """A self-signed certificate for 127.0.0.1 (openssl), and the options that serve only TLS."""
@@ -207,7 +210,10 @@ class RedisServer:
                 str(binary),
                 *self._tls_args(),
                 "--bind",
-                "127.0.0.1",
+                *self.bind,
+                # off the loopback (private test links only), a server without a password refuses clients
+                "--protected-mode",
+                "yes" if self.bind == ("127.0.0.1",) else "no",
                 "--save",
                 "",
                 "--appendonly",
@@ -257,14 +263,15 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 class WorkerProcess:
-    """``rewardq worker`` in a process of its own, against a test's broker and audit store."""
+    """``rewardq worker`` in a process of its own, against a test's broker and audit store (``prefix``:
+    a command that execs it, e.g. ``ip netns exec NS``)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, prefix: Sequence[str] = ()) -> None:
         self.args = args
         self.log = log
         self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("rewardq")), "worker", *args],
+            [*prefix, str(Path(sys.executable).with_name("rewardq")), "worker", *args],
             env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -301,11 +308,16 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Factory: ``start_worker(broker_url, database_url, "--rewards", "format", ...)`` → a ready worker."""
+    """Factory: ``start_worker(broker_url, database_url, "--rewards", "format", ...)`` → a ready worker
+    (``prefix=``: as WorkerProcess's)."""
     workers: list[WorkerProcess] = []
 
     def start(
-        broker_url: str, database_url: str, *args: str, env: dict[str, str] | None = None
+        broker_url: str,
+        database_url: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> WorkerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("REWARDQ_")}
         full_env.update(
@@ -316,7 +328,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
                 **(env or {}),
             }
         )
-        worker = WorkerProcess(list(args), full_env, tmp_path / f"worker-{len(workers)}.log")
+        worker = WorkerProcess(list(args), full_env, tmp_path / f"worker-{len(workers)}.log", prefix)
         workers.append(worker)
         worker.wait_ready()
         return worker

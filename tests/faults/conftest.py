@@ -158,10 +158,11 @@ def fault_redis(tmp_path: Path) -> Iterator[FaultRedis]:
 
 class PostgresCluster:
     """A PostgreSQL cluster of one test: ``initdb`` run as the ``postgres`` user (it refuses root) in a
-    temporary directory that user owns, listening on 127.0.0.1 at a free port, trust authentication; it
-    tracks commit timestamps, so a test can tell when each audit row became durable."""
+    temporary directory that user owns, listening on ``listen`` (127.0.0.1) at a free port, trust
+    authentication (from the network ``trust`` too, when given); it tracks commit timestamps, so a test
+    can tell when each audit row became durable."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: tuple[str, ...] = ("127.0.0.1",), trust: str | None = None) -> None:
         if not POSTGRES_BIN or shutil.which("runuser") is None:
             unavailable("PostgreSQL server binaries (initdb, pg_ctl) or runuser are not installed")
         self.bin = POSTGRES_BIN[-1]
@@ -169,11 +170,19 @@ class PostgresCluster:
         self.root = Path(tempfile.mkdtemp(prefix="rewardq-pg-"))
         shutil.chown(self.root, "postgres")
         self.data = self.root / "data"
+        self.listen = listen
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        if trust is not None:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {trust} trust\n")
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url_at(self.listen[0])
+
+    def url_at(self, address: str) -> str:
+        """The cluster's URL through one of the addresses it listens on."""
+        return f"postgresql+psycopg://postgres@{address}:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(self.bin / tool), *args]
@@ -183,7 +192,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+            f"-p {self.port} -k {self.root} -c listen_addresses={','.join(self.listen)} -c fsync=off"
             " -c track_commit_timestamp=on"
         )
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
