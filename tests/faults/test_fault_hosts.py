@@ -77,13 +77,14 @@ def node_of(client: redis.Redis, pid: int) -> str:
     raise AssertionError(f"no worker with pid {pid} in {WORKERS_INDEX}")
 
 
-def wait_beat_after(client: redis.Redis, node: str, since: float, timeout: float = 60.0) -> None:
-    """Until ``node`` has announced itself (its heartbeat reached Redis) after the wall time ``since``."""
+def wait_beat_after(client: redis.Redis, node: str, since: float, timeout: float = 60.0) -> float:
+    """Until ``node`` has announced itself (its heartbeat reached Redis) after the wall time ``since``;
+    how long after ``since`` that beat was."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         raw = client.get(announcement_key(node))
-        if raw is not None and (json.loads(raw).get("beat_at") or 0) > since:
-            return
+        if raw is not None and (beat := json.loads(raw).get("beat_at") or 0) > since:
+            return float(beat) - since
         time.sleep(0.2)
     raise AssertionError(f"{node} did not beat again within {timeout}s of its link's return")
 
@@ -140,7 +141,8 @@ def test_a_host_cut_off_mid_batch_hands_its_task_to_the_others_and_rejoins(
 
         restored_wall = time.time()
         hosts.restore(cut)
-        wait_beat_after(broker, nodes[cut], restored_wall)
+        rejoined_s = wait_beat_after(broker, nodes[cut], restored_wall)
+        print(f"recovered {recovery:.1f} s after the cut; beat again {rejoined_s:.1f} s after the link returned")
         second = client.submit(samples(48, "rejoined"), REWARDS, run_id="faults-hosts", step=1)
         second_result = second.get(timeout=90)
 
