@@ -142,7 +142,9 @@ def test_a_host_cut_off_mid_batch_hands_its_task_to_the_others_and_rejoins(
         restored_wall = time.time()
         hosts.restore(cut)
         rejoined_s = wait_beat_after(broker, nodes[cut], restored_wall)
-        print(f"recovered {recovery:.1f} s after the cut; beat again {rejoined_s:.1f} s after the link returned")
+        print(
+            f"recovered {recovery:.1f} s after the cut; beat again {rejoined_s:.1f} s after the link returned"
+        )
         second = client.submit(samples(48, "rejoined"), REWARDS, run_id="faults-hosts", step=1)
         second_result = second.get(timeout=90)
 
