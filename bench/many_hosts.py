@@ -137,7 +137,7 @@ def main() -> None:
     print(
         f"a batch in tasks of {args.chunk} ({args.samples * NOOP_FACTOR} for no work), best of {args.repeat}"
     )
-    hosts = Hosts(max(COUNTS), subnet=78)
+    hosts = Hosts(max(COUNTS))
     burn: dict[int, list[float]] = {n: [] for n in COUNTS}
     noop: dict[int, list[float]] = {n: [] for n in COUNTS}
     redis_cpu = pg_cpu = producer_cpu = 0.0

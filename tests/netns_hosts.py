@@ -1,10 +1,11 @@
 """Worker "hosts" on one machine: Linux network namespaces, each joined to this one by a veth pair.
 
 Host ``i`` is the namespace ``rqh<tag>-<i>``; its end of the pair has ``10.<n>.<i>.2/24`` and this
-machine's end ``10.<n>.<i>.1/24`` (``gateway(i)``), so a server bound to the gateways is reached from
+machine's end ``10.<n>.<i>.1/24`` (``gateway(i)``; ``n``: the first ``10.n.0.0/16`` no interface here has
+an address in), so a server bound to the gateways is reached from
 that host over its link only, and ``cut(i)`` / ``restore(i)`` (``ip link set DEV down|up`` on this
 machine's end) take the link away and give it back. Needs root and iproute2; ``why_not()`` says why
-namespaces cannot be made here. Used by tests/workers/test_many_hosts.py and bench/many_hosts.py.
+namespaces cannot be made here. Used by tests/faults/test_fault_hosts.py and bench/many_hosts.py.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ class Hosts:
     """``count`` namespaces with a veth link each; ``destroy`` removes them (deleting a namespace
     deletes its veth end, and with it the pair)."""
 
-    def __init__(self, count: int, subnet: int = 77) -> None:
+    def __init__(self, count: int) -> None:
         self.tag = uuid.uuid4().hex[:4]
-        self.subnet = subnet
+        self.subnet = _free_subnet()
         self.names: list[str] = []
         try:
             for i in range(count):
@@ -91,6 +92,15 @@ class Hosts:
             with contextlib.suppress(subprocess.CalledProcessError):
                 _ip("netns", "delete", ns)
         self.names = []
+
+
+def _free_subnet() -> int:
+    """The first ``n`` from 77 on such that no interface here has an address in ``10.n.0.0/16``."""
+    listed = subprocess.run(["ip", "-o", "-4", "addr"], check=True, capture_output=True, text=True).stdout
+    used = {
+        int(word.split(".")[1]) for word in listed.split() if word.startswith("10.") and word.count(".") == 3
+    }
+    return next(n for n in range(77, 255) if n not in used)
 
 
 def _ip(*args: str) -> None:
