@@ -1,0 +1,235 @@
+"""Scenario: the Redis primary is killed (SIGKILL) under load, with a replica and three sentinels of the
+test's own: Sentinel promotes the replica, the worker, the producers and the result backend follow it
+(``sentinel://`` URLs), and every submitted sample comes back once (docs/reliability.md, "Broker
+failover")."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from rewardq import RewardClient
+from rewardq.serving import redis_client
+from tests.conftest import WorkerProcess, free_port, unavailable
+from tests.faults.conftest import (
+    DeliveryCheck,
+    FaultRewards,
+    Submitted,
+    client_settings,
+    kill9,
+    samples,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+MASTER = "rewardq-test"
+PASSWORD = "master-secret"
+SENTINEL_PASSWORD = "sentinel-secret"
+REWARDS = ["slow", "format"]
+PRODUCERS = 2
+DOWN_AFTER_MS = 1000  # how long a silent primary takes to be judged down by the sentinels
+FAST_RECOVERY = {"REWARDQ_VISIBILITY_TIMEOUT": "6", "REWARDQ_HEARTBEAT": "1"}
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(["redis-server", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            if check():
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+class SentinelRedis:
+    """A primary, a replica of it and three sentinels (``redis-server --sentinel``, quorum 2), on free
+    ports under ``workdir``; the Redis servers require PASSWORD, the sentinels SENTINEL_PASSWORD."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.ports = {"primary": free_port(), "replica": free_port()}
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        """The broker URL the clients are given: the sentinels, with the master's password."""
+        return ";".join(f"sentinel://:{PASSWORD}@127.0.0.1:{port}/0" for port in self.sentinel_ports)
+
+    def redis_url(self, role: str) -> str:
+        return f"redis://:{PASSWORD}@127.0.0.1:{self.ports[role]}/0"
+
+    def env(self) -> dict[str, str]:
+        return {"REWARDQ_SENTINEL_MASTER": MASTER, "REWARDQ_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for role, port in self.ports.items():
+            args = [
+                *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+                *("--dir", str(self.workdir), "--dbfilename", f"{role}.rdb"),
+                *("--requirepass", PASSWORD, "--masterauth", PASSWORD),
+            ]
+            if role == "replica":
+                args += ["--replicaof", "127.0.0.1", str(self.ports["primary"])]
+            self.procs[role] = _start(args, self.workdir / f"{role}.log")
+        replica = redis.Redis.from_url(self.redis_url("replica"))
+        _wait(lambda: replica.info("replication").get("master_link_status") == "up", "replica not in sync")
+        for i, port in enumerate(self.sentinel_ports):
+            conf = self.workdir / f"sentinel-{i}.conf"  # a sentinel rewrites its file: one each
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\nrequirepass {SENTINEL_PASSWORD}\n"
+                f"sentinel sentinel-pass {SENTINEL_PASSWORD}\n"
+                f"sentinel monitor {MASTER} 127.0.0.1 {self.ports['primary']} 2\n"
+                f"sentinel auth-pass {MASTER} {PASSWORD}\n"
+                f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {MASTER} 10000\n"
+            )
+            self.procs[f"sentinel-{i}"] = _start(
+                [str(conf), "--sentinel"], self.workdir / f"sentinel-{i}.log"
+            )
+        for port in self.sentinel_ports:  # each knows the replica and the two other sentinels
+            sentinel = redis.Redis(port=port, password=SENTINEL_PASSWORD)
+            _wait(
+                lambda s=sentinel: bool(s.sentinel_slaves(MASTER)) and len(s.sentinel_sentinels(MASTER)) == 2,
+                f"sentinel on {port} has not found the replica and the other sentinels",
+            )
+
+    def master_port(self) -> int:
+        """The port the sentinels name as the master now."""
+        sentinel = redis.Redis(port=self.sentinel_ports[0], password=SENTINEL_PASSWORD)
+        return int(sentinel.sentinel_get_master_addr_by_name(MASTER)[1])
+
+    def kill_primary(self) -> None:
+        kill9(self.procs["primary"].pid)
+        self.procs["primary"].wait()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sentinel_redis(tmp_path: Path) -> Iterator[SentinelRedis]:
+    try:
+        subprocess.run(["redis-server", "--version"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        unavailable("redis-server is not installed")
+    servers = SentinelRedis(tmp_path / "sentinel")
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
+class Producer(threading.Thread):
+    """Submits batches one after another until told to stop; keeps each batch, when it was submitted
+    and when its result came back."""
+
+    def __init__(self, name: str, client: RewardClient) -> None:
+        super().__init__(name=name, daemon=True)
+        self.client = client
+        self.submitted: list[tuple[Submitted, float, float]] = []
+        self.refusals: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        count = 0
+        while not self.stopping.is_set():
+            count += 1
+            sent = time.monotonic()
+            try:
+                handle = self.client.submit(samples(6, f"{self.name}-{count}"), REWARDS, run_id="failover")
+            except Exception as e:  # the broker could not take it: a refusal, not a submitted batch
+                self.refusals.append(f"{type(e).__name__}: {e}")
+                continue
+            result = handle.get(timeout=120)
+            self.submitted.append((Submitted(handle.batch_id, 6, REWARDS, result), sent, time.monotonic()))
+
+
+def test_primary_killed_under_load_fails_over(
+    sentinel_redis: SentinelRedis,
+    sqlite_url: str,
+    fault_rewards: FaultRewards,
+    start_worker: Callable[..., WorkerProcess],
+    delivery_check: DeliveryCheck,
+) -> None:
+    worker = start_worker(
+        sentinel_redis.url,
+        sqlite_url,
+        *("--config", str(fault_rewards.config), "--rewards", "slow,format", "--pool", "prefork"),
+        *("--concurrency", "2"),
+        env=fault_rewards.env(delay=0.2, **FAST_RECOVERY, **sentinel_redis.env()),
+    )
+    settings = client_settings(
+        sentinel_redis.url,
+        sqlite_url,
+        fault_rewards,
+        visibility_timeout=6,
+        heartbeat=1.0,
+        resend_after=5.0,
+        sentinel_master=MASTER,
+        sentinel_password=SENTINEL_PASSWORD,
+    )
+    clients = [RewardClient(settings) for _ in range(PRODUCERS)]
+    producers = [Producer(f"p{i}", client) for i, client in enumerate(clients)]
+    for producer in producers:
+        producer.start()
+    _wait(lambda: all(len(p.submitted) >= 2 for p in producers), "no batches before the kill", 60)
+
+    killed_at = time.monotonic()
+    sentinel_redis.kill_primary()
+    _wait(lambda: sentinel_redis.master_port() == sentinel_redis.ports["replica"], "no promotion", 60)
+    promoted_s = time.monotonic() - killed_at
+    # load goes on until two batches of each producer were submitted after the kill and came back
+    _wait(
+        lambda: all(sum(sent > killed_at for _, sent, _ in p.submitted) >= 2 for p in producers),
+        "no recovery",
+        90,
+    )
+    for producer in producers:
+        producer.stopping.set()
+    for producer in producers:
+        producer.join(timeout=150)
+    after_kill = [done for p in producers for _, sent, done in p.submitted if sent > killed_at]
+    recovery_s = min(after_kill) - killed_at
+
+    # a plain client built from the same settings reaches the new master too
+    assert redis_client(settings).info("server")["tcp_port"] == sentinel_redis.ports["replica"]
+    submitted = [s for p in producers for s, _, _ in p.submitted]
+    counts = delivery_check(
+        "Redis primary killed, Sentinel fails over",
+        submitted,
+        database_url=sqlite_url,
+        redis_url=sentinel_redis.redis_url("replica"),
+        trials=1,
+        recovery_s=round(recovery_s, 1),
+    )
+    for client in clients:
+        client.close()
+    print(
+        f"failover: promoted in {promoted_s:.1f}s, first batch sent after the kill done in {recovery_s:.1f}s;"
+        f" {counts.expected} expected, {counts.lost} lost, {counts.duplicated} duplicated,"
+        f" {counts.stranded} stranded; {len(submitted)} batches"
+    )
+    assert not any(p.is_alive() for p in producers)
+    assert worker.proc.poll() is None, worker.output()
+    assert counts.clean, counts.problems
+    refusals = [r for p in producers for r in p.refusals]
+    assert refusals == [], refusals
