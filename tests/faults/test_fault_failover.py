@@ -6,6 +6,7 @@ failover")."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import threading
 import time
@@ -169,7 +170,9 @@ def test_primary_killed_under_load_fails_over(
     fault_rewards: FaultRewards,
     start_worker: Callable[..., WorkerProcess],
     delivery_check: DeliveryCheck,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="rewardq.resend")
     worker = start_worker(
         sentinel_redis.url,
         sqlite_url,
@@ -209,6 +212,7 @@ def test_primary_killed_under_load_fails_over(
         producer.join(timeout=150)
     after_kill = [done for p in producers for _, sent, done in p.submitted if sent > killed_at]
     recovery_s = min(after_kill) - killed_at
+    before = sorted(done - sent for p in producers for _, sent, done in p.submitted if done < killed_at)
 
     # a plain client built from the same settings reaches the new master too
     assert redis_client(settings).info("server")["tcp_port"] == sentinel_redis.ports["replica"]
@@ -223,13 +227,18 @@ def test_primary_killed_under_load_fails_over(
     )
     for client in clients:
         client.close()
+    resent = sum("sending it again" in r.getMessage() for r in caplog.records)
     print(
         f"failover: promoted in {promoted_s:.1f}s, first batch sent after the kill done in {recovery_s:.1f}s;"
         f" {counts.expected} expected, {counts.lost} lost, {counts.duplicated} duplicated,"
-        f" {counts.stranded} stranded; {len(submitted)} batches"
+        f" {counts.stranded} stranded; {len(submitted)} batches; {resent} chunks re-sent by the client;"
+        f" a batch took {before[len(before) // 2]:.1f}s before the kill (median)"
     )
     assert not any(p.is_alive() for p in producers)
     assert worker.proc.poll() is None, worker.output()
+    log = worker.output()
+    assert log.count("Connected to ") >= 2, log  # connected, then reconnected to the new master
+    assert PASSWORD not in log and SENTINEL_PASSWORD not in log
     assert counts.clean, counts.problems
     refusals = [r for p in producers for r in p.refusals]
     assert refusals == [], refusals
