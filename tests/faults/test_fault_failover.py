@@ -33,9 +33,12 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 MASTER = "rewardq-test"
 PASSWORD = "master-secret"
 SENTINEL_PASSWORD = "sentinel-secret"
+REPLICATION_USER = "replication"
 REWARDS = ["slow", "format"]
 PRODUCERS = 2
 DOWN_AFTER_MS = 1000  # how long a silent primary takes to be judged down by the sentinels
+BURST = 96  # samples submitted while the replica is stopped: 48 tasks, more than the worker takes in lag_s
+UNREPLICATED = "rewardq-test:written-while-the-replica-was-stopped"
 FAST_RECOVERY = {"REWARDQ_VISIBILITY_TIMEOUT": "6", "REWARDQ_HEARTBEAT": "1"}
 
 
@@ -81,7 +84,8 @@ class SentinelRedis:
             args = [
                 *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
                 *("--dir", str(self.workdir), "--dbfilename", f"{role}.rdb"),
-                *("--requirepass", PASSWORD, "--masterauth", PASSWORD),
+                *("--requirepass", PASSWORD, "--masteruser", REPLICATION_USER, "--masterauth", PASSWORD),
+                *("--user", REPLICATION_USER, "on", f">{PASSWORD}", "+psync", "+replconf", "+ping"),
             ]
             if role == "replica":
                 args += ["--replicaof", "127.0.0.1", str(self.ports["primary"])]
@@ -113,9 +117,20 @@ class SentinelRedis:
         sentinel = redis.Redis(port=self.sentinel_ports[0], password=SENTINEL_PASSWORD)
         return int(sentinel.sentinel_get_master_addr_by_name(MASTER)[1])
 
-    def kill_primary(self) -> None:
+    def cut_replication(self) -> None:
+        """Cut the replica's link and keep it from coming back (its user is turned off on the primary):
+        what the primary acknowledges from now on is not replicated, as with an asynchronous replica
+        that fell behind."""
+        primary = redis.Redis.from_url(self.redis_url("primary"))
+        primary.acl_setuser(REPLICATION_USER, enabled=False)
+        primary.client_kill_filter(_type="replica")
+
+    def kill_primary(self) -> float:
+        """SIGKILL the primary; returns when (``time.monotonic()``)."""
         kill9(self.procs["primary"].pid)
+        killed_at = time.monotonic()
         self.procs["primary"].wait()
+        return killed_at
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -164,7 +179,10 @@ class Producer(threading.Thread):
             self.submitted.append((Submitted(handle.batch_id, 6, REWARDS, result), sent, time.monotonic()))
 
 
+@pytest.mark.parametrize(("lag_s", "case"), [(0.0, "in sync"), (1.5, "replica 1.5 s behind")])
 def test_primary_killed_under_load_fails_over(
+    lag_s: float,
+    case: str,
     sentinel_redis: SentinelRedis,
     sqlite_url: str,
     fault_rewards: FaultRewards,
@@ -196,8 +214,14 @@ def test_primary_killed_under_load_fails_over(
         producer.start()
     _wait(lambda: all(len(p.submitted) >= 2 for p in producers), "no batches before the kill", 60)
 
-    killed_at = time.monotonic()
-    sentinel_redis.kill_primary()
+    burst = None
+    if lag_s:  # the replica falls behind while a burst of tasks is queued on the primary alone
+        sentinel_redis.cut_replication()
+        redis.Redis.from_url(sentinel_redis.redis_url("primary")).set(UNREPLICATED, 1)
+        burster = RewardClient(settings)
+        burst = burster.submit(samples(BURST, "burst"), ["slow"], run_id="failover")
+        time.sleep(lag_s)
+    killed_at = sentinel_redis.kill_primary()
     _wait(lambda: sentinel_redis.master_port() == sentinel_redis.ports["replica"], "no promotion", 60)
     promoted_s = time.monotonic() - killed_at
     # load goes on until two batches of each producer were submitted after the kill and came back
@@ -217,8 +241,12 @@ def test_primary_killed_under_load_fails_over(
     # a plain client built from the same settings reaches the new master too
     assert redis_client(settings).info("server")["tcp_port"] == sentinel_redis.ports["replica"]
     submitted = [s for p in producers for s, _, _ in p.submitted]
+    if burst is not None:
+        submitted.append(Submitted(burst.batch_id, BURST, ["slow"], burst.get(timeout=120)))
+        burster.close()
+        assert not redis_client(settings).exists(UNREPLICATED)  # the new master lacks what was not replicated
     counts = delivery_check(
-        "Redis primary killed, Sentinel fails over",
+        f"Redis primary killed, Sentinel fails over ({case})",
         submitted,
         database_url=sqlite_url,
         redis_url=sentinel_redis.redis_url("replica"),
@@ -229,7 +257,8 @@ def test_primary_killed_under_load_fails_over(
         client.close()
     resent = sum("sending it again" in r.getMessage() for r in caplog.records)
     print(
-        f"failover: promoted in {promoted_s:.1f}s, first batch sent after the kill done in {recovery_s:.1f}s;"
+        f"failover ({case}): promoted in {promoted_s:.1f}s,"
+        f" first batch sent after the kill done in {recovery_s:.1f}s;"
         f" {counts.expected} expected, {counts.lost} lost, {counts.duplicated} duplicated,"
         f" {counts.stranded} stranded; {len(submitted)} batches; {resent} chunks re-sent by the client;"
         f" a batch took {before[len(before) // 2]:.1f}s before the kill (median)"
@@ -242,3 +271,5 @@ def test_primary_killed_under_load_fails_over(
     assert counts.clean, counts.problems
     refusals = [r for p in producers for r in p.refusals]
     assert refusals == [], refusals
+    if lag_s:  # tasks queued on the primary alone were lost in the failover and sent again
+        assert resent > 0
