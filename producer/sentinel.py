@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.wire.errors import SettingsError
 from rewardq.wire.settings import SENTINEL_SCHEME, Settings
 
 DEFAULT_PORT = 26379
@@ -84,6 +85,8 @@ def master_client(settings: Settings, url: str, **options: Any) -> Any:
     from redis import Redis
     from redis.sentinel import Sentinel
 
+    if not settings.sentinel_master:  # Settings refuse a Sentinel URL without it; another URL may come here
+        raise SettingsError("a sentinel:// Redis URL needs REWARDQ_SENTINEL_MASTER")
     tls = tls_options(settings, url)
     if tls:
         tls["ssl"] = True

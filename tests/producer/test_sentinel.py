@@ -81,3 +81,9 @@ def test_plain_clients_ask_the_sentinels_for_the_master() -> None:
 def test_workers_consume_a_sentinel_broker_through_their_own_sentinel_transport() -> None:
     assert worker_transport(URL) == "rewardq-sentinel"
     assert worker_transport("redis://localhost:6379/0") == "rewardq-redis"
+
+
+def test_a_plain_client_of_a_sentinel_url_needs_the_master_name() -> None:
+    plain = Settings.from_env({}, broker_url="redis://localhost:6379/0")
+    with pytest.raises(SettingsError, match="needs REWARDQ_SENTINEL_MASTER"):
+        redis_client(plain, URL)
