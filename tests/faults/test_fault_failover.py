@@ -6,8 +6,11 @@ failover")."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -238,8 +241,17 @@ def test_primary_killed_under_load_fails_over(
     recovery_s = min(after_kill) - killed_at
     before = sorted(done - sent for p in producers for _, sent, done in p.submitted if done < killed_at)
 
-    # a plain client built from the same settings reaches the new master too
+    # a plain client built from the same settings reaches the new master too, and so does `rewardq status`
     assert redis_client(settings).info("server")["tcp_port"] == sentinel_redis.ports["replica"]
+    status = subprocess.run(
+        [str(Path(sys.executable).with_name("rewardq")), "status", "--json"],
+        env={**os.environ, "REWARDQ_BROKER_URL": sentinel_redis.url, **sentinel_redis.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert len(json.loads(status.stdout)["workers"]) == 1
     submitted = [s for p in producers for s, _, _ in p.submitted]
     if burst is not None:
         submitted.append(Submitted(burst.batch_id, BURST, ["slow"], burst.get(timeout=120)))
