@@ -1,7 +1,7 @@
 """Scenario: the Redis primary is killed (SIGKILL) under load, with a replica and three sentinels of the
 test's own: Sentinel promotes the replica, the worker, the producers and the result backend follow it
 (``sentinel://`` URLs), and every submitted sample comes back once (docs/reliability.md, "Broker
-failover")."""
+failover"). And a sentinel and master over TLS, reached by plain clients and by Celery."""
 
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from rewardq import RewardClient
+from rewardq import RewardClient, Settings
+from rewardq.broker import make_app
+from rewardq.connection import check_connection
 from rewardq.serving import redis_client
-from tests.conftest import WorkerProcess, free_port, unavailable
+from rewardq.wire.errors import BrokerUnavailable
+from tests.conftest import RedisServer, WorkerProcess, free_port, unavailable
 from tests.faults.conftest import (
     DeliveryCheck,
     FaultRewards,
@@ -285,3 +288,34 @@ def test_primary_killed_under_load_fails_over(
     assert refusals == [], refusals
     if lag_s:  # tasks queued on the primary alone were lost in the failover and sent again
         assert resent > 0
+
+
+def test_sentinel_and_master_over_tls(tmp_path: Path) -> None:
+    """With REWARDQ_SENTINEL_TLS, the sentinels and the master they name are reached over TLS, verified
+    with REWARDQ_REDIS_CA_CERTS: by plain clients and by Celery's broker and result backend alike."""
+    master = RedisServer(tmp_path / "tls-master", password=PASSWORD, tls=True)
+    master.start()
+    port = free_port()
+    conf = tmp_path / "sentinel-tls.conf"
+    conf.write_text(
+        f"port 0\ntls-port {port}\nbind 127.0.0.1\ndir {tmp_path}\ntls-replication yes\n"
+        f"tls-cert-file {master.ca_file}\ntls-key-file {master.ca_file.with_name('key.pem')}\n"
+        f"tls-ca-cert-file {master.ca_file}\ntls-auth-clients no\n"
+        f"sentinel monitor {MASTER} 127.0.0.1 {master.port} 1\nsentinel auth-pass {MASTER} {PASSWORD}\n"
+    )
+    sentinel = _start([str(conf), "--sentinel"], tmp_path / "sentinel-tls.log")
+    try:
+        probe = redis.Redis("127.0.0.1", port, ssl=True, ssl_ca_certs=str(master.ca_file))
+        _wait(lambda: bool(probe.sentinel_master(MASTER)), "the TLS sentinel does not know its master")
+        url = f"sentinel://:{PASSWORD}@127.0.0.1:{port}/0"
+        settings = Settings.from_env(
+            {}, broker_url=url, sentinel_master=MASTER, sentinel_tls=True, redis_ca_certs=master.ca_file
+        )
+        assert redis_client(settings).ping()  # the master, which serves TLS only
+        check_connection(make_app(settings))  # Celery's broker and result backend
+        with pytest.raises(BrokerUnavailable):
+            check_connection(make_app(settings.with_(sentinel_tls=False)), timeout=2.0)
+    finally:
+        sentinel.terminate()
+        sentinel.wait(timeout=10)
+        master.stop()
