@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.sentinel import sentinel_transport_options, tls_options
 from rewardq.wire.keys import PRIORITY_STEPS
 from rewardq.wire.settings import Settings
 
@@ -35,14 +35,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (rewardq.workers.runtime.heartbeat) for longer than the visibility timeout.
         "unacked_restore_interval": settings.heartbeat,
         "unacked_restore_throttle": 1,
-    }
+    } | sentinel_transport_options(settings, settings.broker_url)
     if settings.embedded:
         transport_options["polling_interval"] = EMBEDDED_POLL_S
     tls: dict[str, Any] = {}
-    if uses_tls(settings.broker_url):
-        tls["broker_use_ssl"] = redis_ssl_options(settings)
-    if uses_tls(settings.backend_url):
-        tls["redis_backend_use_ssl"] = redis_ssl_options(settings)
+    if broker_tls := tls_options(settings, settings.broker_url):
+        tls["broker_use_ssl"] = broker_tls
+    if backend_tls := tls_options(settings, settings.backend_url):
+        tls["redis_backend_use_ssl"] = backend_tls
     return tls | {
         "broker_url": settings.broker_url or EMBEDDED_BROKER,
         "result_backend": settings.backend_url or EMBEDDED_BACKEND,
@@ -52,7 +52,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         "result_expires": settings.result_expires,
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout}
+        | sentinel_transport_options(settings, settings.backend_url),
         "broker_connection_retry_on_startup": True,
         "task_create_missing_queues": True,
         "task_publish_retry": True,

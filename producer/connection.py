@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from celery import Celery
 
 from rewardq.broker import PUBLISH_RETRY_S
+from rewardq.sentinel import SEPARATOR
 from rewardq.wire.errors import BrokerLost, BrokerUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
@@ -19,9 +20,12 @@ MASK = "**"
 
 def masked(url: str | None) -> str:
     """``url`` with its password replaced by ``**`` (``redis://user:**@host:6379/0``, as Celery prints
-    URLs), the rest as given; text that is no URL with a password comes back unchanged."""
+    URLs), the rest as given; text that is no URL with a password comes back unchanged. Each URL of a
+    Sentinel list (``sentinel://…;sentinel://…``) is masked."""
     if not url:
         return ""
+    if SEPARATOR in url:
+        return SEPARATOR.join(masked(part) for part in url.split(SEPARATOR))
     try:
         parts = urlsplit(url)
         password = parts.password

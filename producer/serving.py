@@ -21,26 +21,29 @@ from redis.exceptions import RedisError
 
 from rewardq.connection import masked
 from rewardq.scorers import RunPins, Scorers, scorers_of, served_fingerprint
-from rewardq.tls import redis_ssl_options, uses_tls
+from rewardq.sentinel import master_client, tls_options, uses_sentinel
 from rewardq.wire.announcement import Announcement
 from rewardq.wire.errors import BrokerUnavailable, UnservedRewardError
 from rewardq.wire.keys import WORKERS_INDEX, announcement_key
-from rewardq.wire.settings import Settings
+from rewardq.wire.settings import SENTINEL_SCHEME, Settings
 
 log = logging.getLogger(__name__)
 
 ANNOUNCEMENT_TTL_BEATS = 3  # an announcement lives this many heartbeats past its last refresh
 POLL_S = 0.5  # how often a waiting producer reads the announcements again
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME)
 
 
 def redis_client(settings: Settings, url: str | None = None, **options: Any) -> Any:
-    """A redis-py client for ``url`` (default: the broker's) with rewardq's TLS options."""
+    """A redis-py client for ``url`` (default: the broker's) with rewardq's TLS options; for a
+    ``sentinel://`` URL, a client of the master that follows it through a failover (rewardq.sentinel).
+    Every plain Redis client of rewardq is built here."""
     import redis
 
     target = url or settings.broker_url or ""
-    tls = redis_ssl_options(settings) if uses_tls(target) else {}
-    return redis.Redis.from_url(target, **tls, **options)
+    if uses_sentinel(target):
+        return master_client(settings, target, **options)
+    return redis.Redis.from_url(target, **tls_options(settings, target), **options)
 
 
 def checks_serving(settings: Settings) -> bool:

@@ -284,3 +284,27 @@ def test_docker_compose_accepts_the_file() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_sentinel_override_points_every_rewardq_service_at_three_sentinels(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """docker-compose.sentinel.yml (docs/deploy.md): a replica of ``redis``, three sentinels with a quorum
+    of 2 monitoring it under the name the rewardq services are given, and every rewardq service of the
+    base file switched to their ``sentinel://`` URL and waiting for them."""
+    with open(ROOT / "docker-compose.sentinel.yml") as f:
+        extra = dict(yaml.safe_load(f)["services"])
+    sentinel_names = [f"sentinel-{i}" for i in (1, 2, 3)]
+    replica = argv(extra["redis-replica"])
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    master = extra["migrate"]["environment"]["REWARDQ_SENTINEL_MASTER"]
+    for name in rewardq_services(services):
+        env = extra[name]["environment"]
+        urls = env["REWARDQ_BROKER_URL"].split(";")
+        assert urls == [f"sentinel://{s}:26379/0" for s in sentinel_names], name
+        assert env["REWARDQ_SENTINEL_MASTER"] == master, name
+        assert depends(extra[name]) == dict.fromkeys(sentinel_names, "service_healthy"), name
+    for name in sentinel_names:
+        script = argv(extra[name])[-1]
+        assert f"sentinel monitor {master} redis 6379 2" in script.splitlines()
+        assert script.splitlines()[-1] == "exec redis-server /tmp/sentinel.conf --sentinel"

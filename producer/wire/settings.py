@@ -14,6 +14,8 @@ MAX_CHUNK_SIZE = 1_000_000
 """The most samples one task may hold (a worker refuses a task that claims more)."""
 
 ENV_PREFIX = "REWARDQ_"
+SENTINEL_SCHEME = "sentinel://"
+"""A Redis reached through Sentinel (rewardq.sentinel)."""
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -28,7 +30,8 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
 class Settings:
     """Everything rewardq can be configured with; each field is REWARDQ_<FIELD> in the environment.
 
-    broker_url: Celery broker (``redis://…``). None means the embedded in-process worker.
+    broker_url: Celery broker (``redis://…``, ``rediss://…``, or ``sentinel://h1:26379;sentinel://h2:26379``
+        for a Redis behind Sentinel). None means the embedded in-process worker.
     result_backend: Celery result backend; defaults to the broker URL.
     database_url: SQLAlchemy URL of the audit store; defaults to a SQLite file under REWARDQ_HOME.
     rewards: path of the rewards config (TOML); built-in rule rewards need none.
@@ -56,6 +59,9 @@ class Settings:
         Never printed (not in repr).
     redis_ca_certs: CA file that verifies a ``rediss://`` server (default: the system's CAs).
     redis_certfile, redis_keyfile: client certificate and key, for a Redis that requires them.
+    sentinel_master: the name Sentinel knows the Redis master by; needed by a ``sentinel://`` URL.
+    sentinel_password: the sentinels' own password (the master's is in the URL). Never printed.
+    sentinel_tls: reach the sentinels and the master of a ``sentinel://`` URL over TLS.
     coalesce_tasks: tasks of model rewards a worker scores together at most (one flush of its buffer).
     coalesce_wait_ms: how long the first buffered task of a model reward waits for others to join it.
     """
@@ -82,6 +88,9 @@ class Settings:
     redis_ca_certs: Path | None = None
     redis_certfile: Path | None = None
     redis_keyfile: Path | None = None
+    sentinel_master: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    sentinel_tls: bool = False
     coalesce_tasks: int = 64
     coalesce_wait_ms: float = 5.0
 
@@ -113,6 +122,9 @@ class Settings:
             )
         if self.max_deliveries < 1:
             raise SettingsError(f"REWARDQ_MAX_DELIVERIES must be at least 1, got {self.max_deliveries}")
+        for name in ("broker_url", "result_backend", "cache_url"):
+            if str(getattr(self, name) or "").startswith(SENTINEL_SCHEME) and not self.sentinel_master:
+                raise SettingsError(f"REWARDQ_{name.upper()} is a Sentinel URL: set REWARDQ_SENTINEL_MASTER")
         for name in ("audit_retry", "serve_wait", "resend_after"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"REWARDQ_{name.upper()} must not be negative, got {getattr(self, name)}")

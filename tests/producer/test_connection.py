@@ -17,6 +17,10 @@ from rewardq.connection import masked
         ),
         ("postgresql+psycopg://u:dbpw@db/audit", "postgresql+psycopg://u:**@db/audit"),
         ("redis://h:6379", "redis://h:6379"),
+        (
+            "sentinel://:pw@s1:26379/0;sentinel://:pw@s2:26379/0;sentinel://s3:26379",
+            "sentinel://:**@s1:26379/0;sentinel://:**@s2:26379/0;sentinel://s3:26379",
+        ),
         ("sqlite:////tmp/audit.db", "sqlite:////tmp/audit.db"),
         ("not a url", "not a url"),
         ("", ""),

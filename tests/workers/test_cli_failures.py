@@ -129,5 +129,5 @@ def test_a_bad_chunk_size_names_the_option_and_a_bad_broker_its_scheme(tmp_path:
     broker = fails("status", env={"REWARDQ_BROKER_URL": f"http://u:{SECRET}@x"})
     assert broker == (
         "error: REWARDQ_BROKER_URL: the scheme 'http' is not a supported broker; rewardq status reads a "
-        "Redis broker: redis://, rediss://, unix://"
+        "Redis broker: redis://, rediss://, unix://, sentinel://"
     )

@@ -20,7 +20,9 @@ fails is parked as raw bytes (``rewardq dlq list``), with one line logged, and t
 Workers select it with Celery's ``broker_transport`` setting (rewardq.workers.runtime.app), by an alias
 registered with kombu that keeps the URL's scheme readable in logs: ``rewardq-redis://…`` for a
 ``redis://`` broker, ``rewardq-rediss://…`` for ``rediss://`` (TLS comes from ``broker_use_ssl``, as
-before). Producers keep kombu's transport.
+before), ``rewardq-sentinel://…`` for a Redis behind Sentinel (:class:`SentinelTransport`: the same
+channel on kombu's Sentinel channel, which asks the sentinels for the master each time it connects).
+Producers keep kombu's transport.
 """
 
 from __future__ import annotations
@@ -41,8 +43,13 @@ from rewardq.workers.runtime.dlq import REASON_LIMIT, DeadLetters, raw_letter
 log = logging.getLogger(__name__)
 
 TRANSPORT = "rewardq.workers.runtime.transport:Transport"
-# The broker URL schemes this transport serves, and the alias each is served under.
-ALIASES = {"redis": "rewardq-redis", "rediss": "rewardq-rediss"}
+SENTINEL_TRANSPORT = "rewardq.workers.runtime.transport:SentinelTransport"
+# The broker URL schemes these transports serve: the alias each is served under, and its class.
+ALIASES = {
+    "redis": ("rewardq-redis", TRANSPORT),
+    "rediss": ("rewardq-rediss", TRANSPORT),
+    "sentinel": ("rewardq-sentinel", SENTINEL_TRANSPORT),
+}
 
 
 class Channel(kombu_redis.Channel):
@@ -109,10 +116,22 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """:class:`Channel` on kombu's Sentinel channel (its connection pool follows the master)."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
 def worker_transport(broker_url: str) -> str | None:
     """The alias (registered with kombu) of :class:`Transport` for ``broker_url``, or None for a broker
     it does not serve (the embedded worker's ``memory://``)."""
-    alias = ALIASES.get(broker_url.partition("://")[0].lower())
-    if alias is not None:
-        TRANSPORT_ALIASES.setdefault(alias, TRANSPORT)
+    served = ALIASES.get(broker_url.partition("://")[0].lower())
+    if served is None:
+        return None
+    alias, transport = served
+    TRANSPORT_ALIASES.setdefault(alias, transport)
     return alias
