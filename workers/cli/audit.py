@@ -293,15 +293,15 @@ def audit_health(
     missing = sorted({r for p in pairs or [] for r in p} - set(health.rewards))
     if missing:
         raise typer.BadParameter(f"run {run_id!r} has no scores of {', '.join(missing)}", param_hint="--pair")
-    if as_json:
-        sys.stdout.buffer.write(orjson.dumps(health.as_json(), option=orjson.OPT_APPEND_NEWLINE))
-    else:
-        _health_tables(health)
-    if plot is not None:
+    if plot is not None:  # before the tables: a reader that stops early (`| head`) still gets the plot
         from rewardq.workers.cli.health_plot import plot_health
 
         plot_health(health, plot)
         err.print(f"plot written to {escape(str(plot))}", highlight=False)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(health.as_json(), option=orjson.OPT_APPEND_NEWLINE))
+    else:
+        _health_tables(health)
 
 
 def _pair(text: str) -> tuple[str, str]:

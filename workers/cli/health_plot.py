@@ -157,7 +157,9 @@ def _statuses(ax: Any, health: RunHealth, colours: dict[str, str]) -> None:
                     label=f"{reward}: {status}",
                 )
     ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_formatter(lambda x, _: f"{x:.0%}")
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))  # decimals as the ticks need (0.5 %, not 0 %)
     ax.set_ylabel("share of scores")
     ax.set_title(
         "scores not ok per step (line style: unscorable ··· error — timeout - -)", fontsize=9, loc="left"
