@@ -265,7 +265,7 @@ def register(kinds):
 @pytest.mark.parametrize("kind", ["ranked", "stepped"])
 def test_a_kind_that_cannot_score_turns_refuses_per_turn_at_config_load(tmp_path: Path, kind: str) -> None:
     (tmp_path / "kinds.py").write_text(GROUP_PLUGIN)
-    head = f'plugins = ["kinds.py"]\n[rewards.r]\nkind = "{kind}"\n'
+    head = f'plugins = ["kinds.py"]\ngroup_kinds = ["ranked"]\n[rewards.r]\nkind = "{kind}"\n'
     assert load(tmp_path, head).build("r").kind == kind
     with pytest.raises(ConfigError) as refused:
         load(tmp_path, head + "per_turn = true\n")
