@@ -3,6 +3,7 @@ fails, and a flush of coalesced tasks keeps each task's groups apart even where 
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,12 @@ def app(tmp_path: Path) -> Any:
 
 def test_a_flush_keeps_each_tasks_groups_apart(app: Any) -> None:
     first, second = _payload("b1", 0, [3, 2]), _payload("b2", 0, [3, 1])  # equal keys: prompts q0, q1
-    score_requests(app, app.rewardq_runtime, [_request("t1", first), _request("t2", second)])
-    assert app.backend.get_task_meta("t1")["result"]["values"] == [3.0, 3.0, 3.0, 2.0, 2.0]
-    assert app.backend.get_task_meta("t2")["result"]["values"] == [3.0, 3.0, 3.0, 1.0]
+    # Task ids of their own: the in-memory result backend is one per process, and Celery keeps the first
+    # success stored under an id (another test's "t1").
+    t1, t2 = f"t1-{uuid.uuid4().hex}", f"t2-{uuid.uuid4().hex}"
+    score_requests(app, app.rewardq_runtime, [_request(t1, first), _request(t2, second)])
+    assert app.backend.get_task_meta(t1)["result"]["values"] == [3.0, 3.0, 3.0, 2.0, 2.0]
+    assert app.backend.get_task_meta(t2)["result"]["values"] == [3.0, 3.0, 3.0, 1.0]
 
 
 def test_a_group_over_the_bound_fails_at_the_worker(app: Any) -> None:
