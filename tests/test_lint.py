@@ -82,3 +82,12 @@ def test_no_module_over_400_lines() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_test_files_have_basenames_of_their_own() -> None:
+    """pytest imports test files by basename (the tests have no packages): two alike stop collection in a
+    clean clone, where no cached module hides it."""
+    seen: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
