@@ -84,6 +84,20 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+def self_signed_certificate(cert: Path, key: Path) -> None:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl), at ``cert`` and ``key``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        unavailable("openssl is not installed")
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key)]
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [str(openssl), *request, "-out", str(cert), *subject],
+        check=True,
+        capture_output=True,
+    )
+
+
 class RedisServer:
     """A redis-server of the test's own on a free port (never the shared one).
 
@@ -127,33 +141,9 @@ class RedisServer:
         """A self-signed certificate for 127.0.0.1 (openssl), and the options that serve only TLS."""
         if not self.tls:
             return ["--port", str(self.port)]
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            unavailable("openssl is not installed")
         key = self.ca_file.with_name("key.pem")
         self.ca_file.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                str(openssl),
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-keyout",
-                str(key),
-                "-out",
-                str(self.ca_file),
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self_signed_certificate(self.ca_file, key)
         return [
             "--port",
             "0",

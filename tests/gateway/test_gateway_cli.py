@@ -4,7 +4,6 @@ no key in any log line), ``rewardq gateway-key``, and the gateway's config file.
 from __future__ import annotations
 
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -17,39 +16,15 @@ import pytest
 
 from rewardq.gateway.config import GatewayConfig, hash_key
 from rewardq.wire.errors import ConfigError
-from tests.conftest import RedisServer, WorkerProcess, free_port, unavailable
+from tests.conftest import RedisServer, WorkerProcess, free_port, self_signed_certificate
 from tests.gateway.conftest import Keys, path_of, rows
 
 REWARDQ = str(Path(sys.executable).with_name("rewardq"))
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        unavailable("openssl is not installed")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            str(openssl),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    self_signed_certificate(cert, key)
     return cert, key
 
 
