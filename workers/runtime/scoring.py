@@ -38,8 +38,8 @@ def score_together(runtime: WorkerRuntime, items: Sequence[Prepared]) -> None:
         raise ValueError(f"score_together takes tasks of one reward, got {sorted(names)}")
     samples = [s for item in items for s in item.samples]
     scores = [s for item in items for s in item.scores]
-    tasks = [k for k, item in enumerate(items) for _ in item.samples]
-    scorer, latency_ms = _score(runtime, names.pop(), samples, scores, tasks)
+    sizes = [len(item.samples) for item in items]
+    scorer, latency_ms = _score(runtime, names.pop(), samples, scores, sizes)
     start = 0
     for item in items:
         end = start + len(item.scores)
@@ -52,10 +52,10 @@ def _score(
     name: str,
     samples: list[Sample | None],
     scores: list[Score | None],
-    tasks: list[int],
+    sizes: list[int],
 ) -> tuple[str, float]:
-    """Fill ``scores`` for the valid samples (``tasks``: each one's task in the call); returns the scorer's
-    fingerprint and the latency in ms."""
+    """Fill ``scores`` for the valid samples (``sizes``: how many samples each task of the call holds);
+    returns the scorer's fingerprint and the latency in ms."""
     valid = {i: s for i, s in enumerate(samples) if s is not None}
     try:
         reward = runtime.reward(name)
@@ -67,7 +67,7 @@ def _score(
     else:
         scorer = reward.fingerprint
         if reward.reward.sees == "group":
-            valid = _whole_groups(valid, scores, tasks)
+            valid = _whole_groups(valid, scores, sizes)
         started = time.perf_counter()
         try:
             out = reward.score(list(valid.values()))
@@ -89,14 +89,15 @@ def _score(
 
 
 def _whole_groups(
-    valid: dict[int, Sample], scores: list[Score | None], tasks: list[int]
+    valid: dict[int, Sample], scores: list[Score | None], sizes: list[int]
 ) -> dict[int, Sample]:
     """The samples a group-level reward scores: a group over ``MAX_GROUP_SIZE`` fails instead, and where
     the call holds several tasks each sample's group is qualified with its task's place in the call."""
+    tasks = [k for k, size in enumerate(sizes) for _ in range(size)]  # each sample's task in the call
     members: dict[tuple[int, str], list[int]] = {}
     for i, sample in valid.items():
         members.setdefault((tasks[i], sample.group_key), []).append(i)
-    several = len(set(tasks)) > 1
+    several = len(sizes) > 1
     out: dict[int, Sample] = {}
     for (task, key), indices in members.items():
         if len(indices) > MAX_GROUP_SIZE:
