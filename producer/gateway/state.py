@@ -95,22 +95,17 @@ class Gateway:
 
     async def wait(self, handle: ScoreHandle, timeout: float) -> ScoreResult:
         """``handle.get(timeout)``, waiting without the lock (see the module docstring)."""
-        started = time.monotonic()
         limit = timeout
         if handle.deadline_at is not None and handle.on_deadline != "wait":
             limit = min(timeout, max(0.0, handle.deadline_at - time.time()))
-        pause = FIRST_PAUSE_S
-        looked = time.monotonic()
+        poll = _Poll(limit, LAST_PAUSE_S)
         ready = await run_in_threadpool(handle.ready)
-        while not ready and (left := limit - (time.monotonic() - started)) > 0:
-            await asyncio.sleep(min(pause, left))
-            pause = min(2 * pause, LAST_PAUSE_S)
-            if time.monotonic() - looked >= RESEND_CHECK_S:  # as get does between its waits
-                looked = time.monotonic()
+        while not ready and (pause := poll.pause()) is not None:
+            await asyncio.sleep(pause)
+            if poll.resend_due():
                 await run_in_threadpool(self._resend_lost, handle)
             ready = await run_in_threadpool(handle.ready)
-        left = max(0.0, timeout - (time.monotonic() - started))
-        return await run_in_threadpool(self._get, handle, COLLECT_GRACE_S if ready else left)
+        return await run_in_threadpool(self._get, handle, COLLECT_GRACE_S if ready else poll.left(timeout))
 
     def _resend_lost(self, handle: ScoreHandle) -> None:
         with self._celery:
@@ -129,19 +124,14 @@ class Gateway:
         requests' keys were authorized already): the same steps and lock, blocking that thread rather
         than the event loop; no owner record (the batch is waited for here)."""
         handle = self._submit(None, samples, rewards, run_id, None, None, "partial")
-        started = time.monotonic()
-        pause = FIRST_PAUSE_S
-        looked = time.monotonic()
+        poll = _Poll(timeout, last_pause)
         ready = handle.ready()
-        while not ready and (left := timeout - (time.monotonic() - started)) > 0:
-            time.sleep(min(pause, left))
-            pause = min(2 * pause, last_pause)
-            if time.monotonic() - looked >= RESEND_CHECK_S:  # as wait does
-                looked = time.monotonic()
+        while not ready and (pause := poll.pause()) is not None:
+            time.sleep(pause)
+            if poll.resend_due():
                 self._resend_lost(handle)
             ready = handle.ready()
-        left = max(0.0, timeout - (time.monotonic() - started))
-        return self._get(handle, COLLECT_GRACE_S if ready else left)
+        return self._get(handle, COLLECT_GRACE_S if ready else poll.left(timeout))
 
     def _get(self, handle: ScoreHandle, timeout: float) -> ScoreResult:
         with self._celery:
@@ -252,3 +242,36 @@ def _owner_key(batch_id: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+class _Poll:
+    """The schedule of a wait that reads a batch's state between pauses (``wait`` on the event loop,
+    ``produce`` on a thread): pauses from FIRST_PAUSE_S doubling up to ``last_pause`` within ``limit``
+    seconds, and a look for lost chunks every RESEND_CHECK_S, as ``ScoreHandle.get`` does between its
+    waits."""
+
+    def __init__(self, limit: float, last_pause: float) -> None:
+        self.started = self.looked = time.monotonic()
+        self.limit = limit
+        self.last_pause = last_pause
+        self._next = FIRST_PAUSE_S
+
+    def pause(self) -> float | None:
+        """Seconds to sleep before the next read, or None once ``limit`` has passed."""
+        left = self.left(self.limit)
+        if left <= 0:
+            return None
+        pause = min(self._next, left)
+        self._next = min(2 * self._next, self.last_pause)
+        return pause
+
+    def resend_due(self) -> bool:
+        """Whether it is time to look for lost chunks again (then not for another RESEND_CHECK_S)."""
+        if time.monotonic() - self.looked < RESEND_CHECK_S:
+            return False
+        self.looked = time.monotonic()
+        return True
+
+    def left(self, seconds: float) -> float:
+        """What is left of ``seconds`` counted from the start of the wait (never below 0)."""
+        return max(0.0, seconds - (time.monotonic() - self.started))
