@@ -171,10 +171,12 @@ class VerlScorer:
         if not self.stepped:
             return score
         out: dict[str, Any] = {"score": score}
+        ids: list[int] | None = None  # the completion's tokens, encoded once for every stepped reward
         for name in self.stepped:
             ends = result.step_ends[name][i] or []
             if self.tokenizer is not None and ends:
-                ids = self.tokenizer.encode(row["completion"], add_special_tokens=False)
+                if ids is None:
+                    ids = self.tokenizer.encode(row["completion"], add_special_tokens=False)
                 ends = token_ends(ends, ids, decoder(self.tokenizer))
             out[f"{name}_steps"] = result.steps[name][i] or []
             out[f"{name}_step_ends"] = ends
