@@ -13,6 +13,7 @@ scorers (rewardq.scorers); producers do not count it as serving until its first 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -108,7 +109,8 @@ class ServingCheck:
             if left <= 0:
                 raise UnservedRewardError(missing, self.settings.serve_wait)
             if not said:
-                log.warning("waiting up to %.0fs for a worker serving: %s", left, ", ".join(missing))
+                # the time left, rounded up: the command's set-up may have used part of serve_wait
+                log.warning("waiting up to %ds for a worker serving: %s", math.ceil(left), ", ".join(missing))
                 said = True
             time.sleep(min(POLL_S, left))
 

@@ -64,8 +64,13 @@ def seal_run(engine: Engine, run_id: str, key: bytes | None, *, limit: int = SEA
     """Seal every committed, unsealed row of ``run_id`` with ``key``, pass after pass; returns how
     many rows were sealed, or None when another sealer held the run (it seals them; ask again later
     for rows committed since)."""
-    with engine.begin() as conn:  # committed apart, so that a pass locks a row that exists
-        if conn.execute(text(_HEAD), {"run": run_id}).first() is None:
+    # The head row is created apart, so that a pass locks a row that exists; and in a transaction of
+    # its own whose first statement is the write: on SQLite, a transaction that has read cannot wait
+    # for another writer's lock and fails at once ("database is locked").
+    with engine.connect() as conn:
+        missing = conn.execute(text(_HEAD), {"run": run_id}).first() is None
+    if missing:
+        with engine.begin() as conn:
             conn.execute(_CREATE_HEAD, {"run": run_id, "genesis": GENESIS, "key_id": key_id(key)})
     sealed = 0
     while True:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from rewardq.storage import make_engine, upgrade, verify_run, write_scores
 from rewardq.storage.chain import key_id
@@ -222,6 +222,33 @@ def test_concurrent_writers_and_sealers_of_one_run_keep_one_valid_chain(database
         engine.dispose()
     assert report.rows == 4 * 15 * 8 and report.intact and report.unsealed == [], report.problems[:5]
     assert seqs == list(range(1, 4 * 15 * 8 + 1))
+
+
+def test_a_sealer_creating_a_run_head_waits_for_a_writer_that_committed_meanwhile(
+    engine: Engine, database_url: str, make_row: MakeRow
+) -> None:
+    """A run's first seal creates its head while another worker commits rows: the sealer waits for the
+    lock instead of failing (SQLite fails at once a transaction that has read, then wants to write)."""
+    other = make_engine(database_url)
+    committed: list[bool] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _commit_elsewhere_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO run_heads") and not committed:
+            committed.append(True)
+            with other.begin() as meanwhile:
+                write_scores(meanwhile, [make_row(0, run_id="run-b", batch_id="b-other")])
+
+    with engine.begin() as conn:
+        write_scores(conn, [make_row(i) for i in range(3)])
+    try:
+        assert seal_run(engine, "run-a", None) == 3
+    finally:
+        other.dispose()
+    assert committed
+    with engine.connect() as conn:
+        assert unsealed_runs(conn) == ["run-b"]
+    assert problems(engine) == []
 
 
 def test_two_sealers_at_once_make_one_chain(engine: Engine, make_row: MakeRow) -> None:
