@@ -88,13 +88,13 @@ def test_a_slow_parse_times_out(make: Make, monkeypatch: pytest.MonkeyPatch) -> 
     import math_verify.parser
 
     def slow(*args: Any, **kwargs: Any) -> list[Any]:
-        time.sleep(5)
+        time.sleep(60)
         return []
 
     monkeypatch.setattr(math_verify.parser, "extract_target_from_pred", slow)
     started = time.monotonic()
     (score,) = make(timeout_seconds=1).score([sample("\\boxed{1}", "1")])
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 30  # stopped, not left to finish (with room for a loaded machine)
     assert score.status == "timeout" and score.value is None
     assert "1s" in (score.error or "")
 
