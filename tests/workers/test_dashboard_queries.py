@@ -191,3 +191,11 @@ def _base(name: str) -> str:
         if name.endswith(suffix):
             return name.removesuffix(suffix)
     return name
+
+
+def test_the_compose_prometheus_config_is_one_prometheus_accepts(prometheus_binary: str) -> None:
+    """docs/grafana/prometheus.yml, what docker-compose.yml gives Prometheus, checked by its promtool."""
+    promtool = Path(prometheus_binary).with_name("promtool")
+    config = DASHBOARD.with_name("prometheus.yml")
+    done = subprocess.run([str(promtool), "check", "config", str(config)], capture_output=True, text=True)
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
