@@ -16,6 +16,7 @@ from rewardq.workers.cli import exporter
 from rewardq.workers.cli.status import BrokerStatus, QueueDepth
 
 ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "docs" / "grafana" / "rewardq.json"
 HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
 
 LIST_WORKER_METRICS = """
@@ -26,6 +27,18 @@ for family in REGISTRY.collect():
     if family.name.startswith("rewardq_"):
         print(family.name + ("_total" if family.type == "counter" else ""))
 """
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """Each query of the dashboard, with its panel's title."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [(p["title"], t["expr"]) for p in panels for t in p.get("targets", []) if t.get("expr")]
+
+
+def metric_names(text: str) -> set[str]:
+    """The rewardq metrics ``text`` names (a query, or series names), a histogram's series by their
+    metric's name."""
+    return {HISTOGRAM_SERIES.sub("", name) for name in re.findall(r"rewardq_\w+", text)}
 
 
 def worker_metrics() -> set[str]:
@@ -52,12 +65,6 @@ def test_the_docs_table_names_every_metric_and_only_those(monkeypatch: pytest.Mo
 
 
 def test_the_dashboard_shows_every_exported_metric_and_only_those(monkeypatch: pytest.MonkeyPatch) -> None:
-    dashboard = json.loads((ROOT / "docs/grafana/rewardq.json").read_text())
-    queried = {
-        HISTOGRAM_SERIES.sub("", name)
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
-        for name in re.findall(r"rewardq_\w+", target["expr"])
-    }
+    queried = set().union(*(metric_names(expr) for _, expr in dashboard_queries()))
     exported = worker_metrics() | broker_metrics(monkeypatch)
     assert queried == exported

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import subprocess
 import time
@@ -25,21 +24,13 @@ import pytest
 from rewardq import RewardClient, Settings
 from tests.conftest import RedisServer, WorkerProcess, free_port, unavailable
 from tests.fake_openai import FakeOpenAI, failing, verdict
+from tests.test_dashboard import DASHBOARD, dashboard_queries, metric_names
 from tests.workers.test_metrics import _exporter, wait_for, wait_port
 
 pytestmark = pytest.mark.slow
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "rewardq.json"
 SCRAPE_S = 1
-_METRIC = re.compile(r"\brewardq_[a-z_]+")
-_SUFFIXES = ("_bucket", "_sum", "_count")
 REWARDS = ["format", "repetition", "grader"]
-
-
-def queries() -> list[tuple[str, str]]:
-    """Each panel's title and query."""
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(p["title"], t["expr"]) for p in panels for t in p.get("targets", []) if t.get("expr")]
 
 
 class Prometheus:
@@ -85,8 +76,9 @@ class Prometheus:
         return result
 
     def held(self) -> set[str]:
-        """The rewardq metric names Prometheus has series of."""
-        return {s["metric"]["__name__"] for s in self.query('{__name__=~"rewardq_.+"}')}
+        """The rewardq metrics Prometheus has series of (a histogram's by its metric's name)."""
+        series = {s["metric"]["__name__"] for s in self.query('{__name__=~"rewardq_.+"}')}
+        return metric_names(" ".join(series))
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -170,10 +162,9 @@ def test_every_panel_shows_numbers_once_a_run_is_scored(
     held = scraped.held()
     assert {"rewardq_samples_scored_total", "rewardq_queue_depth", "rewardq_workers_live"} <= held
     empty, not_finite, shown = [], [], []
-    for title, expr in queries():
+    for title, expr in dashboard_queries():
         result = scraped.query(expr)  # valid PromQL, or this fails naming Prometheus' error
-        names = {_base(name) for name in _METRIC.findall(expr)}
-        if not names <= {_base(name) for name in held}:
+        if not metric_names(expr) <= held:
             continue  # what this run does not exercise (model coalescing, sandboxes, deadlines, the DLQ)
         values = [float(s["value"][1]) for s in result]
         if not values:
@@ -184,14 +175,6 @@ def test_every_panel_shows_numbers_once_a_run_is_scored(
             shown.append(title)
     assert not empty and not not_finite, (empty, not_finite)
     assert len(shown) >= 20, shown  # most of the dashboard was exercised, not skipped
-
-
-def _base(name: str) -> str:
-    """A histogram's series name without its ``_bucket``/``_sum``/``_count`` suffix."""
-    for suffix in _SUFFIXES:
-        if name.endswith(suffix):
-            return name.removesuffix(suffix)
-    return name
 
 
 def test_the_compose_prometheus_config_is_one_prometheus_accepts(prometheus_binary: str) -> None:
