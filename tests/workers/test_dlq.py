@@ -26,6 +26,14 @@ from tests.conftest import RedisServer, WorkerProcess
 from tests.workers.test_cli import rewardq
 
 GOOD = "<think>a</think>\n<answer>b</answer>"
+# A format task's envelope in a wire version no worker speaks: parked, never scored.
+UNKNOWN_VERSION = {
+    "v": 99,
+    "batch_id": "b-1",
+    "run_id": "r",
+    "reward": "format",
+    "samples": [{"completion": "a"}],
+}
 
 
 def function_reward(tmp_path: Path, name: str, source: str) -> Path:
@@ -161,16 +169,10 @@ def test_malformed_and_unknown_messages_are_recorded_and_the_worker_keeps_servin
 ) -> None:
     worker = start_worker(redis_server.url, sqlite_url, "--rewards", "format", "--pool", "solo")
     queue = queue_for("format")
-    envelope = {
-        "v": 99,
-        "batch_id": "b-1",
-        "run_id": "r",
-        "reward": "format",
-        "samples": [{"completion": "a"}],
-    }
-    wrong_version = _publish(redis_server.url, ((envelope,), {}, {}), queue=queue, serializer="json")
-    pickled = _publish(redis_server.url, ((envelope,), {}, {}), queue=queue, serializer="pickle")
-    unknown = _publish(redis_server.url, ((envelope,), {}, {}), queue=queue, serializer="json", task="x.y")
+    body = ((UNKNOWN_VERSION,), {}, {})
+    wrong_version = _publish(redis_server.url, body, queue=queue, serializer="json")
+    pickled = _publish(redis_server.url, body, queue=queue, serializer="pickle")
+    unknown = _publish(redis_server.url, body, queue=queue, serializer="json", task="x.y")
     not_json = _publish(
         redis_server.url,
         b"\x00\xff not json",
@@ -190,7 +192,7 @@ def test_malformed_and_unknown_messages_are_recorded_and_the_worker_keeps_servin
     entries = {e.task_id: e for e in dlq_entries(redis_server.url)}
     assert set(entries) == {wrong_version, pickled, unknown, not_json}
     assert entries[wrong_version].reason.startswith("rejected task: v: Input should be 1")
-    assert (entries[wrong_version].batch_id, entries[wrong_version].payload) == ("b-1", envelope)
+    assert (entries[wrong_version].batch_id, entries[wrong_version].payload) == ("b-1", UNKNOWN_VERSION)
     assert "ContentDisallowed" in entries[pickled].reason and "pickle" in entries[pickled].reason
     assert entries[pickled].payload["content_type"] == "application/x-python-serialize"
     assert entries[unknown].reason == "unknown task name 'x.y'"

@@ -20,7 +20,7 @@ from rewardq import RewardClient, Settings
 from rewardq.wire.schema import queue_for
 from tests.conftest import RedisServer, WorkerProcess, free_port
 from tests.fake_openai import FakeOpenAI, failing, verdict
-from tests.workers.test_dlq import _publish, dlq_entries
+from tests.workers.test_dlq import UNKNOWN_VERSION, _publish, dlq_entries
 
 pytestmark = pytest.mark.slow
 
@@ -225,15 +225,9 @@ def test_deadline_kills_and_dlq_parks_are_counted(
         *("--rewards", "sleepy,format", "--pool", "solo", "--metrics-port", str(port)),
         env={"REWARDQ_REWARDS": str(rewards)},
     )
-    envelope = {
-        "v": 99,
-        "batch_id": "b-1",
-        "run_id": "r",
-        "reward": "format",
-        "samples": [{"completion": "a"}],
-    }
-    _publish(redis_server.url, ((envelope,), {}, {}), queue=queue_for("format"), serializer="json")
-    _publish(redis_server.url, ((envelope,), {}, {}), queue=queue_for("format"), serializer="pickle")
+    body = ((UNKNOWN_VERSION,), {}, {})
+    _publish(redis_server.url, body, queue=queue_for("format"), serializer="json")
+    _publish(redis_server.url, body, queue=queue_for("format"), serializer="pickle")
     settings = Settings.from_env({}, broker_url=redis_server.url, rewards=rewards, timeout=120)
     with RewardClient(settings) as client:
         result = client.score([{"completion": "a"}], ["sleepy", "format"], run_id="late")  # after them
